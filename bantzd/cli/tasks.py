@@ -1,0 +1,203 @@
+"""Commands that feed and run the queue: run, submit, validate, add."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+import yaml
+
+from bantzd.cli import get_home, main
+from bantzd.errors import EXIT_FAILURE, UsageError
+from bantzd.paths import Home
+from bantzd.queue.atomic import fsync_dir
+from bantzd.queue.taskfile import MAX_TASK_FILE_BYTES, TaskFileError, parse_task
+
+
+@main.command()
+@click.option(
+    "--until",
+    "until_text",
+    metavar="TIME",
+    help="Stop starting tasks then, checkpoint running ones, write the report: "
+    "HH:MM (the next one) or an ISO date-time.",
+)
+@click.option(
+    "--once", is_flag=True, help="Exit when nothing runs and nothing queued can start by itself."
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log to stderr too.")
+@click.pass_context
+def run(ctx: click.Context, until_text: str | None, once: bool, verbose: bool) -> None:
+    """Run the supervisor in the foreground."""
+    from bantzd.supervisor.loop import run_supervisor, summary_line
+    from bantzd.supervisor.timing import resolve_until
+
+    home = get_home(ctx)
+    until = None
+    if until_text:
+        try:
+            until = resolve_until(until_text, datetime.now().astimezone()).timestamp()
+        except ValueError as e:
+            raise UsageError(f"--until: {e}") from e
+    code = run_supervisor(home, once=once, until=until, verbose=verbose)
+    if until is not None:
+        _write_report(home)
+    click.echo(summary_line(home))
+    sys.exit(code)
+
+
+def _write_report(home: Home) -> None:
+    try:
+        from bantzd.reports.morning import write_report
+    except ImportError:
+        return
+    path = write_report(home)
+    click.echo(f"bantzd: report written to {path}")
+
+
+def _check(path: Path) -> tuple[bytes | None, str | None]:
+    """(bytes, None) for a valid task file, (None, problems) otherwise."""
+    try:
+        if path.stat().st_size > MAX_TASK_FILE_BYTES:
+            return None, f"file is larger than {MAX_TASK_FILE_BYTES} bytes"
+        data = path.read_bytes()
+    except OSError as e:
+        return None, f"cannot be read: {e.strerror}"
+    stem = path.name.rsplit(".", 1)[0] if path.suffix in (".yaml", ".yml") else path.name
+    try:
+        parse_task(data, default_name=stem)
+    except TaskFileError as e:
+        return None, str(e)
+    return data, None
+
+
+def place_in_spool(home: Home, name: str, data: bytes) -> Path:
+    """Write a task file into the spool atomically: a hidden temp name, then a rename."""
+    home.ensure()
+    stem, _, ext = name.rpartition(".")
+    if ext not in ("yaml", "yml"):
+        stem, ext = name, "yaml"
+    target = home.spool / f"{stem}.{ext}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = home.spool / f"{stem}-{n}.{ext}"
+    tmp = home.spool / f".{target.name}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, target)
+    fsync_dir(home.spool)
+    return target
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.pass_context
+def submit(ctx: click.Context, files: tuple[str, ...]) -> None:
+    """Check task FILES and place the valid ones into the spool."""
+    home = get_home(ctx)
+    bad = 0
+    for name in files:
+        path = Path(name)
+        data, problems = _check(path)
+        if data is None:
+            bad += 1
+            click.echo(f"{name}: not submitted\n{_indent(problems or '')}", err=True)
+            continue
+        target = place_in_spool(home, path.name, data)
+        click.echo(f"{name}: submitted as {target.name}")
+    sys.exit(EXIT_FAILURE if bad else 0)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def validate(files: tuple[str, ...]) -> None:
+    """Check task FILES without submitting them."""
+    bad = 0
+    for name in files:
+        data, problems = _check(Path(name))
+        if data is None:
+            bad += 1
+            click.echo(f"{name}: invalid\n{_indent(problems or '')}")
+        else:
+            click.echo(f"{name}: ok")
+    sys.exit(EXIT_FAILURE if bad else 0)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+@main.command(context_settings={"ignore_unknown_options": False})
+@click.option("--name", help="Task name (default: the command's name).")
+@click.option("--after", multiple=True, help="Name or id that must be done first (repeatable).")
+@click.option("--priority", help="high, normal, low or an integer.")
+@click.option("--retries", type=int, help="Extra attempts after a failure.")
+@click.option("--retry-delay", help="First backoff, doubled each attempt (e.g. 1m).")
+@click.option("--timeout", help="Per attempt (e.g. 4h).")
+@click.option(
+    "--cwd", type=click.Path(file_okay=False), help="Working directory (default: the current one)."
+)
+@click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
+@click.option("--cpus", type=float)
+@click.option("--memory")
+@click.option("--gpus", type=int)
+@click.option("--gpu-memory")
+@click.option("--window")
+@click.option("--not-before")
+@click.option("--deadline")
+@click.option("--approval", is_flag=True, default=None)
+@click.option("--category")
+@click.option("--shell", is_flag=True, help="Run COMMAND as one shell command line.")
+@click.argument("command", nargs=-1, required=True)
+@click.pass_context
+def add(
+    ctx: click.Context,
+    command: tuple[str, ...],
+    env_pairs: tuple[str, ...],
+    shell: bool,
+    **opts: object,
+) -> None:
+    """Queue COMMAND ARGS... as a task (like `pueue add`): bantzd add -- make -j4."""
+    home = get_home(ctx)
+    task: dict[str, object] = {}
+    name = opts.pop("name") or Path(command[0]).name
+    task["name"] = name
+    task["run"] = " ".join(command) if shell else list(command)
+    task["cwd"] = opts.pop("cwd") or os.getcwd()
+    after = opts.pop("after")
+    if after:
+        task["after"] = [int(a) if a.isdigit() else a for a in after]
+    if env_pairs:
+        env = {}
+        for pair in env_pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--env")
+            env[key] = value
+        task["env"] = env
+    resources = {}
+    for key in ("cpus", "memory", "gpus", "gpu_memory"):
+        value = opts.pop(key)
+        if value is not None:
+            resources[key] = value
+    if resources:
+        task["resources"] = resources
+    for key, value in opts.items():
+        if value is not None:
+            task[key] = (
+                int(value) if key == "priority" and str(value).lstrip("-").isdigit() else value
+            )
+    data = yaml.safe_dump(task, sort_keys=False, allow_unicode=True).encode()
+    try:
+        parse_task(data, default_name=str(name))
+    except TaskFileError as e:
+        raise UsageError(f"the task would be invalid:\n{e}") from e
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in str(name)) or "task"
+    target = place_in_spool(home, f"{safe}.yaml", data)
+    click.echo(f"added {name!r} to the spool as {target.name}")

@@ -1,0 +1,424 @@
+"""Read-only commands: `list`, `show`, `logs`, `status` (SPEC section 7).
+
+They only read files that are replaced atomically (state.json, supervisor.json, the lock
+file), so they are safe while a supervisor runs and never take the home lock or create
+anything in the home.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import click
+
+from bantzd.cli import get_home, main
+from bantzd.cli.render import (
+    STATUS_STYLE,
+    STATUSES,
+    describe,
+    duration_between,
+    end_text,
+    mask_task_yaml,
+    mask_values,
+    parse_iso,
+    print_table,
+    progress_text,
+    question_text,
+    tail_offset,
+    tail_text,
+    task_object,
+    task_yaml_secrets,
+)
+from bantzd.clock import iso
+from bantzd.errors import BantzError
+from bantzd.paths import Home, TaskPaths
+from bantzd.queue.lookup import resolve
+from bantzd.queue.store import read_state, scan_states
+from bantzd.queue.task import TaskState
+from bantzd.supervisor.lock import supervisor_info
+from bantzd.supervisor.probes import Reading, read_machine, throttle_reason
+from bantzd.units import format_duration, format_size, parse_size
+
+SHOW_LOG_LINES = 10
+FOLLOW_INTERVAL = 0.25
+COPY_CHUNK = 1024 * 1024
+
+
+class StatusList(click.ParamType):
+    """`--status running` or `--status queued,held`; anything else is a usage error (2)."""
+
+    name = "status"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> frozenset[str]:
+        if isinstance(value, frozenset):
+            return value
+        wanted = [part.strip() for part in str(value).split(",") if part.strip()]
+        valid = [str(s) for s in STATUSES]
+        bad = [w for w in wanted if w not in valid]
+        if bad or not wanted:
+            what = f"{', '.join(map(repr, bad))} is not a status" if bad else "no status given"
+            self.fail(f"{what}; choose from {', '.join(valid)}", param, ctx)
+        return frozenset(wanted)
+
+
+def _dump(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+# list ----------------------------------------------------------------------------------
+
+
+@main.command("list")
+@click.option(
+    "--status",
+    "statuses",
+    type=StatusList(),
+    multiple=True,
+    metavar="S[,S...]",
+    help="Only tasks in these statuses (repeatable or comma-separated).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of task objects.")
+@click.pass_context
+def list_tasks(ctx: click.Context, statuses: tuple[frozenset[str], ...], as_json: bool) -> None:
+    """List tasks, oldest first."""
+    wanted = frozenset().union(*statuses) if statuses else None
+    states = [s for s in scan_states(get_home(ctx)) if wanted is None or str(s.status) in wanted]
+    if as_json:
+        _dump([task_object(s) for s in states])
+        return
+    rows = [[str(s.id), s.name, str(s.status), str(s.attempts), describe(s)] for s in states]
+    print_table(["ID", "NAME", "STATUS", "ATTEMPTS", "INFO"], rows, status_column=2)
+
+
+# show ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("task")
+@click.option("--json", "as_json", is_flag=True, help="Print the task object as JSON.")
+@click.pass_context
+def show(ctx: click.Context, task: str, as_json: bool) -> None:
+    """Show one task (by id or unique name): state, history, task file, output tail."""
+    home = get_home(ctx)
+    state = resolve(home, task)
+    if as_json:
+        _dump(task_object(state))
+        return
+    paths = TaskPaths(home.task_dir(state.id))
+    click.echo("\n".join(_show_lines(state, paths)))
+
+
+def _show_lines(state: TaskState, paths: TaskPaths) -> list[str]:
+    """The human view of `show`; secrets of the task's env are masked everywhere in it."""
+    status = str(state.status)
+    lines = [
+        click.style(f"task {state.id}: {state.name}", bold=True)
+        + "  "
+        + click.style(status, fg=STATUS_STYLE.get(status))
+    ]
+
+    def field(label: str, value: object) -> None:
+        if value not in (None, "", [], {}):
+            lines.append(f"  {label + ':':<11}{value}")
+
+    field("reason", state.reason)
+    field("progress", progress_text(state.progress))
+    field("step", state.step)
+    field("steps done", ", ".join(state.steps_done))
+    field("attempts", state.attempts)
+    field("priority", state.priority)
+    field("kind", state.kind)
+    field("paused", "yes" if state.paused else None)
+    field("pid", state.pid)
+    field("created", state.created)
+    field("started", state.started)
+    field("finished", state.finished)
+    took = duration_between(state.started, state.finished)
+    field("took", format_duration(took) if took is not None and state.finished else None)
+    field("ended", end_text(state))
+    field("error", state.error)
+    if state.question:
+        field("question", question_text(state.question))
+        key = state.question.get("key") if isinstance(state.question, dict) else None
+        key_opt = f" --key {key}" if key else ""
+        field("answer it", f"bantzd answer {state.id}{key_opt} TEXT")
+    field("answer", state.answer)
+    for key, value in sorted(state.answers.items()):
+        field(f"answer[{key}]", value)
+    for name, count in sorted(state.tokens.items()):
+        field(f"tokens {name}", count)
+
+    if state.history:
+        lines += ["", click.style("history:", bold=True)]
+        for entry in state.history:
+            reason = f"  {entry['reason']}" if entry.get("reason") else ""
+            lines.append(f"  {entry.get('at', '?')}  {entry.get('status', '?')}{reason}")
+
+    secrets: list[str] = []
+    try:
+        text = paths.task_yaml.read_text(errors="replace")
+    except OSError:
+        text = None
+    if text is not None:
+        secrets = task_yaml_secrets(text)
+        lines += ["", click.style("task.yaml:", bold=True)]
+        lines += ["  " + line for line in mask_task_yaml(text).rstrip("\n").split("\n")]
+
+    tail = tail_text(paths.output, SHOW_LOG_LINES)
+    if tail:
+        lines += ["", click.style(f"output.log (last {SHOW_LOG_LINES} lines):", bold=True)]
+        lines += ["  " + mask_values(line, secrets) for line in tail]
+    return lines
+
+
+# logs ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("task")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the task ends.")
+@click.option(
+    "-n", "--lines", type=click.IntRange(min=0), default=None, help="Only the last N lines."
+)
+@click.pass_context
+def logs(ctx: click.Context, task: str, follow: bool, lines: int | None) -> None:
+    """Print a task's output.log (all attempts, in order)."""
+    home = get_home(ctx)
+    state = resolve(home, task)
+    task_dir = home.task_dir(state.id)
+    # Bytes as the worker wrote them, whatever their encoding.
+    sys.stdout.flush()
+    out: BinaryIO = sys.stdout.buffer
+    try:
+        pos = print_log(TaskPaths(task_dir).output, out, lines)
+        if follow:
+            follow_log(TaskPaths(task_dir).output, out, pos, lambda: _task_over(task_dir))
+    except KeyboardInterrupt:
+        # Ctrl-C is how a person stops following; it is not a failure.
+        pass
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+
+
+def print_log(path: Path, out: BinaryIO, lines: int | None) -> int:
+    """Copy the log (or its last `lines` lines) to `out`; returns the offset reached.
+
+    Bytes are copied as they are, so a log in any encoding (or with progress-bar `\\r`s)
+    comes out exactly as the worker wrote it.
+    """
+    try:
+        with open(path, "rb") as f:
+            start = tail_offset(f, lines) if lines is not None else 0
+            f.seek(start)
+            return start + _copy(f, out)
+    except FileNotFoundError:  # no attempt has written anything yet
+        return 0
+
+
+def follow_log(
+    path: Path,
+    out: BinaryIO,
+    pos: int,
+    finished: Callable[[], bool],
+    *,
+    interval: float = FOLLOW_INTERVAL,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Print what is appended to `path` from `pos` on, like `tail -f`, until `finished()`.
+
+    `finished` is checked *before* the final read: a worker writes its last lines before the
+    supervisor records the end, so once the task is over one more read catches everything.
+    A log that shrinks (cleaned, recreated) is followed again from its start.
+    """
+    while True:
+        over = finished()
+        try:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size < pos:
+                    pos = 0
+                f.seek(pos)
+                pos += _copy(f, out)
+        except FileNotFoundError:
+            pass
+        if over:
+            return pos
+        sleep(interval)
+
+
+def _copy(f: BinaryIO, out: BinaryIO) -> int:
+    copied = 0
+    while chunk := f.read(COPY_CHUNK):
+        out.write(chunk)
+        copied += len(chunk)
+    out.flush()
+    return copied
+
+
+def _task_over(task_dir: Path) -> bool:
+    """Whether following should stop: the task ended, or its folder was cleaned away."""
+    state = read_state(task_dir)
+    if state is None:
+        return not task_dir.exists()
+    return state.finished_state
+
+
+def _quiet_broken_pipe() -> None:
+    """`bantzd logs 3 | head`: stop quietly instead of a traceback at interpreter exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+# status --------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Supervisor, machine load, running tasks, counts per status, questions waiting."""
+    report = collect_status(get_home(ctx), read_machine())
+    if as_json:
+        _dump(report)
+        return
+    click.echo("\n".join(status_lines(report, time.time())))
+
+
+def collect_status(home: Home, reading: Reading) -> dict[str, Any]:
+    """The `status --json` object (SPEC section 7) from the files and one machine reading."""
+    info = supervisor_info(home)
+    since = info.get("since") if info else None
+    pid = info.get("pid") if info else None
+    states = list(scan_states(home))
+    counts = {str(s): 0 for s in STATUSES}
+    for state in states:
+        counts[str(state.status)] = counts.get(str(state.status), 0) + 1
+    max_load, min_free = _throttle_limits(home)
+    return {
+        "supervisor": {
+            "running": info is not None,
+            "pid": pid if isinstance(pid, int) else None,
+            "since": iso(since) if isinstance(since, int | float) else None,
+        },
+        "paused": read_paused(home),
+        "counts": counts,
+        "running": [task_object(s) for s in states if s.status == "running"],
+        "waiting_human": [task_object(s) for s in states if s.status == "waiting_human"],
+        "load": reading.to_json(),
+        "throttled": throttle_reason(reading, max_load, min_free),
+    }
+
+
+def read_paused(home: Home) -> bool:
+    """The global pause flag (`bantzd pause`); a missing or unreadable file means no."""
+    try:
+        data = json.loads(home.supervisor_state.read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(data.get("paused")) if isinstance(data, dict) else False
+
+
+def _throttle_limits(home: Home) -> tuple[float | None, int | None]:
+    """`[throttle] max_load` and `min_free_memory` from config.toml, or None each.
+
+    `status` must work on a home without a config and with a broken one (it is how a person
+    looks at a sick setup), so config problems only switch the throttle check off here.
+    """
+    try:
+        from bantzd.config import load_config
+    except ImportError:
+        return None, None
+    try:
+        throttle = getattr(load_config(home.config), "throttle", None)
+    except (BantzError, OSError, ValueError):
+        return None, None
+    max_load = getattr(throttle, "max_load", None)
+    min_free = getattr(throttle, "min_free_memory", None)
+    try:
+        min_free = parse_size(min_free) if min_free is not None else None
+    except ValueError:
+        min_free = None
+    return (float(max_load) if isinstance(max_load, int | float) else None, min_free)
+
+
+def status_lines(report: dict[str, Any], now: float) -> list[str]:
+    """The human form of `status`: one `key: value` line per fact, then the task lists.
+
+    The same lines go to a terminal (coloured) and a pipe (plain), so `bantzd status | grep`
+    works on what a person sees.
+    """
+    sup = report["supervisor"]
+    if sup["running"]:
+        parts = ["running"]
+        if sup["pid"] is not None:
+            parts.append(f"pid {sup['pid']}")
+        if sup["since"]:
+            parts.append(f"since {sup['since']}")
+            start = _epoch(sup["since"])
+            if start is not None:
+                parts.append(f"up {format_duration(max(0.0, now - start))}")
+        supervisor = click.style(parts[0], fg="green") + (
+            " (" + ", ".join(parts[1:]) + ")" if parts[1:] else ""
+        )
+    else:
+        supervisor = click.style("not running", fg="red")
+    load = report["load"]
+    lines = [
+        f"supervisor: {supervisor}",
+        "paused:     " + (click.style("yes", fg="yellow") if report["paused"] else "no"),
+        f"load:       {load['load_per_core']:.2f} per core, "
+        f"{format_size(load['free_memory'])} memory free",
+    ]
+    for gpu in load.get("gpus") or []:
+        lines.append(
+            f"gpu {gpu.get('index', '?')}:      {gpu.get('name', '?')}, {gpu.get('util', '?')}% "
+            f"busy, {_size_or(gpu.get('free_memory'))} of {_size_or(gpu.get('total_memory'))} free"
+        )
+    throttled = report["throttled"]
+    lines.append("throttled:  " + (click.style(throttled, fg="yellow") if throttled else "no"))
+    counts = report["counts"]
+    lines.append("tasks:      " + ", ".join(f"{n} {status}" for status, n in counts.items()))
+
+    lines += ["", click.style("running:", bold=True)]
+    if not report["running"]:
+        lines.append("  (none)")
+    for task in report["running"]:
+        elapsed = ""
+        start = _epoch(task.get("started"))
+        if start is not None:
+            elapsed = f"  for {format_duration(max(0.0, now - start))}"
+        info = progress_text(task.get("progress"))
+        lines.append(f"  {task['id']}  {task['name']}{elapsed}" + (f"  {info}" if info else ""))
+
+    lines += ["", click.style("waiting for you:", bold=True)]
+    if not report["waiting_human"]:
+        lines.append("  (none)")
+    for task in report["waiting_human"]:
+        question = task.get("question") or {}
+        key = question.get("key") if isinstance(question, dict) else None
+        key_opt = f" --key {key}" if key else ""
+        lines.append(
+            f"  {task['id']}  {task['name']}  {question_text(question)}"
+            f"  -> bantzd answer {task['id']}{key_opt} TEXT"
+        )
+    return lines
+
+
+def _epoch(text: object) -> float | None:
+    value = parse_iso(text)
+    return value.timestamp() if value else None
+
+
+def _size_or(value: object) -> str:
+    return format_size(int(value)) if isinstance(value, int | float) else "?"

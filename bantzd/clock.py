@@ -1,0 +1,60 @@
+"""The clock is injected, never called deep inside (STYLE 4).
+
+Scheduling, backoff, windows and `--until` all take a `Clock`; tests pass a `FakeClock`
+and step it, so nothing in the decision code needs sleeping or monkey-patching.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Wall time for records and local-time rules, monotonic time for durations."""
+
+    def time(self) -> float: ...
+
+    def monotonic(self) -> float: ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+@dataclass
+class FakeClock:
+    """A clock that only moves when told to; `advance` moves wall and monotonic together."""
+
+    now: float = 1_763_852_400.0  # 2025-11-22 23:00 UTC, an arbitrary fixed night
+    mono: float = field(default=1000.0)
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.mono += seconds
+
+
+def iso(ts: float | None) -> str | None:
+    """Local ISO-8601 with offset and seconds, the form used in state.json and the journal."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+
+
+def hms(ts: float) -> str:
+    """Local HH:MM:SS, the form reasons use (`retry at 23:41:07`)."""
+    return datetime.fromtimestamp(ts).strftime("%H:%M:%S")

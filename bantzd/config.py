@@ -1,0 +1,445 @@
+"""config.toml: defaults, loading with precise errors, and the file `bantzd init` writes.
+
+The file is optional and partial: whatever it sets is merged over DEFAULTS, so a user writes only
+what they change. Every problem is reported at once, each naming its key, because a supervisor
+that refuses to start at 23:00 over one typo at a time costs a night per typo.
+
+Durations and sizes take the same forms as task files (`30s`, `2GiB`) or plain numbers.
+Defaults not shown in SPEC section 7: `max_interruptions = 5` (a task stopped, not failed, more
+often than this fails), `probe_interval = "5s"`, `scan_interval = "2s"` (periodic spool rescan),
+`report_language = "en"`, no `[limits]`, and `[approval] categories = []` (nothing is held by
+category unless configured).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from bantzd import units
+from bantzd.errors import ConfigError
+
+NOTIFY_EVENTS = ("report", "question", "failed")
+LIMIT_KEYS = ("per_minute", "per_hour", "concurrent")
+
+DEFAULTS: dict[str, Any] = {
+    "max_parallel": 2,
+    "stop_grace": "30s",
+    "nice": 10,
+    "max_interruptions": 5,
+    "probe_interval": "5s",
+    "scan_interval": "2s",
+    "report_language": "en",
+    "throttle": {
+        "max_load": 1.5,
+        "min_free_memory": "2GiB",
+        "gpu_max_util": 30,
+        "gpu_min_free_memory": "4GiB",
+    },
+    "limits": {},
+    "approval": {"categories": []},
+    "llm": {
+        "base_url": "http://127.0.0.1:8080/v1",
+        "model": "local",
+        "fallback_models": [],
+        "api_key_env": "OPENAI_API_KEY",
+        "context_chars": 12000,
+        "timeout": "120s",
+    },
+    "notify": {"urls": [], "on": ["report", "question", "failed"]},
+}
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """A new task starts only while all of these hold; sizes in bytes, util in percent."""
+
+    max_load: float
+    min_free_memory: int
+    gpu_max_util: float
+    gpu_min_free_memory: int
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A named rate limit (`[limits.NAME]`) that tasks take units from with `uses:`."""
+
+    name: str
+    per_minute: int | None
+    per_hour: int | None
+    concurrent: int | None
+
+
+@dataclass(frozen=True)
+class LlmConfig:
+    """The OpenAI-compatible endpoint `llm:` tasks talk to; the key is read from api_key_env."""
+
+    base_url: str
+    model: str
+    fallback_models: tuple[str, ...]
+    api_key_env: str
+    context_chars: int = 12000
+    timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """Apprise URLs and the events (NOTIFY_EVENTS) that are sent to them."""
+
+    urls: tuple[str, ...]
+    on: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated settings; durations in seconds, sizes in bytes."""
+
+    max_parallel: int
+    stop_grace: float
+    nice: int
+    max_interruptions: int
+    probe_interval: float
+    scan_interval: float
+    report_language: str
+    throttle: Throttle
+    limits: Mapping[str, Limit]
+    approval_categories: tuple[str, ...]
+    llm: LlmConfig
+    notify: NotifyConfig
+
+
+# --- loading --------------------------------------------------------------------------------
+
+_TOML_WHERE = re.compile(r"^(.*) \(at line (\d+), column (\d+)\)$", re.DOTALL)
+
+
+def load_config(path: Path) -> Config:
+    """Read config.toml at `path`; a missing file means every default."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        return config_from_mapping({})
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: not UTF-8 text: byte 0x{raw[e.start]:02x} at offset {e.start}"
+        ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = _TOML_WHERE.match(str(e))
+        where = f"line {m.group(2)}, column {m.group(3)}: {m.group(1)}" if m else str(e)
+        raise ConfigError(f"{path}: not valid TOML: {where}") from None
+    return _build(data, str(path))
+
+
+def config_from_mapping(data: Mapping[str, Any]) -> Config:
+    """Validate a parsed config (merged over DEFAULTS); errors are prefixed `config.toml:`."""
+    return _build(data, "config.toml")
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.lines.append(f"{path}: {message}")
+
+    def value(self, path: str, value: Any, check: Callable[[Any], Any]) -> Any:
+        """`check(value)`, or None after recording its ValueError under `path`."""
+        try:
+            return check(value)
+        except ValueError as e:
+            self.add(path, str(e))
+            return None
+
+    def known(self, table: Mapping[str, Any], prefix: str, allowed: Any) -> None:
+        for key in table:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self.add(prefix + key, f"unknown setting{hint}")
+
+
+def _build(data: Mapping[str, Any], source: str) -> Config:
+    problems = _Problems()
+    merged = copy.deepcopy(DEFAULTS)
+    problems.known(data, "", DEFAULTS)
+    for key, value in data.items():
+        if key not in DEFAULTS:
+            continue
+        if isinstance(DEFAULTS[key], dict) and key != "limits":
+            if not isinstance(value, dict):
+                problems.add(key, f"expected a table [{key}], got {value!r}")
+                continue
+            problems.known(value, f"{key}.", DEFAULTS[key])
+            merged[key].update({k: v for k, v in value.items() if k in DEFAULTS[key]})
+        else:
+            merged[key] = value
+
+    v = problems.value
+    top = {
+        "max_parallel": v("max_parallel", merged["max_parallel"], _int(1)),
+        "stop_grace": v("stop_grace", merged["stop_grace"], _duration(zero_ok=True)),
+        "nice": v("nice", merged["nice"], _int(-20, 19)),
+        "max_interruptions": v("max_interruptions", merged["max_interruptions"], _int(0)),
+        "probe_interval": v("probe_interval", merged["probe_interval"], _duration()),
+        "scan_interval": v("scan_interval", merged["scan_interval"], _duration()),
+        "report_language": v("report_language", merged["report_language"], _text()),
+    }
+    t = merged["throttle"]
+    throttle = Throttle(
+        max_load=v("throttle.max_load", t["max_load"], _number(above=0)),
+        min_free_memory=v("throttle.min_free_memory", t["min_free_memory"], _size),
+        gpu_max_util=v("throttle.gpu_max_util", t["gpu_max_util"], _number(0, 100)),
+        gpu_min_free_memory=v("throttle.gpu_min_free_memory", t["gpu_min_free_memory"], _size),
+    )
+    limits = _limits(merged["limits"], problems)
+    categories = v("approval.categories", merged["approval"]["categories"], _texts)
+    m = merged["llm"]
+    llm = LlmConfig(
+        base_url=v("llm.base_url", m["base_url"], _url),
+        model=v("llm.model", m["model"], _text()),
+        fallback_models=v("llm.fallback_models", m["fallback_models"], _texts),
+        api_key_env=v("llm.api_key_env", m["api_key_env"], _text(empty_ok=True)),
+        context_chars=v("llm.context_chars", m["context_chars"], _int(1)),
+        timeout=v("llm.timeout", m["timeout"], _duration()),
+    )
+    n = merged["notify"]
+    notify = NotifyConfig(
+        urls=v("notify.urls", n["urls"], _texts),
+        on=v("notify.on", n["on"], _events),
+    )
+    if problems.lines:
+        raise ConfigError("\n".join(f"{source}: {line}" for line in problems.lines))
+    return Config(
+        **top,
+        throttle=throttle,
+        limits=limits,
+        approval_categories=categories,
+        llm=llm,
+        notify=notify,
+    )
+
+
+def _limits(value: Any, problems: _Problems) -> Mapping[str, Limit]:
+    if not isinstance(value, dict):
+        problems.add("limits", f"expected tables like [limits.llm], got {value!r}")
+        return MappingProxyType({})
+    limits: dict[str, Limit] = {}
+    for name, table in value.items():
+        path = f"limits.{name}"
+        if not isinstance(table, dict):
+            problems.add(path, f"expected a table [{path}] with {_or(LIMIT_KEYS)}, got {table!r}")
+            continue
+        problems.known(table, path + ".", LIMIT_KEYS)
+        if not any(k in table for k in LIMIT_KEYS):
+            problems.add(path, f"give at least one of {_or(LIMIT_KEYS)}")
+            continue
+        got = {
+            k: problems.value(f"{path}.{k}", table[k], _int(1)) if k in table else None
+            for k in LIMIT_KEYS
+        }
+        limits[name] = Limit(name=name, **got)
+    return MappingProxyType(limits)
+
+
+def _or(words: tuple[str, ...]) -> str:
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+# --- value checks: each takes the TOML value and returns it converted or raises ValueError ---
+
+
+def _int(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
+    want = f"a whole number >= {minimum}"
+    if maximum is not None:
+        want = f"a whole number from {minimum} to {maximum}"
+
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected {want}, got {value!r}")
+        if value < minimum or (maximum is not None and value > maximum):
+            raise ValueError(f"expected {want}, got {value!r}")
+        return value
+
+    return check
+
+
+def _number(
+    low: float | None = None, high: float | None = None, *, above: float | None = None
+) -> Callable[[Any], float]:
+    if above is not None:
+        want = f"a number > {above:g}"
+    else:
+        want = f"a number from {low:g} to {high:g}"
+
+    def check(value: Any) -> float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value == value
+        if ok and above is not None:
+            ok = above < value < float("inf")
+        elif ok:
+            ok = low <= value <= high  # type: ignore[operator]
+        if not ok:
+            raise ValueError(f"expected {want}, got {value!r}")
+        return float(value)
+
+    return check
+
+
+def _duration(*, zero_ok: bool = False) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        want = "a duration like 30s, 5m or 1h30m" + ("" if zero_ok else " (more than zero)")
+        try:
+            seconds = units.parse_duration(value)
+        except ValueError:
+            raise ValueError(f"expected {want}, got {value!r}") from None
+        if not zero_ok and seconds <= 0:
+            raise ValueError(f"expected {want}, got {value!r}")
+        return seconds
+
+    return check
+
+
+def _size(value: Any) -> int:
+    try:
+        return units.parse_size(value)
+    except ValueError:
+        raise ValueError(f"expected a size like 2GiB or 512MiB, got {value!r}") from None
+
+
+def _text(*, empty_ok: bool = False) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or (not empty_ok and not value.strip()):
+            raise ValueError(f"expected a text, got {value!r}")
+        return value
+
+    return check
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
+        raise ValueError(f"expected a list of texts, got {value!r}")
+    return tuple(value)
+
+
+def _url(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    return value
+
+
+def _events(value: Any) -> tuple[str, ...]:
+    events = _texts(value)
+    for event in events:
+        if event not in NOTIFY_EVENTS:
+            close = difflib.get_close_matches(event, NOTIFY_EVENTS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown event {event!r}{hint}; events are {_or(NOTIFY_EVENTS)}")
+    return events
+
+
+# --- writing --------------------------------------------------------------------------------
+
+_HEADER = """\
+# bantzd settings. Every setting is shown at its default; change what you need.
+# Durations: 30s, 5m, 1h30m. Sizes: 512MiB, 2GiB, 2GB. See the README for the details.
+
+"""
+
+_COMMENTS = {
+    ("", "max_parallel"): "tasks running at once",
+    ("", "stop_grace"): "SIGTERM -> SIGKILL for a stopping task",
+    ("", "nice"): "workers run at this niceness",
+    ("", "max_interruptions"): "a task stopped (not failed) more often than this fails",
+    ("", "probe_interval"): "how often CPU, memory and GPU load are measured",
+    ("", "scan_interval"): "how often the spool is rescanned",
+    ("", "report_language"): "language of the morning report",
+    ("throttle", None): "a new task starts only while all of these hold",
+    ("throttle", "max_load"): "1-minute load average per core",
+    ("throttle", "gpu_max_util"): "percent, per GPU considered free",
+    ("limits", None): "rate limits tasks name in `uses:`; an example is at the end",
+    ("approval", "categories"): 'e.g. ["external"]: these categories wait for `bantzd approve`',
+    ("llm", "base_url"): "any OpenAI-compatible server: llama.cpp, vLLM, Ollama, a hosted API",
+    ("llm", "fallback_models"): "tried in order when the model is unavailable",
+    ("llm", "api_key_env"): "the API key is read from this environment variable",
+    ("llm", "context_chars"): "longest input text sent in one request",
+    ("llm", "timeout"): "per request",
+    ("notify", "urls"): "apprise URLs: mailto://, tgram://, ntfy://, json://...",
+    ("notify", "on"): "any of: " + ", ".join(NOTIFY_EVENTS),
+}
+
+_FOOTER = """
+# A rate limit tasks can take units from with `uses: {llm: 1}`:
+# [limits.llm]
+# per_minute = 50
+# per_hour = 1000
+# concurrent = 2
+"""
+
+
+def default_config_text() -> str:
+    """config.toml with every setting at its default, commented (tomli-w writes no comments)."""
+    import tomli_w
+
+    lines = []
+    table = ""
+    for line in tomli_w.dumps(DEFAULTS).splitlines():
+        m = re.match(r"^\[([A-Za-z_.]+)\]$", line)
+        if m:
+            table = m.group(1)
+            note = _COMMENTS.get((table, None))
+        else:
+            key = re.match(r"^([A-Za-z_]+) = ", line)
+            note = _COMMENTS.get((table, key.group(1))) if key else None
+        lines.append(f"{line:<28} # {note}" if note else line)
+    return _HEADER + "\n".join(lines) + "\n" + _FOOTER
+
+
+def write_default_config(path: Path) -> bool:
+    """Write the default config.toml; never overwrites. True when it wrote the file.
+
+    The file appears complete or not at all (temp file, fsync, hard link), so a crash during
+    `bantzd init` cannot leave a half file that a later `init` would refuse to replace.
+    """
+    from bantzd.queue.atomic import fsync_dir
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        return False
+    data = default_config_text().encode()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:
+            # A filesystem without hard links: exclusive create is the next best thing.
+            try:
+                with open(path, "xb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except FileExistsError:
+                return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+    return True

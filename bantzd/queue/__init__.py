@@ -1,0 +1,1 @@
+"""The durable queue: task files, task folders, state, the journal."""

@@ -1,0 +1,216 @@
+"""The task store: task folders, state.json, ids and the journal, all durable.
+
+Only the process holding the home lock (a supervisor, or a CLI command applying a control
+request while no supervisor runs) writes through a `Store`; readers (`list`, `show`,
+`status`) use `read_state` / `scan_states`, which are safe at any time because every write
+is an atomic replace.
+
+Changes are staged and made durable together by `flush()`: a supervisor tick that moves
+many tasks pays for one round of fsyncs instead of one per task (see queue/atomic.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bantzd.clock import Clock, iso
+from bantzd.errors import IoPathError
+from bantzd.paths import Home, TaskPaths
+from bantzd.queue.atomic import DurableBatch, read_json, write_json_atomic
+from bantzd.queue.journal import Journal
+from bantzd.queue.states import Status, check_transition
+from bantzd.queue.task import TaskState
+from bantzd.supervisor.crash import crash_point
+
+# Keep state.json bounded for tasks that are interrupted or retried many times.
+MAX_HISTORY = 200
+
+
+def read_state(path: Path) -> TaskState | None:
+    """state.json of a task folder, or None when the folder is not a complete task."""
+    try:
+        data = read_json(path / "state.json")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not (path / "task.yaml").exists():
+        return None
+    try:
+        return TaskState.from_json(data)
+    except (TypeError, ValueError):
+        return None
+
+
+def task_ids(home: Home) -> list[int]:
+    """Ids of the task folders present, ascending."""
+    try:
+        names = os.listdir(home.tasks)
+    except FileNotFoundError:
+        return []
+    return sorted(int(n) for n in names if n.isdigit())
+
+
+def scan_states(home: Home) -> Iterator[TaskState]:
+    """Every complete task, by id."""
+    for task_id in task_ids(home):
+        state = read_state(home.task_dir(task_id))
+        if state is not None:
+            yield state
+
+
+class Store:
+    """Durable writes of task folders and states, plus the journal."""
+
+    def __init__(self, home: Home, clock: Clock) -> None:
+        self.home = home
+        self.clock = clock
+        self.journal = Journal(home.journal)
+        self._batch = DurableBatch()
+        self._next_id: int | None = None
+
+    # ids ---------------------------------------------------------------------------------
+
+    def _load_next_id(self) -> int:
+        data = read_json(self.home.next_id, default={}) or {}
+        counter = int(data.get("next", 1)) if isinstance(data, dict) else 1
+        existing = task_ids(self.home)
+        return max(counter, (existing[-1] + 1) if existing else 1)
+
+    def allocate_id(self) -> int:
+        """A fresh id, never reused: the counter is persisted before the id is handed out,
+        so a `clean` (which removes folders) or a crash cannot bring an old id back."""
+        if self._next_id is None:
+            self._next_id = self._load_next_id()
+        task_id = self._next_id
+        self._next_id += 1
+        self._batch.write_json(self.home.next_id, {"next": self._next_id})
+        return task_id
+
+    # intake ------------------------------------------------------------------------------
+
+    def create(self, state: TaskState, spool_file: Path) -> Path:
+        """Make `spool_file` task `state.id`: the file is *moved* to tasks/<id>/task.yaml.
+
+        The rename is the commit point: before it the task does not exist (a folder without
+        task.yaml is removed on the next start); after it the spool file is gone, so a spool
+        file can never become two tasks. state.json is staged and becomes durable with the
+        batch; a crash before that leaves task.yaml alone, and recovery rebuilds the state
+        from it (see `rebuild_state`). Call `flush()` before acting on the task.
+        """
+        tdir = self.home.task_dir(state.id)
+        try:
+            tdir.mkdir()
+        except OSError as e:
+            raise IoPathError(tdir, "creating", e) from e
+        crash_point("intake.after_mkdir")
+        try:
+            os.rename(spool_file, tdir / "task.yaml")
+        except OSError as e:
+            os.rmdir(tdir)
+            raise IoPathError(spool_file, "accepting", e) from e
+        crash_point("intake.after_move")
+        state.created = state.created or iso(self.clock.time())
+        self._record_history(state, None)
+        self._stage(state)
+        self._batch.sync_dir(tdir)
+        self._batch.sync_dir(spool_file.parent)
+        self._batch.sync_dir(self.home.tasks)
+        self.journal.add(self._event(state, "accepted", source=state.source))
+        return tdir
+
+    # state changes -----------------------------------------------------------------------
+
+    def transition(
+        self, state: TaskState, dst: Status, reason: str | None = None, **changes: Any
+    ) -> None:
+        """The one function that changes a task's status (STYLE 1): checks the table,
+        applies `changes`, appends history and journal, and stages state.json."""
+        src = state.status
+        check_transition(state.id, src, dst)
+        state.status = dst
+        state.reason = reason
+        for key, value in changes.items():
+            if not hasattr(state, key):
+                raise AttributeError(f"TaskState has no field {key!r}")
+            setattr(state, key, value)
+        self._record_history(state, src)
+        self.journal.add(self._event(state, "transition", src=str(src)))
+        self._stage(state)
+
+    def update(self, state: TaskState, **changes: Any) -> None:
+        """Change fields other than status (reason, pid, progress) and stage the write."""
+        for key, value in changes.items():
+            if key == "status":
+                raise ValueError("status changes go through transition()")
+            if not hasattr(state, key):
+                raise AttributeError(f"TaskState has no field {key!r}")
+            setattr(state, key, value)
+        self._stage(state)
+
+    def note(self, event: str, **fields: Any) -> None:
+        """A journal event that is not a task transition (throttling, supervisor start)."""
+        entry = {"ts": iso(self.clock.time()), "t": round(self.clock.time(), 3), "event": event}
+        entry.update(fields)
+        self.journal.add(entry)
+
+    @property
+    def empty(self) -> bool:
+        """Whether nothing is staged (no state write, no journal line)."""
+        return self._batch.empty and not self.journal.pending
+
+    def flush(self) -> None:
+        """Make every staged change durable: state files first, then the journal."""
+        if not self._batch.empty:
+            self._batch.commit()
+        self.journal.flush()
+
+    def remove_task_dir(self, task_id: int) -> None:
+        """Delete a task folder (`clean`); the id stays burnt because next_id is persisted."""
+        import shutil
+
+        if self._next_id is None:
+            self._next_id = self._load_next_id()
+        write_json_atomic(self.home.next_id, {"next": self._next_id})
+        shutil.rmtree(self.home.task_dir(task_id))
+
+    # internals ---------------------------------------------------------------------------
+
+    def _stage(self, state: TaskState) -> None:
+        self._batch.write_json(self.home.task_dir(state.id) / "state.json", state.to_json())
+
+    def _record_history(self, state: TaskState, src: Status | None) -> None:
+        entry: dict[str, Any] = {"at": iso(self.clock.time()), "status": str(state.status)}
+        if state.reason:
+            entry["reason"] = state.reason
+        state.history.append(entry)
+        if len(state.history) > MAX_HISTORY:
+            del state.history[1 : len(state.history) - MAX_HISTORY + 1]
+
+    def _event(self, state: TaskState, event: str, **extra: Any) -> dict[str, Any]:
+        now = self.clock.time()
+        entry: dict[str, Any] = {
+            "ts": iso(now),
+            "t": round(now, 3),
+            "event": event,
+            "id": state.id,
+            "name": state.name,
+            "status": str(state.status),
+            "attempt": state.attempts,
+        }
+        if state.reason:
+            entry["reason"] = state.reason
+        for k, v in extra.items():
+            if v is not None:
+                entry[k] = v
+        return entry
+
+
+def load_paths(home: Home, task_id: int) -> TaskPaths:
+    return TaskPaths(home.task_dir(task_id))
+
+
+def dump(state: TaskState) -> str:
+    return json.dumps(state.to_json(), indent=2, sort_keys=True)

@@ -1,0 +1,60 @@
+"""The persistent record of one task: what state.json holds (SPEC section 4)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from bantzd.queue.states import FINISHED, Status
+
+
+@dataclass
+class TaskState:
+    """Mutable state of one task. Only the store changes `status` (through the table)."""
+
+    id: int
+    name: str
+    status: Status = Status.QUEUED
+    reason: str | None = None
+    attempts: int = 0
+    # Failed attempts since the task was last (re)queued by a person; `retries` bounds it.
+    failures: int = 0
+    interruptions: int = 0
+    created: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    error: str | None = None
+    progress: dict[str, Any] | None = None
+    question: dict[str, Any] | None = None
+    answer: str | None = None
+    answers: dict[str, str] = field(default_factory=dict)
+    pid: int | None = None
+    priority: int = 0
+    kind: str = "run"
+    source: str | None = None
+    paused: bool = False
+    retry_at: float | None = None
+    steps_done: list[str] = field(default_factory=list)
+    step: str | None = None  # the step running now, for `steps:` tasks
+    tokens: dict[str, int] = field(default_factory=dict)
+    requests: list[str] = field(default_factory=list)  # last control requests applied
+    attempt_log: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def finished_state(self) -> bool:
+        return self.status in FINISHED
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = str(self.status)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TaskState:
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["status"] = Status(kwargs.get("status", "queued"))
+        return cls(**kwargs)

@@ -1,0 +1,341 @@
+"""Control commands (cancel, retry, pause, ...) from the CLI, applied by the lock holder.
+
+Only one process writes task states: whoever holds the home lock. A CLI command therefore
+never edits state.json itself; it drops a request file into control/ and
+
+* when a supervisor runs, the supervisor applies it on its next tick (it watches the
+  folder, so within milliseconds) and writes a reply the command waits for;
+* when none runs, the command takes the home lock itself for a moment and applies every
+  pending request with the same `ControlHandler`, so both paths behave identically.
+
+Requests are files, so one the supervisor has not reached yet survives a crash of either
+side and is applied by the next lock holder.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from bantzd.clock import iso
+from bantzd.errors import EXIT_FAILURE, EXIT_NO_TASK, BantzError
+from bantzd.paths import Home
+from bantzd.queue.atomic import read_json, write_json_atomic
+from bantzd.queue.states import FINISHED, Status
+from bantzd.queue.store import Store
+from bantzd.queue.task import TaskState
+from bantzd.supervisor.crash import crash_point
+
+ACTIONS = frozenset({"cancel", "retry", "pause", "resume", "approve", "reject", "answer", "clean"})
+REPLY_WAIT = 10.0
+
+
+class QueueView(Protocol):
+    """What the handler needs from its host (the supervisor, or an offline CLI command)."""
+
+    store: Store
+    states: dict[int, TaskState]
+
+    def stop_attempt(self, task_id: int, reason: str) -> bool: ...
+
+    def signal_attempt(self, task_id: int, sig: int) -> bool: ...
+
+
+# requests ------------------------------------------------------------------------------
+
+
+def _request_path(home: Home) -> Path:
+    return home.control / f"{time.time_ns()}-{os.getpid()}.req.json"
+
+
+def pending(home: Home) -> list[Path]:
+    """Request files waiting to be applied, oldest first."""
+    try:
+        names = os.listdir(home.control)
+    except FileNotFoundError:
+        return []
+    return [home.control / n for n in sorted(names) if n.endswith(".req.json")]
+
+
+def reply_path(req: Path) -> Path:
+    return req.with_name(req.name.removesuffix(".req.json") + ".reply.json")
+
+
+def send(home: Home, action: str, task_id: int | None, **params: Any) -> dict[str, Any]:
+    """Ask the lock holder to apply `action`; returns its reply `{"ok", "message", "exit"}`."""
+    from bantzd.supervisor.lock import acquire, supervisor_info
+
+    if action not in ACTIONS:
+        raise ValueError(action)
+    home.control.mkdir(parents=True, exist_ok=True)
+    req = _request_path(home)
+    write_json_atomic(req, {"action": action, "task": task_id, "params": params})
+    deadline = time.monotonic() + REPLY_WAIT
+    rep = reply_path(req)
+    while time.monotonic() < deadline:
+        if rep.exists():
+            return _take_reply(rep)
+        if supervisor_info(home) is None:
+            try:
+                lock = acquire(home, wait=2.0, role="cli")
+            except BantzError:
+                time.sleep(0.02)  # a supervisor is starting; it will apply the request
+                continue
+            try:
+                apply_offline(home)
+            finally:
+                lock.release()
+            if rep.exists():
+                return _take_reply(rep)
+        time.sleep(0.01)
+    return {
+        "ok": True,
+        "exit": 0,
+        "message": f"request {action} queued; the supervisor has not confirmed it yet",
+    }
+
+
+def _take_reply(rep: Path) -> dict[str, Any]:
+    data = read_json(rep, default={}) or {}
+    try:
+        rep.unlink()
+    except FileNotFoundError:
+        pass
+    return data
+
+
+def apply_pending(home: Home, handler: ControlHandler) -> int:
+    """Apply every pending request in order; returns how many were applied."""
+    count = 0
+    for req in pending(home):
+        try:
+            data = read_json(req, default=None)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            reply = {"ok": False, "exit": EXIT_FAILURE, "message": "unreadable request"}
+        else:
+            reply = handler.apply(data, request_id=req.name.removesuffix(".req.json"))
+        handler.view.store.flush()
+        crash_point("control.after_apply")
+        write_json_atomic(reply_path(req), reply)
+        try:
+            req.unlink()
+        except FileNotFoundError:
+            pass
+        count += 1
+    return count
+
+
+class OfflineQueue:
+    """The handler's host when no supervisor runs: states from disk, no live attempts."""
+
+    def __init__(self, home: Home) -> None:
+        from bantzd.clock import SystemClock
+        from bantzd.queue.store import scan_states
+
+        self.store = Store(home, SystemClock())
+        self.states = {s.id: s for s in scan_states(home)}
+
+    def stop_attempt(self, task_id: int, reason: str) -> bool:
+        # An attempt left running by a dead supervisor: stop it; the next supervisor
+        # adopts the record and sees it cancelled.
+        return self.signal_attempt(task_id, signal.SIGTERM)
+
+    def signal_attempt(self, task_id: int, sig: int) -> bool:
+        from bantzd.paths import TaskPaths
+        from bantzd.workers.spawn import kill_group, worker_alive
+
+        state = self.states.get(task_id)
+        if state is None or state.pid is None:
+            return False
+        if not worker_alive(TaskPaths(self.store.home.task_dir(task_id))):
+            return False
+        return kill_group(state.pid, sig)
+
+
+def apply_offline(home: Home) -> int:
+    """Apply pending requests while holding the lock without a supervisor."""
+    if not pending(home):
+        return 0
+    view = OfflineQueue(home)
+    return apply_pending(home, ControlHandler(view, home))
+
+
+# the handler ---------------------------------------------------------------------------
+
+
+def global_paused(home: Home) -> bool:
+    data = read_json(home.supervisor_state, default={}) or {}
+    return bool(data.get("paused")) if isinstance(data, dict) else False
+
+
+def set_global_paused(home: Home, paused: bool) -> None:
+    data = read_json(home.supervisor_state, default={}) or {}
+    data["paused"] = paused
+    write_json_atomic(home.supervisor_state, data)
+
+
+def _ok(message: str) -> dict[str, Any]:
+    return {"ok": True, "exit": 0, "message": message}
+
+
+def _err(message: str, code: int = EXIT_FAILURE) -> dict[str, Any]:
+    return {"ok": False, "exit": code, "message": message}
+
+
+class ControlHandler:
+    """Applies one request to the queue through the store's transition function."""
+
+    def __init__(
+        self, view: QueueView, home: Home, on_global_pause: Callable[[bool], None] | None = None
+    ) -> None:
+        self.view = view
+        self.home = home
+        self.on_global_pause = on_global_pause
+
+    def apply(self, req: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
+        """Apply one request; a request already applied (replayed after a crash between
+        the state write and the reply) is answered without being applied twice."""
+        action = req.get("action")
+        task_id = req.get("task")
+        params = req.get("params") or {}
+        if action not in ACTIONS:
+            return _err(f"unknown action {action!r}")
+        if task_id is None:
+            if action in ("pause", "resume"):
+                return self._global(action == "pause")
+            if action == "clean":
+                return self._clean(float(params.get("older_than", 0)))
+            return _err(f"{action} needs a task")
+        state = self.view.states.get(int(task_id))
+        if state is None:
+            return _err(f"no task with id {task_id}", EXIT_NO_TASK)
+        if request_id is not None:
+            if request_id in state.requests:
+                return _ok(f"task {state.id}: {action} already applied")
+            # Staged with the change itself, so the two become durable together.
+            state.requests = [*state.requests[-4:], request_id]
+        try:
+            return getattr(self, f"_{action}")(state, params)
+        except BantzError as e:
+            return _err(str(e), e.exit_code)
+
+    def _global(self, paused: bool) -> dict[str, Any]:
+        set_global_paused(self.home, paused)
+        if self.on_global_pause:
+            self.on_global_pause(paused)
+        self.view.store.note("paused" if paused else "resumed")
+        if paused:
+            return _ok("paused: no new task starts until `bantzd resume`")
+        return _ok("resumed: new tasks may start")
+
+    def _clean(self, older_than: float) -> dict[str, Any]:
+        """Remove finished tasks' folders finished more than `older_than` seconds ago."""
+        from datetime import datetime
+
+        cutoff = self.view.store.clock.time() - older_than
+        removed = []
+        for task_id, state in sorted(self.view.states.items()):
+            if not state.finished_state or not state.finished:
+                continue
+            try:
+                finished = datetime.fromisoformat(state.finished).timestamp()
+            except ValueError:
+                continue
+            if finished <= cutoff:
+                self.view.store.remove_task_dir(task_id)
+                removed.append(task_id)
+        for task_id in removed:
+            del self.view.states[task_id]
+        if removed:
+            self.view.store.note("cleaned", ids=removed)
+        return _ok(f"removed {len(removed)} finished task(s)")
+
+    def _cancel(self, state: TaskState, params: dict[str, Any]) -> dict[str, Any]:
+        if state.status in FINISHED:
+            return _err(f"task {state.id} is already {state.status}")
+        if state.status is Status.RUNNING and self.view.stop_attempt(state.id, "cancelled"):
+            return _ok(f"task {state.id} ({state.name}): stopping, then cancelled")
+        self.view.store.transition(
+            state,
+            Status.CANCELLED,
+            "cancelled by user",
+            finished=iso(self.view.store.clock.time()),
+            pid=None,
+        )
+        return _ok(f"task {state.id} ({state.name}) cancelled")
+
+    def _retry(self, state: TaskState, params: dict[str, Any]) -> dict[str, Any]:
+        if state.status not in (Status.FAILED, Status.CANCELLED):
+            return _err(
+                f"task {state.id} is {state.status}; only failed or cancelled tasks can be retried"
+            )
+        self.view.store.transition(
+            state,
+            Status.QUEUED,
+            "retry requested",
+            failures=0,
+            retry_at=None,
+            error=None,
+            exit_code=None,
+            signal=None,
+            finished=None,
+            interruptions=0,
+        )
+        return _ok(f"task {state.id} ({state.name}) queued again")
+
+    def _pause(self, state: TaskState, params: dict[str, Any]) -> dict[str, Any]:
+        if state.status in FINISHED:
+            return _err(f"task {state.id} is already {state.status}")
+        if state.paused:
+            return _ok(f"task {state.id} is already paused")
+        if state.status is Status.RUNNING:
+            self.view.signal_attempt(state.id, signal.SIGSTOP)
+        self.view.store.update(state, paused=True)
+        return _ok(f"task {state.id} ({state.name}) paused")
+
+    def _resume(self, state: TaskState, params: dict[str, Any]) -> dict[str, Any]:
+        if not state.paused:
+            return _ok(f"task {state.id} is not paused")
+        if state.status is Status.RUNNING:
+            self.view.signal_attempt(state.id, signal.SIGCONT)
+        self.view.store.update(state, paused=False)
+        return _ok(f"task {state.id} ({state.name}) resumed")
+
+    def _approve(self, state: TaskState, params: dict[str, Any]) -> dict[str, Any]:
+        if state.status is not Status.HELD:
+            return _err(f"task {state.id} is {state.status}, not held for approval")
+        self.view.store.transition(state, Status.QUEUED, "approved")
+        return _ok(f"task {state.id} ({state.name}) approved and queued")
+
+    def _reject(self, state: TaskState, params: dict[str, Any]) -> dict[str, Any]:
+        if state.status is not Status.HELD:
+            return _err(f"task {state.id} is {state.status}, not held for approval")
+        why = params.get("reason") or "rejected"
+        self.view.store.transition(
+            state, Status.CANCELLED, f"rejected: {why}", finished=iso(self.view.store.clock.time())
+        )
+        return _ok(f"task {state.id} ({state.name}) rejected")
+
+    def _answer(self, state: TaskState, params: dict[str, Any]) -> dict[str, Any]:
+        question = state.question or {}
+        if state.status is not Status.WAITING_HUMAN or not question:
+            return _err(f"task {state.id} is {state.status}; it has not asked anything")
+        key = params.get("key") or question.get("key")
+        if key != question.get("key"):
+            return _err(f"task {state.id} asked {question.get('key')!r}, not {key!r}")
+        text = str(params.get("text", ""))
+        choices = question.get("choices") or []
+        if choices and text not in choices:
+            return _err(f"{text!r} is not one of the choices: {', '.join(choices)}")
+        answers = dict(state.answers)
+        answers[key] = text
+        self.view.store.transition(
+            state, Status.QUEUED, "answered", answers=answers, answer=text, question=None
+        )
+        return _ok(f"task {state.id} ({state.name}) answered; it is queued to resume")

@@ -1,0 +1,195 @@
+"""Spool intake: complete, valid task files become tasks; everything else is set aside.
+
+Two sources feed it: watchdog events (fast path, milliseconds after a rename or a close)
+and a full scan at start and every `scan_interval` (a missed inotify event, a full event
+queue or a network filesystem must never strand a file).
+
+A file still being written is not taken half-done: names starting with `.` or ending in
+`.tmp`, `.part`, `~` are ignored until renamed, and a file that was neither closed nor
+renamed under our eyes is only taken by a scan once it has been quiet for `SETTLE` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from bantzd.errors import BantzError
+from bantzd.paths import Home
+from bantzd.queue.atomic import fsync_dir, write_bytes_atomic
+from bantzd.queue.taskfile import MAX_TASK_FILE_BYTES, TaskFileError, TaskSpec, parse_task
+
+log = logging.getLogger("bantzd.intake")
+
+SETTLE = 1.0
+IGNORED_SUFFIXES = (".tmp", ".part", "~")
+TASK_SUFFIXES = (".yaml", ".yml")
+
+
+def candidate_name(name: str) -> bool:
+    """Whether a spool entry's name marks a finished task file."""
+    if name.startswith(".") or name.endswith(IGNORED_SUFFIXES):
+        return False
+    return name.endswith(TASK_SUFFIXES)
+
+
+def check_spool_permissions(spool: Path) -> None:
+    """Refuse a spool others could write to: anything in it runs with the user's rights."""
+    st = spool.stat()
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise BantzError(
+            f"the spool {spool} is writable by group or others "
+            f"(mode {stat.filemode(st.st_mode)}); anyone could run commands as you. "
+            f"Fix it with: chmod go-w {spool}"
+        )
+    if st.st_uid != os.geteuid():
+        raise BantzError(f"the spool {spool} belongs to uid {st.st_uid}, not to you")
+
+
+@dataclass
+class Accepted:
+    path: Path
+    spec: TaskSpec
+
+
+@dataclass
+class Rejected:
+    path: Path
+    problem: str
+
+
+def examine(path: Path, now: float, *, settled_required: bool) -> Accepted | Rejected | None:
+    """Read and validate one spool file. None: not ready yet, or gone (nothing to do)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return Rejected(path, "symbolic links are not accepted; copy the file into the spool")
+    if not stat.S_ISREG(st.st_mode):
+        return Rejected(path, "not a regular file")
+    if st.st_uid != os.geteuid():
+        return Rejected(path, f"owned by uid {st.st_uid}, not by you; not run")
+    if settled_required and now - st.st_mtime < SETTLE:
+        return None
+    if st.st_size > MAX_TASK_FILE_BYTES:
+        mb = st.st_size / 1_000_000
+        return Rejected(
+            path, f"file is {mb:.1f} MB; task files are limited to {MAX_TASK_FILE_BYTES} bytes"
+        )
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return Rejected(path, f"cannot be read: {e.strerror}")
+    try:
+        data = os.read(fd, MAX_TASK_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    stem = path.name.rsplit(".", 1)[0]
+    try:
+        spec = parse_task(data, default_name=stem)
+    except TaskFileError as e:
+        return Rejected(path, str(e))
+    return Accepted(path, spec)
+
+
+def reject(home: Home, item: Rejected) -> Path | None:
+    """Move the file unchanged into spool/rejected/ beside NAME.error.txt."""
+    home.rejected.mkdir(exist_ok=True)
+    target = _free_name(home.rejected, item.path.name)
+    error_file = target.with_name(target.name + ".error.txt")
+    text = f"{item.path.name} was not accepted:\n\n{item.problem}\n"
+    try:
+        write_bytes_atomic(error_file, text.encode())
+        os.rename(item.path, target)
+        fsync_dir(home.rejected)
+        fsync_dir(item.path.parent)
+    except FileNotFoundError:
+        _unlink_quiet(error_file)
+        return None
+    log.warning("rejected %s: %s", item.path.name, item.problem.splitlines()[0])
+    return target
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    target = folder / name
+    n = 1
+    while target.exists() or target.with_name(target.name + ".error.txt").exists():
+        n += 1
+        target = folder / f"{name}.{n}"
+    return target
+
+
+def _unlink_quiet(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class SpoolWatcher:
+    """Watchdog observer feeding names of closed/renamed spool files to the main loop.
+
+    The handler runs in watchdog's thread, so it only records names and pokes the
+    supervisor's wake-up pipe; all work happens in the main loop.
+    """
+
+    def __init__(self, folders: list[Path], wake_fd: int) -> None:
+        self._ready: set[str] = set()
+        self._lock = threading.Lock()
+        self._wake_fd = wake_fd
+        self._observer = None
+        self._folders = folders
+
+    def start(self) -> None:
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        watcher = self
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event) -> None:  # type: ignore[no-untyped-def]
+                if event.is_directory:
+                    return
+                kind = event.event_type
+                if kind == "moved":
+                    path = event.dest_path
+                elif kind in ("closed", "created", "modified"):
+                    path = event.src_path
+                else:
+                    return
+                watcher._notify(os.fsdecode(path), settled=kind in ("moved", "closed"))
+
+        observer = Observer()
+        for folder in self._folders:
+            observer.schedule(Handler(), str(folder), recursive=False)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+
+    def _notify(self, path: str, *, settled: bool) -> None:
+        if settled:
+            with self._lock:
+                self._ready.add(path)
+        try:
+            os.write(self._wake_fd, b"w")
+        except (BlockingIOError, OSError):
+            pass
+
+    def take_ready(self) -> set[str]:
+        """Paths known to be complete (closed after writing, or renamed into place)."""
+        with self._lock:
+            ready, self._ready = self._ready, set()
+        return ready
+
+    def stop(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=2)
+            self._observer = None

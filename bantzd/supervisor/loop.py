@@ -1,0 +1,871 @@
+"""The supervisor: one process that owns the queue of a home while it runs.
+
+The loop is a short list of named steps (STYLE 3); each tick:
+
+    handle_signals -> reap_finished -> enforce_time_limits -> apply_control
+    -> intake_spool -> sync_progress -> start_ready -> flush
+
+Decisions come from pure functions (scheduler.decide, scheduler.backoff); this module does
+the I/O. Signal handlers only set flags and poke a wake-up pipe (STYLE 5): the first
+SIGTERM/SIGINT stops new starts and asks running attempts to stop (they go back to the queue
+as `interrupted`); a second one kills them at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import shutil
+import signal
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bantzd.clock import Clock, SystemClock, hms, iso
+from bantzd.config import Config, load_config
+from bantzd.errors import IoPathError
+from bantzd.paths import Home, TaskPaths
+from bantzd.queue.states import Status
+from bantzd.queue.store import Store, read_state, task_ids
+from bantzd.queue.task import TaskState
+from bantzd.queue.taskfile import TaskFileError, TaskSpec, parse_task
+from bantzd.supervisor import control, intake
+from bantzd.supervisor.crash import crash_point
+from bantzd.supervisor.lock import HomeLock, acquire
+from bantzd.supervisor.scheduler import Candidate, Decision, TaskBrief, backoff, decide
+from bantzd.workers.spawn import (
+    Attempt,
+    Outcome,
+    SpawnError,
+    command_argv,
+    exited,
+    kill_group,
+    marker_line,
+    read_lock_pid,
+    reap,
+    spawn,
+    worker_alive,
+)
+
+log = logging.getLogger("bantzd")
+
+MAX_SLEEP = 1.0
+# Free space under which a supervisor that hit ENOSPC does not trust the disk again.
+DISK_MARGIN = 1 << 20
+
+
+class Supervisor:
+    """Runs the tasks of one home; `run()` returns the process exit code."""
+
+    def __init__(
+        self,
+        home: Home,
+        config: Config,
+        clock: Clock | None = None,
+        *,
+        once: bool = False,
+        until: float | None = None,
+    ) -> None:
+        self.home = home
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.once = once
+        self.until = until
+        self.store = Store(home, self.clock)
+        self.states: dict[int, TaskState] = {}
+        self.specs: dict[int, TaskSpec] = {}
+        self.attempts: dict[int, Attempt] = {}
+        self.handler = control.ControlHandler(self, home, on_global_pause=self._set_paused)
+        self.paused = False
+        self.stopping = False
+        self.stop_reason = "interrupted"
+        self._signals = 0
+        self._killed_all = False
+        self._last_scan = float("-inf")
+        self._unsettled = False
+        self._last_decision = Decision()
+        self._progress_mtimes: dict[int, float] = {}
+        self._to_launch: list[int] = []
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._watcher: intake.SpoolWatcher | None = None
+        self._lock: HomeLock | None = None
+        self.started_at: float | None = None
+        self.disk_full = False
+
+    # life cycle --------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._lock = acquire(self.home, wait=2.0)
+        old_handlers: dict[int, Any] = {}
+        try:
+            self.home.ensure()
+            intake.check_spool_permissions(self.home.spool)
+            self.home.pidfile.write_text(f"{os.getpid()}\n")
+            old_handlers = self._install_signals()
+            self.started_at = self.clock.time()
+            self.paused = control.global_paused(self.home)
+            self.recover()
+            self._watcher = intake.SpoolWatcher([self.home.spool, self.home.control], self._wake_w)
+            self._watcher.start()
+            self.store.note(
+                "supervisor_started",
+                pid=os.getpid(),
+                once=self.once,
+                until=iso(self.until) if self.until else None,
+            )
+            self.store.flush()
+            log.info("supervisor started (pid %d) on %s", os.getpid(), self.home.root)
+            while True:
+                self.tick()
+                if self.should_exit():
+                    break
+                self.wait(self.next_wake())
+            self.store.note("supervisor_stopped", pid=os.getpid())
+            self.store.flush()
+            return 0
+        finally:
+            if self._watcher:
+                self._watcher.stop()
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+            signal.set_wakeup_fd(-1)
+            try:
+                self.home.pidfile.unlink()
+            except FileNotFoundError:
+                pass
+            self._lock.release()
+
+    def tick(self) -> None:
+        """One pass of the loop; exceptions in a step are logged and the loop goes on."""
+        for step in (
+            self.handle_signals,
+            self.reap_finished,
+            self.enforce_time_limits,
+            self.apply_control,
+            self.intake_spool,
+            self.sync_progress,
+            self.launch_recorded,
+            self.start_ready,
+        ):
+            if self.disk_full and step in (self.intake_spool, self.start_ready):
+                continue  # taking in or starting work needs disk; wait for space
+            try:
+                step()
+            except IoPathError as e:
+                self._io_failed(e)
+            except Exception:
+                log.exception("error in %s", step.__name__)
+        self.flush()
+
+    def flush(self) -> None:
+        """Make this tick's changes durable; on ENOSPC keep them staged and retry later."""
+        had_changes = not self.store.empty
+        try:
+            self.store.flush()
+        except IoPathError as e:
+            self._io_failed(e)
+            return
+        if self.disk_full and (had_changes or _free_bytes(self.home.root) >= DISK_MARGIN):
+            self.disk_full = False
+            log.warning("disk space is back: taking in and starting tasks again")
+            self.store.note("disk_space_back")
+
+    def _io_failed(self, e: IoPathError) -> None:
+        if e.cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            if not self.disk_full:
+                log.error(
+                    "disk full (%s): tasks stay where they are; no new starts until space returns",
+                    e,
+                )
+            self.disk_full = True
+        else:
+            log.error("%s", e)
+
+    def should_exit(self) -> bool:
+        if self.stopping:
+            return not self.attempts
+        if self.once and not self.attempts and not self._to_launch:
+            if intake_pending(self.home) or control.pending(self.home):
+                return False
+            return not self._last_decision.start and not self._last_decision.transient_waits()
+        return False
+
+    def next_wake(self) -> float:
+        """Seconds until something timed is due (capped, so slow events are still seen)."""
+        now, mono = self.clock.time(), self.clock.monotonic()
+        due = [MAX_SLEEP, self.config.scan_interval - (mono - self._last_scan)]
+        if self._unsettled:
+            due.append(intake.SETTLE / 2)
+        if self._last_decision.wake_at is not None:
+            due.append(self._last_decision.wake_at - now)
+        if self.until is not None and not self.stopping:
+            due.append(self.until - now)
+        for att in self.attempts.values():
+            if att.term_at is not None:
+                due.append(att.term_at + self.config.stop_grace - mono)
+            timeout = self.specs[att.task_id].timeout if att.task_id in self.specs else None
+            if timeout and att.term_at is None:
+                due.append(att.started_mono + timeout - mono)
+        return max(0.0, min(due))
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until a signal, a spool/control event, or `timeout`."""
+        if timeout > 0:
+            try:
+                select.select([self._wake_r], [], [], timeout)
+            except InterruptedError:
+                pass
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    # signals -----------------------------------------------------------------------------
+
+    def _install_signals(self) -> dict[int, Any]:
+        def on_stop(signum: int, frame: object) -> None:
+            self._signals += 1
+
+        def on_child(signum: int, frame: object) -> None:
+            pass  # the wake-up fd does the work; a Python handler is needed for it to fire
+
+        old = {}
+        for sig, fn in (
+            (signal.SIGTERM, on_stop),
+            (signal.SIGINT, on_stop),
+            (signal.SIGHUP, on_stop),
+            (signal.SIGCHLD, on_child),
+        ):
+            old[sig] = signal.signal(sig, fn)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        return old
+
+    def request_stop(self, reason: str = "interrupted") -> None:
+        """Stop starting tasks and ask running attempts to checkpoint and stop."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.stop_reason = reason
+        log.info(
+            "stopping: %d running task(s) get SIGTERM and %gs to stop",
+            len(self.attempts),
+            self.config.stop_grace,
+        )
+        for att in self.attempts.values():
+            self.terminate(att, "interrupted")
+        for task_id in self._to_launch:
+            state = self.states[task_id]
+            self.store.transition(
+                state,
+                Status.QUEUED,
+                "interrupted before it started",
+                attempts=state.attempts - 1,
+                attempt_log=state.attempt_log[:-1],
+            )
+        self._to_launch = []
+
+    def handle_signals(self) -> None:
+        if self._signals >= 1 and not self.stopping:
+            self.request_stop("interrupted")
+        if self._signals >= 2 and not self._killed_all:
+            self._killed_all = True
+            log.warning("second stop signal: killing running tasks now")
+            for att in self.attempts.values():
+                kill_group(att.pgid, signal.SIGKILL)
+                att.killed = True
+        if self.until is not None and not self.stopping and self.clock.time() >= self.until:
+            log.info("reached --until %s", iso(self.until))
+            self.request_stop("interrupted")
+
+    # attempts ----------------------------------------------------------------------------
+
+    def terminate(self, att: Attempt, reason: str) -> None:
+        """SIGTERM the attempt's group; `enforce_time_limits` sends SIGKILL after the grace."""
+        if att.stop_reason is None or reason == "cancelled":
+            att.stop_reason = reason
+        if att.term_at is None:
+            att.term_at = self.clock.monotonic()
+            if self.states[att.task_id].paused:
+                kill_group(att.pgid, signal.SIGCONT)
+            kill_group(att.pgid, signal.SIGTERM)
+
+    def stop_attempt(self, task_id: int, reason: str) -> bool:
+        att = self.attempts.get(task_id)
+        if att is None:
+            return False
+        self.terminate(att, reason)
+        return True
+
+    def signal_attempt(self, task_id: int, sig: int) -> bool:
+        att = self.attempts.get(task_id)
+        return kill_group(att.pgid, sig) if att else False
+
+    def reap_finished(self) -> None:
+        for att in list(self.attempts.values()):
+            if exited(att):
+                outcome = reap(att)
+                crash_point("exit.after_reap")
+                self.finish_attempt(att, outcome)
+
+    def enforce_time_limits(self) -> None:
+        mono = self.clock.monotonic()
+        for att in self.attempts.values():
+            spec = self.specs.get(att.task_id)
+            timed_out = (
+                spec is not None
+                and spec.timeout is not None
+                and (mono - att.started_mono >= spec.timeout)
+            )
+            if att.term_at is None and timed_out:
+                log.info("task %d: timeout after %gs", att.task_id, spec.timeout)
+                self.terminate(att, "timeout")
+            grace_over = att.term_at is not None and mono - att.term_at >= self.config.stop_grace
+            if grace_over and not att.killed:
+                kill_group(att.pgid, signal.SIGKILL)
+                att.killed = True
+
+    def finish_attempt(self, att: Attempt, outcome: Outcome) -> None:
+        """Decide what an ended attempt means for its task (the parent owns the outcome)."""
+        state = self.states[att.task_id]
+        spec = self.specs.get(att.task_id)
+        del self.attempts[att.task_id]
+        self._progress_mtimes.pop(att.task_id, None)
+        now = self.clock.time()
+        if att.stop_reason == "cancelled":
+            self._close_log(state, "cancelled")
+            self.store.transition(
+                state, Status.CANCELLED, "cancelled by user", finished=iso(now), pid=None, step=None
+            )
+            return
+        question = self._asked(att)
+        if question is not None:
+            self._close_log(state, "asked")
+            self.store.transition(
+                state,
+                Status.WAITING_HUMAN,
+                f"question: {question['key']}",
+                question=question,
+                pid=None,
+            )
+            return
+        if outcome.ok and spec is not None and spec.kind == "steps":
+            done = [*state.steps_done, att.step] if att.step else list(state.steps_done)
+            self.store.update(state, steps_done=done)
+            if self._next_step(spec, done) is not None:
+                if self.stopping or att.stop_reason:
+                    self._interrupted(state, outcome)
+                else:
+                    self.launch(state, spec, started_mono=att.started_mono)
+                return
+        if outcome.ok:
+            self._close_log(state, "done")
+            self.store.transition(
+                state,
+                Status.DONE,
+                None,
+                finished=iso(now),
+                exit_code=0,
+                signal=None,
+                error=None,
+                pid=None,
+                step=None,
+            )
+            return
+        if att.stop_reason == "interrupted" or not outcome.known:
+            self._interrupted(state, outcome)
+            return
+        if att.stop_reason == "timeout":
+            timeout = spec.timeout if spec else 0
+            self._failed_attempt(state, outcome, f"timeout after {fmt_seconds(timeout)}")
+            return
+        what = outcome.describe()
+        if att.step:
+            what = f"step {att.step}: {what}"
+        self._failed_attempt(state, outcome, what)
+
+    def _asked(self, att: Attempt) -> dict[str, Any] | None:
+        """The question this attempt asked before it ended, if any."""
+        from bantzd.queue.atomic import read_json
+
+        try:
+            data = read_json(att.paths.question)
+        except ValueError:
+            return None
+        # The attempt number tells this attempt's question from an older, answered one.
+        if not isinstance(data, dict) or data.get("attempt") != att.attempt:
+            return None
+        return {k: data.get(k) for k in ("key", "text", "choices")}
+
+    def _interrupted(self, state: TaskState, outcome: Outcome) -> None:
+        self._close_log(state, "interrupted")
+        count = state.interruptions + 1
+        if count > self.config.max_interruptions:
+            why = f"interrupted {count} times (max_interruptions = "
+            why += f"{self.config.max_interruptions})"
+            self.store.transition(
+                state,
+                Status.FAILED,
+                why,
+                error=why,
+                interruptions=count,
+                finished=iso(self.clock.time()),
+                pid=None,
+                step=None,
+                exit_code=outcome.exit_code,
+                signal=outcome.signal,
+            )
+            return
+        self.store.transition(
+            state, Status.QUEUED, "interrupted", interruptions=count, pid=None, step=None
+        )
+
+    def _failed_attempt(
+        self, state: TaskState, outcome: Outcome, why: str, spec: TaskSpec | None = None
+    ) -> None:
+        spec = spec or self.specs.get(state.id)
+        failures = state.failures + 1
+        self._close_log(state, "failed")
+        retries = spec.retries if spec else 0
+        now = self.clock.time()
+        common = {
+            "exit_code": outcome.exit_code,
+            "signal": outcome.signal,
+            "error": why,
+            "failures": failures,
+            "pid": None,
+            "step": None,
+        }
+        if failures <= retries and spec is not None:
+            at = now + backoff(spec.retry_delay, failures)
+            self.store.transition(
+                state, Status.QUEUED, f"retry at {hms(at)}", retry_at=at, **common
+            )
+            log.info(
+                "task %d failed (%s); retry %d of %d at %s",
+                state.id,
+                why,
+                failures,
+                retries,
+                hms(at),
+            )
+            return
+        self.store.transition(state, Status.FAILED, why, finished=iso(now), **common)
+        log.info("task %d (%s) failed: %s", state.id, state.name, why)
+
+    def _close_log(self, state: TaskState, outcome: str) -> None:
+        if state.attempt_log and state.attempt_log[-1].get("end") is None:
+            entry = dict(state.attempt_log[-1])
+            entry["end"] = iso(self.clock.time())
+            entry["outcome"] = outcome
+            state.attempt_log = [*state.attempt_log[:-1], entry]
+
+    @staticmethod
+    def _next_step(spec: TaskSpec, done: list[str]) -> Any:
+        for step in spec.steps:
+            if step.name not in done:
+                return step
+        return None
+
+    def launch(
+        self, state: TaskState, spec: TaskSpec, *, started_mono: float | None = None
+    ) -> None:
+        """Spawn the attempt (or its next step) for a task already recorded as running."""
+        paths = TaskPaths(self.home.task_dir(state.id))
+        step_name = None
+        if spec.kind == "steps":
+            step = self._next_step(spec, state.steps_done)
+            step_name = step.name
+            argv = command_argv(step.run)
+            what = f"step {step.name}: {_show(step.run)}"
+        elif spec.kind == "python":
+            argv = [sys.executable, "-m", "bantzd.workers.pyrunner", spec.python or ""]
+            what = f"python {spec.python}"
+        elif spec.kind == "run":
+            argv = command_argv(spec.run or "")
+            what = _show(spec.run or "")
+        else:
+            self._failed_attempt(state, Outcome(), f"{spec.kind} tasks are not supported yet", spec)
+            return
+        env = dict(os.environ)
+        env.update(spec.env)
+        env.update(
+            BANTZ_TASK_ID=str(state.id),
+            BANTZ_TASK_DIR=str(paths.dir),
+            BANTZ_CHECKPOINT=str(paths.checkpoint),
+            BANTZ_ATTEMPT=str(state.attempts),
+            BANTZ_HOME=str(self.home.root),
+        )
+        if step_name:
+            env["BANTZ_STEP"] = step_name
+        cwd = spec.expanded_cwd()
+        try:
+            popen = spawn(
+                paths,
+                argv,
+                attempt=state.attempts,
+                cwd=cwd,
+                env=env,
+                nice=self.config.nice,
+                marker=marker_line(state.attempts, iso(self.clock.time()) or "", what),
+            )
+        except SpawnError as e:
+            self._append_log(paths, f"bantzd: {e}\n")
+            self._failed_attempt(state, Outcome(exit_code=None), str(e), spec)
+            return
+        except OSError as e:
+            # Not the task's fault (disk full, fd limit): back to the queue, no attempt used.
+            log.error("task %d: could not start: %s", state.id, e)
+            self.store.transition(
+                state,
+                Status.QUEUED,
+                f"not started: {e.strerror or e}",
+                attempts=state.attempts - 1,
+                pid=None,
+                step=None,
+                attempt_log=state.attempt_log[:-1],
+            )
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                self._io_failed(IoPathError(paths.output, "starting", e))
+            return
+        # A later step of a steps: task keeps the attempt's start: `timeout` is per attempt.
+        started = started_mono if started_mono is not None else self.clock.monotonic()
+        self.attempts[state.id] = Attempt(
+            task_id=state.id,
+            attempt=state.attempts,
+            pgid=popen.pid,
+            paths=paths,
+            started_mono=started,
+            popen=popen,
+            step=step_name,
+        )
+        crash_point("start.after_spawn")
+        self.store.update(state, pid=popen.pid, step=step_name)
+
+    @staticmethod
+    def _append_log(paths: TaskPaths, text: str) -> None:
+        try:
+            with open(paths.output, "a", encoding="utf-8") as f:
+                f.write(text)
+        except OSError:
+            pass  # the reason is in state.json too
+
+    # control, intake, progress -----------------------------------------------------------
+
+    def _set_paused(self, paused: bool) -> None:
+        self.paused = paused
+
+    def apply_control(self) -> None:
+        control.apply_pending(self.home, self.handler)
+
+    def intake_spool(self) -> None:
+        ready = self._watcher.take_ready() if self._watcher else set()
+        mono = self.clock.monotonic()
+        due = mono - self._last_scan >= self.config.scan_interval or self._unsettled
+        if not ready and not due:
+            return
+        self._last_scan = mono
+        self._unsettled = False
+        now = self.clock.time()
+        try:
+            entries = list(os.scandir(self.home.spool))
+        except FileNotFoundError:
+            self.home.ensure()
+            return
+        found = []
+        for entry in entries:
+            if entry.name == "rejected" or not intake.candidate_name(entry.name):
+                continue
+            try:
+                mtime = entry.stat(follow_symlinks=False).st_mtime
+            except FileNotFoundError:
+                continue
+            found.append((mtime, entry.name))
+        for _, name in sorted(found):
+            path = self.home.spool / name
+            result = intake.examine(path, now, settled_required=str(path) not in ready)
+            if result is None:
+                if path.exists():
+                    self._unsettled = True
+                continue
+            if isinstance(result, intake.Rejected):
+                if intake.reject(self.home, result):
+                    self.store.note("rejected", file=name, problem=result.problem)
+                continue
+            self.accept(result)
+
+    def accept(self, item: intake.Accepted) -> None:
+        spec = item.spec
+        held = spec.approval or (spec.category in self.config.approval_categories)
+        state = TaskState(
+            id=self.store.allocate_id(),
+            name=spec.name,
+            status=Status.HELD if held else Status.QUEUED,
+            reason="waiting for approval" if held else None,
+            priority=spec.priority,
+            kind=spec.kind,
+            source=item.path.name,
+        )
+        self.store.create(state, item.path)
+        self.states[state.id] = state
+        self.specs[state.id] = spec
+        log.info("accepted %s as task %d (%s)", item.path.name, state.id, state.name)
+
+    def sync_progress(self) -> None:
+        """Copy what workers wrote to progress.json into state.json (what status shows)."""
+        for task_id, att in self.attempts.items():
+            try:
+                mtime = os.stat(att.paths.progress).st_mtime
+            except FileNotFoundError:
+                continue
+            if self._progress_mtimes.get(task_id) == mtime:
+                continue
+            self._progress_mtimes[task_id] = mtime
+            from bantzd.queue.atomic import read_json
+
+            try:
+                data = read_json(att.paths.progress)
+            except ValueError:
+                continue
+            if isinstance(data, dict):
+                self.store.update(self.states[task_id], progress=data)
+
+    # starting ----------------------------------------------------------------------------
+
+    def start_ready(self) -> None:
+        if self.stopping:
+            self._last_decision = Decision()
+            return
+        now = self.clock.time()
+        candidates = []
+        for s in self.states.values():
+            if s.status is Status.QUEUED and s.id in self.specs:
+                spec = self.specs[s.id]
+                candidates.append(
+                    Candidate(
+                        id=s.id,
+                        name=s.name,
+                        priority=s.priority,
+                        after=spec.after,
+                        retry_at=s.retry_at,
+                        paused=s.paused,
+                    )
+                )
+        briefs = [TaskBrief(s.id, s.name, s.status) for s in self.states.values()]
+        decision = decide(
+            candidates,
+            briefs,
+            running=len(self.attempts) + len(self._to_launch),
+            max_parallel=self.config.max_parallel,
+            now=now,
+            paused=self.paused,
+        )
+        self._last_decision = decision
+        for task_id, why in decision.fail.items():
+            state = self.states[task_id]
+            self.store.transition(state, Status.FAILED, why, error=why, finished=iso(now))
+        for task_id, why in decision.waiting.items():
+            state = self.states[task_id]
+            if state.reason != why:
+                self.store.update(state, reason=why)
+        for task_id in decision.start:
+            state = self.states[task_id]
+            attempt = state.attempts + 1
+            log_entry = {"attempt": attempt, "start": iso(now), "end": None, "outcome": None}
+            self.store.transition(
+                state,
+                Status.RUNNING,
+                None,
+                attempts=attempt,
+                started=iso(now),
+                finished=None,
+                retry_at=None,
+                attempt_log=[*state.attempt_log, log_entry][-50:],
+            )
+            self._to_launch.append(task_id)
+        self.launch_recorded()
+
+    def launch_recorded(self) -> None:
+        """Spawn the tasks recorded as running, once that record is durable.
+
+        Durable "running" before the process exists: a crash in between leaves a record with
+        no live worker, which recovery requeues; the reverse order could run a task twice.
+        When the write fails (disk full) they wait here, holding their slots, until it works.
+        """
+        if not self._to_launch:
+            return
+        try:
+            self.store.flush()
+        except IoPathError as e:
+            self._io_failed(e)
+            return
+        crash_point("start.after_running")
+        launching, self._to_launch = self._to_launch, []
+        for task_id in launching:
+            state = self.states[task_id]
+            if state.status is Status.RUNNING and task_id not in self.attempts:
+                self.launch(state, self.specs[task_id])
+
+    # recovery ----------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Load every task; finish half-done intakes; adopt or requeue running attempts."""
+        for task_id in task_ids(self.home):
+            tdir = self.home.task_dir(task_id)
+            if not (tdir / "task.yaml").exists():
+                # The intake did not reach its commit point (the rename of the spool file).
+                shutil.rmtree(tdir, ignore_errors=True)
+                continue
+            state = read_state(tdir) or self._rebuild_state(task_id)
+            self.states[task_id] = state
+            if state.finished_state:
+                continue
+            try:
+                self.specs[task_id] = parse_task(
+                    (tdir / "task.yaml").read_bytes(), default_name=state.name
+                )
+            except (TaskFileError, OSError) as e:
+                why = f"task.yaml can no longer be read: {e}"
+                if state.status is not Status.RUNNING:
+                    self.store.transition(state, Status.FAILED, why, error=why)
+                continue
+            if state.status is Status.RUNNING:
+                self._recover_running(state)
+        self.store.flush()
+
+    def _rebuild_state(self, task_id: int) -> TaskState:
+        tdir = self.home.task_dir(task_id)
+        name = str(task_id)
+        try:
+            spec = parse_task((tdir / "task.yaml").read_bytes(), default_name=name)
+            name, priority, kind = spec.name, spec.priority, spec.kind
+        except (TaskFileError, OSError):
+            priority, kind = 0, "run"
+        created = datetime.fromtimestamp((tdir / "task.yaml").stat().st_mtime).astimezone()
+        state = TaskState(
+            id=task_id,
+            name=name,
+            priority=priority,
+            kind=kind,
+            created=created.isoformat(timespec="seconds"),
+            reason="state rebuilt after a crash",
+        )
+        self.store.update(state)
+        log.warning("task %d: state.json was missing or unreadable; rebuilt as queued", task_id)
+        return state
+
+    def _recover_running(self, state: TaskState) -> None:
+        paths = TaskPaths(self.home.task_dir(state.id))
+        pgid = state.pid or read_lock_pid(paths)
+        if worker_alive(paths) and pgid:
+            started = _parse_iso(state.started) or self.clock.time()
+            mono = self.clock.monotonic() - max(0.0, self.clock.time() - started)
+            self.attempts[state.id] = Attempt(
+                task_id=state.id,
+                attempt=state.attempts,
+                pgid=pgid,
+                paths=paths,
+                started_mono=mono,
+                step=state.step,
+            )
+            log.info("task %d: adopted its running attempt (pid %d)", state.id, pgid)
+            return
+        att = Attempt(
+            task_id=state.id,
+            attempt=state.attempts,
+            pgid=pgid or 0,
+            paths=paths,
+            started_mono=self.clock.monotonic(),
+            step=state.step,
+        )
+        self.attempts[state.id] = att
+        outcome = reap(att) if pgid else Outcome(known=False)
+        log.info(
+            "task %d: its attempt ended while no supervisor ran (%s)", state.id, outcome.describe()
+        )
+        self.finish_attempt(att, outcome)
+
+
+def _free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def intake_pending(home: Home) -> bool:
+    """Whether the spool holds files that look like tasks not yet taken in."""
+    try:
+        return any(intake.candidate_name(n) for n in os.listdir(home.spool))
+    except FileNotFoundError:
+        return False
+
+
+def _parse_iso(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def _show(run: str | tuple[str, ...] | list[str]) -> str:
+    text = run if isinstance(run, str) else " ".join(run)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def fmt_seconds(seconds: float) -> str:
+    from bantzd.units import format_duration
+
+    return format_duration(seconds)
+
+
+def setup_logging(home: Home, *, verbose: bool = False) -> None:
+    """bantzd.log gets everything at INFO; stderr only warnings unless verbose."""
+    root = logging.getLogger("bantzd")
+    root.setLevel(logging.INFO)
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    home.root.mkdir(parents=True, exist_ok=True)
+    fh = logging.FileHandler(home.log)
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(fh)
+    sh = logging.StreamHandler(sys.stderr)
+    sh.setLevel(logging.INFO if verbose else logging.WARNING)
+    sh.setFormatter(logging.Formatter("bantzd: %(message)s"))
+    root.addHandler(sh)
+    root.propagate = False
+    # watchdog complains on shutdown about its inotify thread; nothing a user can act on.
+    logging.getLogger("watchdog").setLevel(logging.ERROR)
+
+
+def run_supervisor(
+    home: Home,
+    *,
+    once: bool = False,
+    until: float | None = None,
+    clock: Clock | None = None,
+    verbose: bool = False,
+) -> int:
+    """Load the config and run a supervisor in the foreground; returns the exit code."""
+    config = load_config(home.config)
+    setup_logging(home, verbose=verbose)
+    sup = Supervisor(home, config, clock, once=once, until=until)
+    code = sup.run()
+    return code
+
+
+def summary_line(home: Home) -> str:
+    """One line for cron's mail: what the queue holds now."""
+    from collections import Counter
+
+    from bantzd.queue.store import scan_states
+
+    counts = Counter(str(s.status) for s in scan_states(home))
+    parts = [
+        f"{counts.get(k, 0)} {k}"
+        for k in ("done", "failed", "waiting_human", "held", "queued", "running")
+    ]
+    return "bantzd: " + ", ".join(parts)

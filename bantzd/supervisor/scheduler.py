@@ -1,0 +1,136 @@
+"""Which queued tasks start now, and why the others wait: a pure decision (STYLE 2).
+
+Nothing here touches a process, a file or the real clock. The supervisor builds the inputs
+from its in-memory states each tick and applies the `Decision`; tests call `decide`
+directly with hand-made inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from bantzd.clock import hms
+from bantzd.queue.states import FINISHED, Status
+
+
+@dataclass(frozen=True)
+class TaskBrief:
+    """What the decision needs to know about any task (for dependencies)."""
+
+    id: int
+    name: str
+    status: Status
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A queued task that might start."""
+
+    id: int
+    name: str
+    priority: int = 0
+    after: tuple[str | int, ...] = ()
+    retry_at: float | None = None
+    paused: bool = False
+
+
+# Reasons of these kinds clear by themselves with time or load; `--once` keeps waiting for
+# them. Everything else (held, a question, a dependency that cannot progress) needs a person.
+TRANSIENT_PREFIXES = ("retry at", "throttled", "rate limit", "waiting for a free slot")
+
+
+@dataclass
+class Decision:
+    start: list[int] = field(default_factory=list)
+    waiting: dict[int, str] = field(default_factory=dict)
+    fail: dict[int, str] = field(default_factory=dict)
+    # When the next time-based change is due (a retry); None when nothing is timed.
+    wake_at: float | None = None
+
+    def transient_waits(self) -> bool:
+        """Whether any wait will clear on its own (what `--once` waits for)."""
+        return any(r.startswith(TRANSIENT_PREFIXES) for r in self.waiting.values())
+
+
+class DependencyIndex:
+    """Resolves `after:` references: an id, or a name meaning the newest task of that name."""
+
+    def __init__(self, tasks: Iterable[TaskBrief]) -> None:
+        self.by_id: dict[int, TaskBrief] = {}
+        self.by_name: dict[str, list[TaskBrief]] = {}
+        for t in tasks:
+            self.by_id[t.id] = t
+            self.by_name.setdefault(t.name, []).append(t)
+
+    def find(self, ref: str | int, *, exclude: int) -> TaskBrief | None:
+        if isinstance(ref, int):
+            found = self.by_id.get(ref)
+            return found if found and found.id != exclude else None
+        same = [t for t in self.by_name.get(ref, ()) if t.id != exclude]
+        return max(same, key=lambda t: t.id) if same else None
+
+
+def dependency_state(cand: Candidate, index: DependencyIndex) -> tuple[str | None, str | None]:
+    """(wait reason, failure reason) for `cand`'s `after:` list; both None when satisfied."""
+    for ref in cand.after:
+        dep = index.find(ref, exclude=cand.id)
+        label = str(ref)
+        if dep is None:
+            return f"after: {label} (no such task yet)", None
+        if dep.status is Status.DONE:
+            continue
+        if dep.status in FINISHED:
+            return None, f"dependency failed: {label}"
+        return f"after: {label} ({dep.status})", None
+    return None, None
+
+
+def decide(
+    candidates: Iterable[Candidate],
+    tasks: Mapping[int, TaskBrief] | Iterable[TaskBrief],
+    *,
+    running: int,
+    max_parallel: int,
+    now: float,
+    paused: bool = False,
+) -> Decision:
+    """Pick what starts: highest priority first, then lowest id, into the free slots.
+
+    A task waits with a reason when it depends on an unfinished task, waits for a retry, is
+    paused, or finds no free slot; it fails when a dependency failed or was cancelled.
+    """
+    briefs = tasks.values() if isinstance(tasks, Mapping) else tasks
+    index = DependencyIndex(briefs)
+    decision = Decision()
+    free = max(0, max_parallel - running)
+    ordered = sorted(candidates, key=lambda c: (-c.priority, c.id))
+    for cand in ordered:
+        wait, fail = dependency_state(cand, index)
+        if fail:
+            decision.fail[cand.id] = fail
+            continue
+        if wait:
+            decision.waiting[cand.id] = wait
+            continue
+        if cand.paused:
+            decision.waiting[cand.id] = "paused"
+            continue
+        if cand.retry_at is not None and cand.retry_at > now:
+            decision.waiting[cand.id] = f"retry at {hms(cand.retry_at)}"
+            decision.wake_at = min(decision.wake_at or cand.retry_at, cand.retry_at)
+            continue
+        if paused:
+            decision.waiting[cand.id] = "paused: all new starts are paused"
+            continue
+        if free <= 0:
+            decision.waiting[cand.id] = "waiting for a free slot"
+            continue
+        decision.start.append(cand.id)
+        free -= 1
+    return decision
+
+
+def backoff(retry_delay: float, failures: int) -> float:
+    """Seconds before the next attempt after `failures` failed ones: doubled each time."""
+    return retry_delay * (2 ** max(0, failures - 1))

@@ -1,0 +1,128 @@
+"""The in-task API: checkpoints, progress, results and questions (SPEC section 5).
+
+`python:` tasks receive a `Context`; any Python process under a task gets the same one from
+`bantzd.worker.context()`. Underneath it is only files in the task folder and environment
+variables, so a worker in any language can do the same (README: "The worker protocol").
+
+This module is imported inside tasks: it must stay light (no click, pydantic or rich).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from bantzd.queue.atomic import read_json, write_json_atomic
+
+__all__ = ["Context", "NotInTask", "context"]
+
+
+class NotInTask(RuntimeError):
+    """Raised by `context()` outside a bantzd task (no BANTZ_TASK_DIR)."""
+
+
+class Context:
+    """One attempt's view of its task folder."""
+
+    def __init__(
+        self,
+        task_dir: str | os.PathLike[str],
+        *,
+        task_id: int | None = None,
+        attempt: int | None = None,
+    ) -> None:
+        self.dir = Path(task_dir)
+        self.task_id = task_id if task_id is not None else int(self.dir.name)
+        self.attempt = attempt if attempt is not None else 1
+        self._checkpoint_loaded = False
+        self._checkpoint: Any = None
+
+    # checkpoints -------------------------------------------------------------------------
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.dir / "checkpoint.json"
+
+    @property
+    def checkpoint(self) -> Any:
+        """The last saved checkpoint, or None when none was ever saved."""
+        if not self._checkpoint_loaded:
+            self._checkpoint = read_json(self.checkpoint_path)
+            self._checkpoint_loaded = True
+        return self._checkpoint
+
+    def save(self, state: Any) -> None:
+        """Replace checkpoint.json with `state` (JSON-able), atomically and durably."""
+        write_json_atomic(self.checkpoint_path, state)
+        self._checkpoint = json.loads(json.dumps(state))
+        self._checkpoint_loaded = True
+
+    # progress and results ----------------------------------------------------------------
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Report progress (0..1) and a short message; `bantzd status` shows it."""
+        percent = max(0.0, min(100.0, float(fraction) * 100.0))
+        write_json_atomic(
+            self.dir / "progress.json", {"percent": round(percent, 1), "message": message}
+        )
+
+    def result(self, obj: Any) -> None:
+        """Write result.json; a `summary` key is what the morning report quotes."""
+        write_json_atomic(self.dir / "result.json", obj)
+
+    # questions ---------------------------------------------------------------------------
+
+    def answer(self, key: str) -> str | None:
+        """The person's answer to question `key`, or None while unanswered."""
+        state = read_json(self.dir / "state.json", default={}) or {}
+        answers = state.get("answers") or {}
+        value = answers.get(key)
+        return value if isinstance(value, str) else None
+
+    def ask(self, key: str, question: str, choices: list[str] | None = None) -> None:
+        """Ask a person and stop this attempt; the task resumes once `bantzd answer` runs.
+
+        Does not return: the question is saved, then the attempt's process group is ended.
+        """
+        write_question(self.dir, key, question, choices, self.attempt)
+        end_attempt()
+
+
+def write_question(
+    task_dir: Path, key: str, question: str, choices: list[str] | None, attempt: int
+) -> None:
+    """Save a question where the supervisor looks for it when the attempt ends."""
+    write_json_atomic(
+        Path(task_dir) / "question.json",
+        {
+            "key": key,
+            "text": question,
+            "choices": list(choices or []),
+            "attempt": attempt,
+        },
+    )
+
+
+def end_attempt() -> None:
+    """Stop the whole attempt (every process of its group) after a question."""
+    try:
+        os.killpg(os.getpgrp(), signal.SIGTERM)
+    finally:
+        os._exit(0)
+
+
+def context() -> Context:
+    """The Context of the task this process runs under (from BANTZ_* variables)."""
+    task_dir = os.environ.get("BANTZ_TASK_DIR")
+    if not task_dir:
+        raise NotInTask("not running under a bantzd task (BANTZ_TASK_DIR is not set)")
+    task_id = os.environ.get("BANTZ_TASK_ID")
+    attempt = os.environ.get("BANTZ_ATTEMPT")
+    return Context(
+        task_dir,
+        task_id=int(task_id) if task_id and task_id.isdigit() else None,
+        attempt=int(attempt) if attempt and attempt.isdigit() else None,
+    )

@@ -1,0 +1,267 @@
+"""Starting and stopping one attempt of a task as an isolated process group (STYLE 6).
+
+Every attempt runs under a tiny /bin/sh wrapper, not a Python interpreter (which would cost
+tens of milliseconds per task). The wrapper:
+
+* is the leader of a new session and process group, so one `killpg` reaches everything
+  the task started;
+* inherits, like every process under it, an fd holding an exclusive flock on the task's
+  worker.lock. The kernel releases that lock only when the last of those processes is
+  gone, which is how a restarted supervisor tells a live attempt from a dead one without
+  trusting a pid;
+* traps SIGTERM/SIGINT/SIGHUP only to outlive its child, then writes exit.json with the
+  child's status and the attempt number, so the outcome of an attempt survives the death
+  of the supervisor that started it.
+
+The parent owns the outcome: `reap` decides from the wait status, and only when the
+supervisor is gone does the exit record speak.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bantzd.paths import TaskPaths
+
+# "$@" is the command; its status is written before the wrapper exits with it. The traps
+# are handlers (not ''), so the command itself starts with default dispositions.
+WRAPPER = (
+    'rec="$1"; att="$2"; shift 2; '
+    "trap 'bantz_sig=1' TERM INT HUP; "
+    '"$@"; rc=$?; '
+    'printf \'{"rc": %d, "attempt": %d}\\n\' "$rc" "$att" > "$rec"; '
+    'exit "$rc"'
+)
+
+
+class SpawnError(Exception):
+    """The attempt could not start at all (missing cwd, unknown command); message says why."""
+
+
+@dataclass
+class Outcome:
+    """How an attempt's main process ended."""
+
+    exit_code: int | None = None
+    signal: int | None = None
+    # False when the supervisor that started the attempt died and nothing recorded its end.
+    known: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.known and self.exit_code == 0
+
+    def describe(self) -> str:
+        if not self.known:
+            return "ended while no supervisor watched it"
+        if self.signal is not None:
+            try:
+                name = signal.Signals(self.signal).name
+            except ValueError:
+                name = f"signal {self.signal}"
+            return f"killed by {name}"
+        if self.exit_code == 127:
+            return "exit 127: command not found"
+        if self.exit_code == 126:
+            return "exit 126: command not executable"
+        return f"exit {self.exit_code}"
+
+
+@dataclass
+class Attempt:
+    """A running attempt as the supervisor tracks it."""
+
+    task_id: int
+    attempt: int
+    pgid: int
+    paths: TaskPaths
+    started_mono: float
+    popen: subprocess.Popen[bytes] | None = None  # None when adopted after a restart
+    step: str | None = None
+    stop_reason: str | None = None  # why we sent SIGTERM: timeout, cancelled, interrupted...
+    term_at: float | None = None
+    killed: bool = False
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def command_argv(run: str | tuple[str, ...] | list[str]) -> list[str]:
+    """A task's `run` as argv: a string goes through /bin/sh -c, a list is used as is."""
+    if isinstance(run, str):
+        return ["/bin/sh", "-c", run]
+    return list(run)
+
+
+def check_runnable(argv: list[str], cwd: str, env: dict[str, str]) -> None:
+    """Fail early, with a clear reason, on the mistakes that otherwise end as exit 127."""
+    if not os.path.isdir(cwd):
+        raise SpawnError(f"cwd does not exist: {cwd}")
+    prog = argv[0]
+    if "/" in prog:
+        full = prog if os.path.isabs(prog) else os.path.join(cwd, prog)
+        if not os.path.exists(full):
+            raise SpawnError(f"command not found: {prog}")
+        if not os.access(full, os.X_OK) or os.path.isdir(full):
+            raise SpawnError(f"command not executable: {prog}")
+    elif shutil.which(prog, path=env.get("PATH", os.defpath)) is None:
+        raise SpawnError(f"command not found: {prog}")
+
+
+def spawn(
+    paths: TaskPaths,
+    argv: list[str],
+    *,
+    attempt: int,
+    cwd: str,
+    env: dict[str, str],
+    nice: int,
+    marker: str,
+) -> subprocess.Popen[bytes]:
+    """Start `argv` as a new attempt; returns the wrapper's Popen (its pid is the pgid)."""
+    check_runnable(argv, cwd, env)
+    lock_fd = os.open(paths.worker_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            # Never two live workers for one task: the previous attempt still holds it.
+            raise SpawnError("a previous attempt of this task is still alive") from None
+        try:
+            os.unlink(paths.exit_record)
+        except FileNotFoundError:
+            pass
+        log_fd = os.open(paths.output, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(log_fd, marker.encode(errors="replace"))
+            popen = subprocess.Popen(
+                [
+                    "/bin/sh",
+                    "-c",
+                    WRAPPER,
+                    "bantzd-attempt",
+                    str(paths.exit_record),
+                    str(attempt),
+                    *argv,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env=env,
+                close_fds=True,
+                pass_fds=(lock_fd,),
+                start_new_session=True,
+            )
+        except OSError as e:
+            raise SpawnError(f"could not start: {e.strerror or e}") from e
+        finally:
+            os.close(log_fd)
+        if nice:
+            try:
+                os.setpriority(os.PRIO_PROCESS, popen.pid, nice)
+            except OSError:
+                pass  # the wrapper already exited, or we may not lower it: not fatal
+        os.pwrite(lock_fd, f"{popen.pid}\n".encode(), 0)
+        return popen
+    finally:
+        os.close(lock_fd)
+
+
+def exited(att: Attempt) -> bool:
+    """Whether the attempt's main process has ended (without reaping it yet)."""
+    if att.popen is not None:
+        try:
+            res = os.waitid(os.P_PID, att.popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True
+        return res is not None
+    return not worker_alive(att.paths)
+
+
+def reap(att: Attempt) -> Outcome:
+    """Collect the outcome of an exited attempt and kill what it left in its group.
+
+    The leftovers are killed *before* the wrapper is reaped, while its pid (= the pgid)
+    cannot be reused, so `killpg` can never hit a stranger's group. An adopted attempt
+    (not our child) is only reaped once worker.lock is free, i.e. when every process that
+    inherited it is gone; its pgid may belong to someone else by then, so it is left alone.
+    """
+    if att.popen is not None:
+        kill_group(att.pgid, signal.SIGKILL)
+        rc = att.popen.wait()
+        if rc < 0:
+            return Outcome(signal=-rc)
+        return _from_record(att.paths, att.attempt) or _from_shell_status(rc)
+    record = _from_record(att.paths, att.attempt)
+    return record or Outcome(known=False)
+
+
+def _from_shell_status(rc: int) -> Outcome:
+    # sh reports a child killed by signal N as 128+N.
+    if rc > 128 and rc - 128 < signal.NSIG:
+        return Outcome(signal=rc - 128)
+    return Outcome(exit_code=rc)
+
+
+def _from_record(paths: TaskPaths, attempt: int) -> Outcome | None:
+    try:
+        data = json.loads(paths.exit_record.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("attempt") != attempt:
+        return None  # a record from an older attempt says nothing about this one
+    rc = data.get("rc")
+    if not isinstance(rc, int):
+        return None
+    return _from_shell_status(rc)
+
+
+def worker_alive(paths: TaskPaths) -> bool:
+    """True while any process of the task's attempt holds worker.lock."""
+    try:
+        fd = os.open(paths.worker_lock, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def kill_group(pgid: int, sig: int) -> bool:
+    """Send `sig` to a process group; False when the group is already gone."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    except OSError as e:
+        if e.errno == errno.ESRCH:
+            return False
+        raise
+    return True
+
+
+def marker_line(attempt: int, when: str, what: str) -> str:
+    """The line that opens each attempt (and step) in output.log."""
+    return f"\n=== bantzd: attempt {attempt} · {when} · {what} ===\n"
+
+
+def read_lock_pid(paths: TaskPaths) -> int | None:
+    """The wrapper pid written into worker.lock at spawn (for adopting an attempt)."""
+    try:
+        text = Path(paths.worker_lock).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None

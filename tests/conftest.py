@@ -1,0 +1,128 @@
+"""Shared fixtures: a private home per test, the real CLI in a subprocess, polling waits."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bantzd.paths import Home
+
+
+def wait_for(
+    cond: Callable[[], object],
+    timeout: float = 20.0,
+    interval: float = 0.02,
+    what: str = "condition",
+) -> object:
+    """Poll `cond` until it returns something truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Bantz:
+    """Runs `bantzd --home HOME ...` as a real process."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = dict(os.environ)
+        self.env.pop("BANTZ_TASK_DIR", None)
+        self.env["BANTZ_HOME"] = str(home)
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "bantzd", "--home", str(self.home), *args]
+
+    def __call__(
+        self, *args: str, check: bool = False, timeout: float = 60, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            self.argv(*args),
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            input=input,
+            stdin=None if input else subprocess.DEVNULL,
+        )
+        if check and res.returncode != 0:
+            raise AssertionError(
+                f"bantzd {' '.join(args)} -> {res.returncode}\n{res.stdout}\n{res.stderr}"
+            )
+        return res
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            self.argv(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(10)
+
+    # files -------------------------------------------------------------------------------
+
+    def drop(self, name: str, text: str) -> Path:
+        """Write a task file into the spool the safe way (temp name, then rename)."""
+        spool = self.home / "spool"
+        spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = spool / f".{name}.tmp"
+        tmp.write_text(text)
+        os.rename(tmp, spool / name)
+        return spool / name
+
+    def state(self, task_id: int) -> dict:
+        try:
+            return json.loads((self.home / "tasks" / str(task_id) / "state.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def status_of(self, task_id: int) -> str | None:
+        return self.state(task_id).get("status")
+
+    def task_dir(self, task_id: int) -> Path:
+        return self.home / "tasks" / str(task_id)
+
+    def output(self, task_id: int) -> str:
+        try:
+            return (self.task_dir(task_id) / "output.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    root = tmp_path / "home"
+    Home(root).ensure()
+    cfg = root / "config.toml"
+    cfg.write_text('max_parallel = 2\nstop_grace = "2s"\nnice = 0\nscan_interval = "0.5s"\n')
+    return root
+
+
+@pytest.fixture
+def bantz(home: Path) -> Iterator[Bantz]:
+    b = Bantz(home)
+    yield b
+    b.stop_all()

@@ -1,0 +1,332 @@
+"""End-to-end: the real CLI, real supervisor processes, real signals, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Bantz, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def run_once(bantz: Bantz, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    res = bantz("run", "--once", timeout=timeout)
+    assert res.returncode == 0, res.stderr
+    return res
+
+
+def test_valid_tasks_run_and_are_recorded(bantz: Bantz) -> None:
+    bantz.drop("hello.yaml", "run: echo hello $BANTZ_TASK_ID attempt $BANTZ_ATTEMPT\n")
+    bantz.drop("argv.yaml", "run: [printf, '%s|', a b, c]\n")
+    bantz.drop("fails.yaml", "run: exit 3\n")
+    run_once(bantz)
+    states = {bantz.state(i)["name"]: bantz.state(i) for i in (1, 2, 3)}
+    assert states["hello"]["status"] == "done"
+    assert states["argv"]["status"] == "done"
+    assert states["fails"]["status"] == "failed"
+    assert states["fails"]["exit_code"] == 3
+    outputs = {bantz.state(i)["name"]: bantz.output(i) for i in (1, 2, 3)}
+    assert "=== bantzd: attempt 1" in outputs["hello"]
+    assert "attempt 1\n" in outputs["hello"] and "hello " in outputs["hello"]
+    assert "a b|c|" in outputs["argv"]
+    # The spool file moved, verbatim, into the task folder.
+    assert (bantz.task_dir(1) / "task.yaml").read_text().startswith("run: echo hello")
+    assert not list((bantz.home / "spool").glob("*.yaml"))
+    events = [json.loads(line) for line in (bantz.home / "journal.jsonl").read_text().splitlines()]
+    moves = [(e["id"], e["status"]) for e in events if e.get("event") == "transition"]
+    assert (3, "running") in moves and (3, "failed") in moves
+
+
+def test_invalid_files_are_rejected_and_others_still_run(bantz: Bantz) -> None:
+    spool = bantz.home / "spool"
+    bantz.drop("badyaml.yaml", "run: [unclosed\nname: x\n")
+    bantz.drop("list.yaml", "- run: true\n")
+    bantz.drop("typo.yaml", "run: true\nretires: 2\n")
+    bantz.drop("empty.yaml", "")
+    (spool / "latin1.yaml").write_bytes(b"run: echo caf\xe9\n")
+    with open(spool / "huge.yaml", "wb") as f:
+        f.write(b"# " + b"x" * (50 * 1024 * 1024) + b"\nrun: true\n")
+    bantz.drop("good.yaml", "run: 'true'\n")
+    run_once(bantz)
+    rejected = bantz.home / "spool" / "rejected"
+    for name in ("badyaml", "list", "typo", "empty", "latin1", "huge"):
+        assert (rejected / f"{name}.yaml").exists(), name
+        assert (rejected / f"{name}.yaml.error.txt").exists(), name
+    assert "line 2, column 5" in (rejected / "badyaml.yaml.error.txt").read_text()
+    assert "retries" in (rejected / "typo.yaml.error.txt").read_text()
+    assert (rejected / "latin1.yaml").read_bytes() == b"run: echo caf\xe9\n"
+    assert bantz.state(1)["name"] == "good" and bantz.status_of(1) == "done"
+
+
+def test_ignored_names_wait_until_renamed(bantz: Bantz) -> None:
+    spool = bantz.home / "spool"
+    for name in (".hidden.yaml", "partial.yaml.part", "x.yaml.tmp", "backup.yaml~"):
+        (spool / name).write_text("run: 'true'\n")
+    run_once(bantz)
+    assert not (bantz.home / "tasks" / "1").exists()
+    os.rename(spool / "partial.yaml.part", spool / "partial.yaml")
+    run_once(bantz)
+    assert bantz.status_of(1) == "done"
+
+
+def test_bad_commands_fail_the_task_not_the_supervisor(bantz: Bantz, tmp_path: Path) -> None:
+    bantz.drop("nocmd.yaml", "run: [no-such-command-xyz, arg]\n")
+    bantz.drop("nocwd.yaml", f"run: 'true'\ncwd: {tmp_path}/missing\n")
+    bantz.drop("shellnf.yaml", "run: no-such-command-xyz\n")
+    bantz.drop("ok.yaml", "run: 'true'\n")
+    run_once(bantz)
+    by_name = {bantz.state(i)["name"]: bantz.state(i) for i in range(1, 5)}
+    assert by_name["nocmd"]["status"] == "failed"
+    assert "command not found: no-such-command-xyz" in by_name["nocmd"]["error"]
+    assert "cwd does not exist" in by_name["nocwd"]["error"]
+    assert by_name["shellnf"]["exit_code"] == 127
+    assert "command not found" in by_name["shellnf"]["error"]
+    assert by_name["ok"]["status"] == "done"
+
+
+def test_timeout_kills_a_task_that_ignores_sigterm(bantz: Bantz) -> None:
+    bantz.drop(
+        "stubborn.yaml",
+        textwrap.dedent("""\
+        run: trap '' TERM; echo started; while true; do sleep 0.1; done
+        timeout: 1s
+    """),
+    )
+    run_once(bantz)
+    state = bantz.state(1)
+    assert state["status"] == "failed"
+    assert state["error"] == "timeout after 1s"
+    assert state["signal"] == signal.SIGKILL
+
+
+def test_grandchildren_are_killed_when_the_main_process_ends(bantz: Bantz, tmp_path: Path) -> None:
+    pidfile = tmp_path / "grandchild.pid"
+    bantz.drop("forker.yaml", f"run: sleep 300 & echo $! > {pidfile}; exit 0\n")
+    run_once(bantz)
+    assert bantz.status_of(1) == "done"
+    pid = int(pidfile.read_text())
+
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # A zombie waiting for init to reap it is dead too.
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+        except OSError:
+            return True
+
+    wait_for(gone, timeout=10, what="the grandchild to be killed")
+
+
+def test_large_output_is_logged_without_trouble(bantz: Bantz) -> None:
+    bantz.drop("loud.yaml", "run: head -c 104857600 /dev/zero | tr '\\0' 'x'; echo; echo end\n")
+    bantz.drop("after.yaml", "run: echo fine\n")
+    run_once(bantz, timeout=120)
+    assert bantz.status_of(1) == "done"
+    assert (bantz.task_dir(1) / "output.log").stat().st_size > 100 * 1024 * 1024
+    assert bantz.status_of(2) == "done"
+
+
+def test_no_supervisor_fd_leaks_into_a_task(bantz: Bantz) -> None:
+    bantz.drop("fds.yaml", "run: ls -l /proc/self/fd/\n")
+    run_once(bantz)
+    out = bantz.output(1)
+    targets = [line.split("->", 1)[1].strip() for line in out.splitlines() if "->" in line]
+    # stdin is /dev/null, stdout/stderr the log, one fd holds the worker lock; ls's own
+    # directory fd shows up as /proc/<pid>/fd.
+    allowed = ("/dev/null", "output.log", "worker.lock", "/fd")
+    leaked = [t for t in targets if not t.endswith(allowed)]
+    assert not leaked, out
+
+
+def test_retries_with_backoff_then_success(bantz: Bantz, tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    bantz.drop(
+        "flaky.yaml",
+        textwrap.dedent(f"""\
+        run: if [ -e {marker} ]; then echo ok; else touch {marker}; exit 1; fi
+        retries: 2
+        retry_delay: 1s
+    """),
+    )
+    run_once(bantz)
+    state = bantz.state(1)
+    assert state["status"] == "done"
+    assert state["attempts"] == 2
+    assert "=== bantzd: attempt 2" in bantz.output(1)
+
+
+def test_retries_exhausted_fail(bantz: Bantz) -> None:
+    bantz.drop("bad.yaml", "run: exit 2\nretries: 1\nretry_delay: 0.2s\n")
+    run_once(bantz)
+    state = bantz.state(1)
+    assert state["status"] == "failed" and state["attempts"] == 2
+
+
+def test_dependencies_order_and_failure(bantz: Bantz, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    bantz.drop("a.yaml", f"name: second\nafter: [first]\nrun: echo second >> {ledger}\n")
+    bantz.drop("b.yaml", f"name: first\nrun: sleep 0.3; echo first >> {ledger}\n")
+    bantz.drop("c.yaml", "name: broken\nrun: exit 1\n")
+    bantz.drop("d.yaml", "name: needs-broken\nafter: broken\nrun: 'true'\n")
+    bantz.drop("e.yaml", "name: orphan\nafter: [nobody]\nrun: 'true'\n")
+    run_once(bantz)
+    assert ledger.read_text().split() == ["first", "second"]
+    by_name = {bantz.state(i)["name"]: bantz.state(i) for i in range(1, 6)}
+    assert by_name["needs-broken"]["status"] == "failed"
+    assert by_name["needs-broken"]["reason"] == "dependency failed: broken"
+    assert by_name["orphan"]["status"] == "queued"
+    assert by_name["orphan"]["reason"] == "after: nobody (no such task yet)"
+
+
+def test_priority_then_id_order(bantz: Bantz, tmp_path: Path) -> None:
+    (bantz.home / "config.toml").write_text("max_parallel = 1\nnice = 0\n")
+    ledger = tmp_path / "ledger"
+    for name, prio in (
+        ("low", "low"),
+        ("n1", "normal"),
+        ("high", "high"),
+        ("n2", "normal"),
+        ("seven", "7"),
+    ):
+        bantz.drop(
+            f"{name}.yaml", f"name: {name}\npriority: {prio}\nrun: echo {name} >> {ledger}\n"
+        )
+    run_once(bantz)
+    assert ledger.read_text().split() == ["high", "seven", "n1", "n2", "low"]
+
+
+def test_steps_run_in_order(bantz: Bantz, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    bantz.drop(
+        "steps.yaml",
+        textwrap.dedent(f"""\
+        steps:
+          - {{name: fetch, run: echo fetch >> {ledger}}}
+          - {{name: build, run: echo build $BANTZ_STEP >> {ledger}}}
+          - {{name: ship, run: [sh, -c, "echo ship >> {ledger}"]}}
+    """),
+    )
+    run_once(bantz)
+    assert ledger.read_text().splitlines() == ["fetch", "build build", "ship"]
+    assert bantz.state(1)["steps_done"] == ["fetch", "build", "ship"]
+    assert bantz.output(1).count("=== bantzd: attempt 1") == 3
+
+
+def test_second_supervisor_refuses_to_start(bantz: Bantz) -> None:
+    proc = bantz.start("run")
+    wait_for(lambda: (bantz.home / "bantzd.pid").exists(), what="the pid file")
+    second = bantz("run", "--once", timeout=30)
+    assert second.returncode == 1
+    assert f"already running on this home (pid {proc.pid})" in second.stderr
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+
+
+def test_sigterm_stops_cleanly_and_requeues_running_tasks(bantz: Bantz) -> None:
+    proc = bantz.start("run")
+    bantz.drop("long.yaml", "run: sleep 300\n")
+    wait_for(lambda: bantz.status_of(1) == "running", what="the task to start")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    state = bantz.state(1)
+    assert state["status"] == "queued" and state["reason"] == "interrupted"
+    assert state["interruptions"] == 1
+    assert not (bantz.home / "bantzd.pid").exists()
+
+
+def test_cancel_with_and_without_supervisor(bantz: Bantz) -> None:
+    bantz.drop("later.yaml", "run: 'true'\nafter: [never]\n")
+    run_once(bantz)
+    res = bantz("cancel", "1")
+    assert res.returncode == 0, res.stderr
+    assert bantz.status_of(1) == "cancelled"
+    assert bantz("cancel", "1").returncode == 1
+    assert bantz("cancel", "99").returncode == 3
+
+    proc = bantz.start("run")
+    bantz.drop("long.yaml", "run: sleep 300\n")
+    wait_for(lambda: bantz.status_of(2) == "running", what="the task to start")
+    res = bantz("cancel", "long")
+    assert res.returncode == 0, res.stderr
+    wait_for(lambda: bantz.status_of(2) == "cancelled", timeout=10, what="cancellation")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+
+
+def test_retry_and_pause_commands(bantz: Bantz) -> None:
+    bantz.drop("once.yaml", "run: exit 1\n")
+    run_once(bantz)
+    assert bantz.status_of(1) == "failed"
+    assert bantz("retry", "once").returncode == 0
+    assert bantz.status_of(1) == "queued"
+    assert bantz("pause").returncode == 0
+    run_once(bantz)
+    state = bantz.state(1)
+    assert state["status"] == "queued" and state["reason"].startswith("paused")
+    assert bantz("resume").returncode == 0
+    run_once(bantz)
+    assert bantz.status_of(1) == "failed" and bantz.state(1)["attempts"] == 2
+
+
+def test_world_writable_spool_is_refused(bantz: Bantz) -> None:
+    os.chmod(bantz.home / "spool", 0o777)
+    res = bantz("run", "--once")
+    assert res.returncode == 1
+    assert "chmod go-w" in res.stderr
+
+
+def test_symlinks_and_foreign_files_are_rejected(bantz: Bantz, tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.yaml"
+    target.write_text("run: 'true'\n")
+    os.symlink(target, bantz.home / "spool" / "link.yaml")
+    foreign = bantz.home / "spool" / "foreign.yaml"
+    foreign.write_text("run: 'true'\n")
+    if os.geteuid() == 0:
+        os.chown(foreign, 65534, 65534)
+    run_once(bantz)
+    rejected = bantz.home / "spool" / "rejected"
+    assert "symbolic link" in (rejected / "link.yaml.error.txt").read_text()
+    if os.geteuid() == 0:
+        assert "owned by uid 65534" in (rejected / "foreign.yaml.error.txt").read_text()
+    assert not (bantz.home / "tasks" / "1").exists()
+
+
+def test_ids_are_never_reused_after_clean(bantz: Bantz) -> None:
+    bantz.drop("a.yaml", "run: 'true'\n")
+    bantz.drop("b.yaml", "run: 'true'\n")
+    run_once(bantz)
+    assert bantz("clean", "--older-than", "0s").returncode == 0
+    assert not (bantz.home / "tasks" / "2").exists()
+    bantz.drop("c.yaml", "run: 'true'\n")
+    run_once(bantz)
+    assert bantz.state(3)["name"] == "c"
+
+
+def test_submit_validate_and_add(bantz: Bantz, tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("run: echo submitted\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run: true\ntimeout: soon\n")
+    res = bantz("validate", str(good), str(bad))
+    assert res.returncode == 1 and "timeout" in res.stdout
+    assert bantz("validate", str(good)).returncode == 0
+    res = bantz("submit", str(good), str(bad))
+    assert res.returncode == 1
+    assert (bantz.home / "spool" / "good.yaml").exists()
+    assert not (bantz.home / "spool" / "bad.yaml").exists()
+    res = bantz("add", "--name", "greet", "--priority", "high", "--", "echo", "hi there")
+    assert res.returncode == 0, res.stderr
+    run_once(bantz)
+    by_name = {bantz.state(i)["name"]: i for i in (1, 2)}
+    assert "hi there" in bantz.output(by_name["greet"])
+    assert bantz.state(by_name["greet"])["priority"] == 10

@@ -1,0 +1,117 @@
+"""The start decision and the transition table, as pure functions (no files, no clock)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bantzd.errors import IllegalTransition
+from bantzd.queue.states import ALLOWED, Status, check_transition
+from bantzd.supervisor.scheduler import Candidate, TaskBrief, backoff, decide
+
+NOW = 1_800_000_000.0
+
+
+def briefs(*items: tuple[int, str, Status]) -> list[TaskBrief]:
+    return [TaskBrief(i, n, s) for i, n, s in items]
+
+
+def test_priority_then_lowest_id_into_free_slots() -> None:
+    cands = [
+        Candidate(1, "a"),
+        Candidate(2, "b", priority=10),
+        Candidate(3, "c"),
+        Candidate(4, "d", priority=10),
+    ]
+    d = decide(cands, [], running=0, max_parallel=3, now=NOW)
+    assert d.start == [2, 4, 1]
+    assert d.waiting == {3: "waiting for a free slot"}
+
+
+def test_running_tasks_take_slots() -> None:
+    d = decide([Candidate(1, "a")], [], running=2, max_parallel=2, now=NOW)
+    assert d.start == [] and d.waiting[1] == "waiting for a free slot"
+    assert d.transient_waits()
+
+
+def test_dependency_by_name_uses_newest_task_of_that_name() -> None:
+    tasks = briefs(
+        (1, "prep", Status.FAILED), (2, "prep", Status.DONE), (3, "train", Status.QUEUED)
+    )
+    d = decide([Candidate(3, "train", after=("prep",))], tasks, running=0, max_parallel=1, now=NOW)
+    assert d.start == [3]
+
+
+def test_dependency_waits_and_fails() -> None:
+    tasks = briefs((1, "prep", Status.RUNNING), (2, "bad", Status.CANCELLED))
+    cands = [
+        Candidate(3, "x", after=("prep",)),
+        Candidate(4, "y", after=(2,)),
+        Candidate(5, "z", after=("ghost",)),
+    ]
+    d = decide(cands, tasks, running=1, max_parallel=4, now=NOW)
+    assert d.waiting[3] == "after: prep (running)"
+    assert d.fail[4] == "dependency failed: 2"
+    assert d.waiting[5] == "after: ghost (no such task yet)"
+    assert not d.transient_waits()
+
+
+def test_a_task_never_depends_on_itself_by_name() -> None:
+    d = decide(
+        [Candidate(1, "x", after=("x",))],
+        briefs((1, "x", Status.QUEUED)),
+        running=0,
+        max_parallel=1,
+        now=NOW,
+    )
+    assert d.waiting[1] == "after: x (no such task yet)"
+
+
+def test_retry_time_and_pause() -> None:
+    cands = [
+        Candidate(1, "a", retry_at=NOW + 30),
+        Candidate(2, "b", paused=True),
+        Candidate(3, "c", retry_at=NOW - 1),
+    ]
+    d = decide(cands, [], running=0, max_parallel=3, now=NOW)
+    assert d.waiting[1].startswith("retry at ")
+    assert d.wake_at == NOW + 30
+    assert d.waiting[2] == "paused"
+    assert d.start == [3]
+    g = decide([Candidate(4, "d")], [], running=0, max_parallel=1, now=NOW, paused=True)
+    assert g.start == [] and g.waiting[4].startswith("paused")
+
+
+@given(st.floats(min_value=0.1, max_value=3600), st.integers(min_value=1, max_value=10))
+def test_backoff_doubles(delay: float, failures: int) -> None:
+    assert backoff(delay, failures) == pytest.approx(delay * 2 ** (failures - 1))
+    assert backoff(delay, failures + 1) == pytest.approx(2 * backoff(delay, failures))
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 50), st.integers(-5, 5)), max_size=30, unique_by=lambda t: t[0]
+    ),
+    st.integers(0, 5),
+    st.integers(1, 6),
+)
+def test_never_more_than_free_slots_and_in_order(
+    items: list[tuple[int, int]], running: int, max_parallel: int
+) -> None:
+    cands = [Candidate(i, f"t{i}", priority=p) for i, p in items]
+    d = decide(cands, [], running=running, max_parallel=max_parallel, now=NOW)
+    assert len(d.start) <= max(0, max_parallel - running)
+    order = sorted(cands, key=lambda c: (-c.priority, c.id))
+    assert d.start == [c.id for c in order[: len(d.start)]]
+    assert set(d.start) | set(d.waiting) == {c.id for c in cands}
+
+
+def test_transition_table() -> None:
+    check_transition(1, Status.QUEUED, Status.RUNNING)
+    check_transition(1, Status.FAILED, Status.QUEUED)
+    with pytest.raises(IllegalTransition, match="task 7 is done; it cannot become queued"):
+        check_transition(7, Status.DONE, Status.QUEUED)
+    with pytest.raises(IllegalTransition):
+        check_transition(1, Status.HELD, Status.RUNNING)
+    assert set(ALLOWED) == set(Status)
