@@ -14,7 +14,6 @@ category unless configured).
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 import re
 import tomllib
@@ -167,9 +166,7 @@ class _Problems:
     def known(self, table: Mapping[str, Any], prefix: str, allowed: Any) -> None:
         for key in table:
             if key not in allowed:
-                close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                self.add(prefix + key, f"unknown setting{hint}")
+                self.add(prefix + key, f"unknown setting{_did_you_mean(key, allowed)}")
 
 
 def _build(data: Mapping[str, Any], source: str) -> Config:
@@ -253,6 +250,13 @@ def _limits(value: Any, problems: _Problems) -> Mapping[str, Limit]:
         }
         limits[name] = Limit(name=name, **got)
     return MappingProxyType(limits)
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    import difflib  # only on the error path: it costs ~10 ms to import
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _or(words: tuple[str, ...]) -> str:
@@ -344,8 +348,7 @@ def _events(value: Any) -> tuple[str, ...]:
     events = _texts(value)
     for event in events:
         if event not in NOTIFY_EVENTS:
-            close = difflib.get_close_matches(event, NOTIFY_EVENTS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = _did_you_mean(event, NOTIFY_EVENTS)
             raise ValueError(f"unknown event {event!r}{hint}; events are {_or(NOTIFY_EVENTS)}")
     return events
 

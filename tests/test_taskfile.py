@@ -778,8 +778,7 @@ def test_bad_resources(value: str, key: str) -> None:
 def test_bad_size_message() -> None:
     p = only("run: x\nresources:\n  memory: [1, 2]\n")
     assert str(p) == (
-        "line 3, column 11: resources.memory: expected a size like 512MiB, 16GiB or 2GB, "
-        "got [1, 2]"
+        "line 3, column 11: resources.memory: expected a size like 512MiB, 16GiB or 2GB, got [1, 2]"
     )
 
 

@@ -21,7 +21,6 @@ Choices worth knowing (also in the README's task file section):
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -842,5 +841,7 @@ def _suggest(key: str, allowed: tuple[str, ...], aliases: Mapping[str, str] | No
         return f" (did you mean {lowered!r}?)"
     if aliases and lowered in aliases:
         return f" (did you mean {aliases[lowered]!r}?)"
+    import difflib  # only on the error path: it costs ~10 ms to import
+
     close = difflib.get_close_matches(lowered, allowed, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -7,8 +7,9 @@ directly with hand-made inputs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from bantzd.clock import hms
 from bantzd.queue.states import FINISHED, Status
@@ -33,11 +34,22 @@ class Candidate:
     after: tuple[str | int, ...] = ()
     retry_at: float | None = None
     paused: bool = False
+    # What the task needs to start (taskfile.Resources) and the rate limits it takes units
+    # from; judged by the `admit` hook of `decide` (supervisor/resources.py).
+    resources: Any = None
+    uses: Mapping[str, int] = field(default_factory=dict)
 
 
 # Reasons of these kinds clear by themselves with time or load; `--once` keeps waiting for
 # them. Everything else (held, a question, a dependency that cannot progress) needs a person.
-TRANSIENT_PREFIXES = ("retry at", "throttled", "rate limit", "waiting for a free slot")
+TRANSIENT_PREFIXES = (
+    "retry at",
+    "throttled",
+    "rate limit",
+    "waiting for a free slot",
+    "cpus:",
+    "memory:",
+)
 
 
 @dataclass
@@ -94,11 +106,15 @@ def decide(
     max_parallel: int,
     now: float,
     paused: bool = False,
+    admit: Callable[[Candidate], str | None] | None = None,
 ) -> Decision:
     """Pick what starts: highest priority first, then lowest id, into the free slots.
 
     A task waits with a reason when it depends on an unfinished task, waits for a retry, is
     paused, or finds no free slot; it fails when a dependency failed or was cancelled.
+    `admit` (machine load, resources, rate limits) is asked last, for tasks that would
+    otherwise start; it returns a wait reason, or None after reserving what the task takes.
+    A task it refuses does not use up a slot, so a waiting GPU task never blocks CPU tasks.
     """
     briefs = tasks.values() if isinstance(tasks, Mapping) else tasks
     index = DependencyIndex(briefs)
@@ -125,6 +141,10 @@ def decide(
             continue
         if free <= 0:
             decision.waiting[cand.id] = "waiting for a free slot"
+            continue
+        refused = admit(cand) if admit is not None else None
+        if refused:
+            decision.waiting[cand.id] = refused
             continue
         decision.start.append(cand.id)
         free -= 1
