@@ -107,7 +107,7 @@ def test_format_duration(seconds: float, text: str) -> None:
 
 def _tolerance(seconds: float) -> float:
     if seconds < 1:
-        return 0.05
+        return 0.0501
     if seconds < 3600:
         return 0.5
     if seconds < 86400:

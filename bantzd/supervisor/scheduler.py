@@ -49,7 +49,11 @@ TRANSIENT_PREFIXES = (
     "waiting for a free slot",
     "cpus:",
     "memory:",
+    "gpu:",
 )
+# A GPU reason that no amount of waiting clears (the machine lacks the hardware).
+GPU_NEVER = "gpu: no GPU on this machine"
+
 
 
 @dataclass
@@ -62,7 +66,10 @@ class Decision:
 
     def transient_waits(self) -> bool:
         """Whether any wait will clear on its own (what `--once` waits for)."""
-        return any(r.startswith(TRANSIENT_PREFIXES) for r in self.waiting.values())
+        return any(
+            r.startswith(TRANSIENT_PREFIXES) and not r.startswith(GPU_NEVER)
+            for r in self.waiting.values()
+        )
 
 
 class DependencyIndex:
