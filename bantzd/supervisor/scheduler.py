@@ -55,7 +55,6 @@ TRANSIENT_PREFIXES = (
 GPU_NEVER = "gpu: no GPU on this machine"
 
 
-
 @dataclass
 class Decision:
     start: list[int] = field(default_factory=list)
