@@ -132,6 +132,11 @@ class TaskPaths:
         return self.dir / "progress.json"
 
     @property
+    def tokens(self) -> Path:
+        """Written by `llm:` workers: tokens used so far, summed over calls."""
+        return self.dir / "tokens.json"
+
+    @property
     def question(self) -> Path:
         """Written by the worker side when it asks (`ctx.ask`, `bantzd ask`)."""
         return self.dir / "question.json"

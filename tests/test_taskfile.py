@@ -467,6 +467,12 @@ def test_steps_with_default_names() -> None:
     )
 
 
+def test_step_names_may_be_numbers_but_not_empty() -> None:
+    assert parse("steps: [{name: 1, run: x}]\n").steps == (Step("1", "x"),)
+    assert only("steps: [{name: '', run: x}]\n").key == "steps[1].name"
+    assert only('steps: [{name: "a\\nb", run: x}]\n').key == "steps[1].name"
+
+
 def test_step_names_must_be_unique() -> None:
     p = only("steps:\n  - {name: a, run: x}\n  - {name: a, run: y}\n")
     assert p.key == "steps[2].name"

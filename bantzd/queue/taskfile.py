@@ -8,7 +8,7 @@ rather than on `safe_load`'s result, for two reasons: nodes carry the line and c
 plain scalar's text as written is still there, which YAML 1.1 would otherwise mangle
 (`deadline: 23:30` is the integer 1410, `env: {X: 010}` is 8, `yes` is True).
 
-Choices worth knowing (also in the README's task file section):
+Choices worth knowing (the README's task file section should say them too):
 
 * scalars in `run`/`steps` argv lists and in `env` values are taken as written (`010`, `yes`,
   `1.10` stay text); null is rejected;
@@ -627,6 +627,13 @@ class _Checker:
             raise _Bad(why, node)
         return name
 
+    def _step_name(self, node: Node, path: str) -> str:
+        # Unlike a task name, a step name is never confused with an id: "1" is fine.
+        name = self.text(node, "a step name")
+        if any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise _Bad("must be one line, without control characters", node)
+        return name
+
     def _run(self, node: Node, path: str) -> str | tuple[str, ...]:
         return self.command(node, path)
 
@@ -646,7 +653,7 @@ class _Checker:
                 continue
             name = f"step-{i}"
             if "name" in entries:
-                name = self.each(_join(where, "name"), entries["name"][1], self._name) or name
+                name = self.each(_join(where, "name"), entries["name"][1], self._step_name) or name
             if "run" not in entries:
                 self.problem("missing run: the command of this step", where, item)
                 continue

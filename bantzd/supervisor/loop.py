@@ -28,6 +28,7 @@ from bantzd.clock import Clock, SystemClock, hms, iso
 from bantzd.config import Config, load_config
 from bantzd.errors import IoPathError
 from bantzd.paths import Home, TaskPaths
+from bantzd.queue.atomic import read_json
 from bantzd.queue.states import Status
 from bantzd.queue.store import Store, read_state, task_ids
 from bantzd.queue.task import TaskState
@@ -87,7 +88,7 @@ class Supervisor:
         self._last_scan = float("-inf")
         self._unsettled = False
         self._last_decision = Decision()
-        self._progress_mtimes: dict[int, float] = {}
+        self._seen_mtimes: dict[Path, int] = {}
         self._to_launch: list[int] = []
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._watcher: intake.SpoolWatcher | None = None
@@ -333,7 +334,7 @@ class Supervisor:
         state = self.states[att.task_id]
         spec = self.specs.get(att.task_id)
         del self.attempts[att.task_id]
-        self._progress_mtimes.pop(att.task_id, None)
+        self._sync_reports(att, last=True)  # a last look before the attempt is forgotten
         now = self.clock.time()
         if att.stop_reason == "cancelled":
             self._close_log(state, "cancelled")
@@ -389,8 +390,6 @@ class Supervisor:
 
     def _asked(self, att: Attempt) -> dict[str, Any] | None:
         """The question this attempt asked before it ended, if any."""
-        from bantzd.queue.atomic import read_json
-
         try:
             data = read_json(att.paths.question)
         except ValueError:
@@ -615,23 +614,31 @@ class Supervisor:
         log.info("accepted %s as task %d (%s)", item.path.name, state.id, state.name)
 
     def sync_progress(self) -> None:
-        """Copy what workers wrote to progress.json into state.json (what status shows)."""
-        for task_id, att in self.attempts.items():
-            try:
-                mtime = os.stat(att.paths.progress).st_mtime
-            except FileNotFoundError:
-                continue
-            if self._progress_mtimes.get(task_id) == mtime:
-                continue
-            self._progress_mtimes[task_id] = mtime
-            from bantzd.queue.atomic import read_json
+        """Copy what workers wrote (progress.json, tokens.json) into state.json."""
+        for att in self.attempts.values():
+            self._sync_reports(att)
 
-            try:
-                data = read_json(att.paths.progress)
-            except ValueError:
-                continue
+    def _sync_reports(self, att: Attempt, *, last: bool = False) -> None:
+        for path, field_name in ((att.paths.progress, "progress"), (att.paths.tokens, "tokens")):
+            data = self._changed_json(path)
             if isinstance(data, dict):
-                self.store.update(self.states[task_id], progress=data)
+                self.store.update(self.states[att.task_id], **{field_name: data})
+            if last:
+                self._seen_mtimes.pop(path, None)
+
+    def _changed_json(self, path: Path) -> Any:
+        """The JSON in `path` if it changed since we last looked, else None."""
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except FileNotFoundError:
+            return None
+        if self._seen_mtimes.get(path) == mtime:
+            return None
+        self._seen_mtimes[path] = mtime
+        try:
+            return read_json(path)
+        except (OSError, ValueError):
+            return None
 
     # starting ----------------------------------------------------------------------------
 
@@ -740,7 +747,7 @@ class Supervisor:
         tdir = self.home.task_dir(task_id)
         name = str(task_id)
         try:
-            spec = parse_task((tdir / "task.yaml").read_bytes(), default_name=name)
+            spec = parse_task((tdir / "task.yaml").read_bytes(), default_name=f"task-{task_id}")
             name, priority, kind = spec.name, spec.priority, spec.kind
         except (TaskFileError, OSError):
             priority, kind = 0, "run"
