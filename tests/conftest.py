@@ -64,15 +64,20 @@ class Bantz:
             )
         return res
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
+    def start(self, *args: str, stderr: Path | None = None) -> subprocess.Popen[str]:
+        """Start a long-running command (a supervisor). Its stderr goes to a file when
+        given, so a test can read it while the process runs."""
+        err = open(stderr, "w") if stderr else subprocess.PIPE  # noqa: SIM115
         proc = subprocess.Popen(
             self.argv(*args),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
             text=True,
             env=self.env,
             stdin=subprocess.DEVNULL,
         )
+        if stderr:
+            err.close()
         self.procs.append(proc)
         return proc
 

@@ -73,9 +73,12 @@ def acquire(home: Home, *, wait: float = 0.0, role: str = "supervisor") -> HomeL
             raise AlreadyRunning(holder_pid(home))
         time.sleep(0.02)
     lock = HomeLock(fd, home.lockfile)
-    os.ftruncate(fd, 0)
     info = {"pid": os.getpid(), "role": role, "since": time.time()}
-    os.pwrite(fd, json.dumps(info).encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+    except OSError:
+        pass  # a full disk: the lock itself holds; only the pid shown to others is missing
     return lock
 
 
@@ -100,6 +103,8 @@ def supervisor_info(home: Home) -> dict | None:
         data = json.loads(home.lockfile.read_text() or "{}")
     except (OSError, ValueError):
         data = {}
-    if not isinstance(data, dict) or data.get("role") != "supervisor":
-        return None
+    if not isinstance(data, dict):
+        data = {}
+    if data.get("role") == "cli":
+        return None  # a CLI command applying a request for a moment, not a supervisor
     return {"pid": data.get("pid"), "since": data.get("since")}

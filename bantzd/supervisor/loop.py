@@ -54,6 +54,7 @@ from bantzd.workers.spawn import (
 log = logging.getLogger("bantzd")
 
 MAX_SLEEP = 1.0
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 # Free space under which a supervisor that hit ENOSPC does not trust the disk again.
 DISK_MARGIN = 1 << 20
 
@@ -104,7 +105,10 @@ class Supervisor:
         try:
             self.home.ensure()
             intake.check_spool_permissions(self.home.spool)
-            self.home.pidfile.write_text(f"{os.getpid()}\n")
+            try:
+                self.home.pidfile.write_text(f"{os.getpid()}\n")
+            except OSError as e:
+                self._io_failed(IoPathError(self.home.pidfile, "writing", e))
             old_handlers = self._install_signals()
             self.started_at = self.clock.time()
             self.paused = control.global_paused(self.home)
@@ -117,7 +121,7 @@ class Supervisor:
                 once=self.once,
                 until=iso(self.until) if self.until else None,
             )
-            self.store.flush()
+            self.flush()
             log.info("supervisor started (pid %d) on %s", os.getpid(), self.home.root)
             while True:
                 self.tick()
@@ -125,7 +129,13 @@ class Supervisor:
                     break
                 self.wait(self.next_wake())
             self.store.note("supervisor_stopped", pid=os.getpid())
-            self.store.flush()
+            self.flush()
+            if self.disk_full:
+                log.error(
+                    "stopped with the disk still full; the last changes were not "
+                    "written, and the next start works them out again"
+                )
+                return 1
             return 0
         finally:
             if self._watcher:
@@ -500,6 +510,12 @@ class Supervisor:
         )
         if step_name:
             env["BANTZ_STEP"] = step_name
+        if spec.kind in ("python", "llm"):
+            # These run in bantzd's own interpreter: make sure it finds this very bantzd,
+            # installed or not, whatever the task's cwd.
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p
+            )
         cwd = spec.expanded_cwd()
         try:
             popen = spawn(
@@ -741,7 +757,7 @@ class Supervisor:
                 continue
             if state.status is Status.RUNNING:
                 self._recover_running(state)
-        self.store.flush()
+        self.flush()
 
     def _rebuild_state(self, task_id: int) -> TaskState:
         tdir = self.home.task_dir(task_id)
