@@ -15,7 +15,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from bantzd.queue.atomic import read_json, write_json_atomic
+from bantzd.queue.atomic import dumps, read_json, write_bytes_atomic, write_json_atomic
 
 __all__ = ["Context", "NotInTask", "context"]
 
@@ -56,8 +56,9 @@ class Context:
 
     def save(self, state: Any) -> None:
         """Replace checkpoint.json with `state` (JSON-able), atomically and durably."""
-        write_json_atomic(self.checkpoint_path, state)
-        self._checkpoint = json.loads(json.dumps(state))
+        data = dumps(state, compact=True)
+        write_bytes_atomic(self.checkpoint_path, data)
+        self._checkpoint = json.loads(data)
         self._checkpoint_loaded = True
 
     # progress and results ----------------------------------------------------------------
