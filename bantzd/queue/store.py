@@ -20,7 +20,7 @@ from typing import Any
 from bantzd.clock import Clock, iso
 from bantzd.errors import IoPathError
 from bantzd.paths import Home, TaskPaths
-from bantzd.queue.atomic import DurableBatch, read_json, write_json_atomic
+from bantzd.queue.atomic import DurableBatch, dumps, read_json, write_json_atomic
 from bantzd.queue.journal import Journal
 from bantzd.queue.states import Status, check_transition
 from bantzd.queue.task import TaskState
@@ -69,6 +69,7 @@ class Store:
         self.clock = clock
         self.journal = Journal(home.journal)
         self._batch = DurableBatch()
+        self._dirty: dict[int, TaskState] = {}
         self._next_id: int | None = None
 
     # ids ---------------------------------------------------------------------------------
@@ -159,10 +160,13 @@ class Store:
     @property
     def empty(self) -> bool:
         """Whether nothing is staged (no state write, no journal line)."""
-        return self._batch.empty and not self.journal.pending
+        return self._batch.empty and not self._dirty and not self.journal.pending
 
     def flush(self) -> None:
         """Make every staged change durable: state files first, then the journal."""
+        for task_id, state in self._dirty.items():
+            self._batch.write(self.home.task_dir(task_id) / "state.json", dumps_state(state))
+        self._dirty.clear()
         if not self._batch.empty:
             self._batch.commit()
         self.journal.flush()
@@ -179,7 +183,8 @@ class Store:
     # internals ---------------------------------------------------------------------------
 
     def _stage(self, state: TaskState) -> None:
-        self._batch.write_json(self.home.task_dir(state.id) / "state.json", state.to_json())
+        # Serialised once per flush, however many changes a tick makes to the task.
+        self._dirty[state.id] = state
 
     def _record_history(self, state: TaskState, src: Status | None) -> None:
         entry: dict[str, Any] = {"at": iso(self.clock.time()), "status": str(state.status)}
@@ -206,6 +211,11 @@ class Store:
             if v is not None:
                 entry[k] = v
         return entry
+
+
+def dumps_state(state: TaskState) -> bytes:
+    """state.json's bytes: compact JSON with sorted keys, which the C encoder writes fast."""
+    return dumps(state.to_json(), compact=True, sort_keys=True)
 
 
 def load_paths(home: Home, task_id: int) -> TaskPaths:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from bantzd.queue.states import FINISHED, Status
@@ -48,7 +48,8 @@ class TaskState:
         return self.status in FINISHED
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        """A JSON-able copy (shallow: the lists and dicts in it are replaced, not mutated)."""
+        data = dict(self.__dict__)
         data["status"] = str(self.status)
         return data
 

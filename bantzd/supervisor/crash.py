@@ -14,8 +14,7 @@ import signal
 POINTS = (
     "intake.after_mkdir",  # task folder created, spool file not yet moved
     "intake.after_move",  # spool file moved into the folder, state not yet durable
-    "start.after_running",  # "running" durable, process not yet spawned
-    "start.after_spawn",  # process spawned, its pid not yet recorded
+    "start.after_spawn",  # process spawned, "running" not yet durable
     "exit.after_reap",  # attempt reaped, outcome not yet written
     "control.after_apply",  # request applied, reply not yet written
 )

@@ -146,6 +146,8 @@ class SpoolWatcher:
         self._wake_fd = wake_fd
         self._observer = None
         self._folders = folders
+        self._folder_names = {str(f) for f in folders}
+        self._spool = str(folders[0])
 
     def start(self) -> None:
         from watchdog.events import FileSystemEventHandler
@@ -159,12 +161,19 @@ class SpoolWatcher:
                     return
                 kind = event.event_type
                 if kind == "moved":
-                    path = event.dest_path
+                    path = os.fsdecode(event.dest_path)
                 elif kind in ("closed", "created", "modified"):
-                    path = event.src_path
+                    path = os.fsdecode(event.src_path)
                 else:
                     return
-                watcher._notify(os.fsdecode(path), settled=kind in ("moved", "closed"))
+                # Files leaving the folder (our own moves into tasks/) and names we ignore
+                # need no wake-up; control replies are not requests.
+                folder, name = os.path.split(path)
+                if folder not in watcher._folder_names or name.endswith(".reply.json"):
+                    return
+                if folder == watcher._spool and not candidate_name(name):
+                    return
+                watcher._notify(path, settled=kind in ("moved", "closed"))
 
         observer = Observer()
         for folder in self._folders:

@@ -36,7 +36,14 @@ from bantzd.queue.taskfile import TaskFileError, TaskSpec, parse_task
 from bantzd.supervisor import control, intake
 from bantzd.supervisor.crash import crash_point
 from bantzd.supervisor.lock import HomeLock, acquire
-from bantzd.supervisor.scheduler import Candidate, Decision, TaskBrief, backoff, decide
+from bantzd.supervisor.scheduler import (
+    FREE_SLOT,
+    Candidate,
+    Decision,
+    TaskBrief,
+    backoff,
+    decide,
+)
 from bantzd.workers.spawn import (
     Attempt,
     Outcome,
@@ -45,7 +52,7 @@ from bantzd.workers.spawn import (
     exited,
     kill_group,
     marker_line,
-    read_lock_pid,
+    read_lock_info,
     reap,
     spawn,
     worker_alive,
@@ -90,7 +97,7 @@ class Supervisor:
         self._unsettled = False
         self._last_decision = Decision()
         self._seen_mtimes: dict[Path, int] = {}
-        self._to_launch: list[int] = []
+        self._candidates: dict[int, tuple[tuple[Any, ...], Candidate]] = {}
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._watcher: intake.SpoolWatcher | None = None
         self._lock: HomeLock | None = None
@@ -158,7 +165,6 @@ class Supervisor:
             self.apply_control,
             self.intake_spool,
             self.sync_progress,
-            self.launch_recorded,
             self.start_ready,
         ):
             if self.disk_full and step in (self.intake_spool, self.start_ready):
@@ -198,7 +204,7 @@ class Supervisor:
     def should_exit(self) -> bool:
         if self.stopping:
             return not self.attempts
-        if self.once and not self.attempts and not self._to_launch:
+        if self.once and not self.attempts:
             if intake_pending(self.home) or control.pending(self.home):
                 return False
             return not self._last_decision.start and not self._last_decision.transient_waits()
@@ -268,16 +274,6 @@ class Supervisor:
         )
         for att in self.attempts.values():
             self.terminate(att, "interrupted")
-        for task_id in self._to_launch:
-            state = self.states[task_id]
-            self.store.transition(
-                state,
-                Status.QUEUED,
-                "interrupted before it started",
-                attempts=state.attempts - 1,
-                attempt_log=state.attempt_log[:-1],
-            )
-        self._to_launch = []
 
     def handle_signals(self) -> None:
         if self._signals >= 1 and not self.stopping:
@@ -485,9 +481,11 @@ class Supervisor:
         """Spawn the attempt (or its next step) for a task already recorded as running."""
         paths = TaskPaths(self.home.task_dir(state.id))
         step_name = None
+        step_index = -1
         if spec.kind == "steps":
             step = self._next_step(spec, state.steps_done)
             step_name = step.name
+            step_index = spec.steps.index(step)
             argv = command_argv(step.run)
             what = f"step {step.name}: {_show(step.run)}"
         elif spec.kind == "python":
@@ -526,6 +524,7 @@ class Supervisor:
                 env=env,
                 nice=self.config.nice,
                 marker=marker_line(state.attempts, iso(self.clock.time()) or "", what),
+                step_index=step_index,
             )
         except SpawnError as e:
             self._append_log(paths, f"bantzd: {e}\n")
@@ -556,6 +555,7 @@ class Supervisor:
             started_mono=started,
             popen=popen,
             step=step_name,
+            step_index=step_index,
         )
         crash_point("start.after_spawn")
         self.store.update(state, pid=popen.pid, step=step_name)
@@ -658,30 +658,41 @@ class Supervisor:
 
     # starting ----------------------------------------------------------------------------
 
+    def _candidate(self, s: TaskState) -> Candidate:
+        """The scheduler's view of a queued task, cached while the fields it uses hold."""
+        key = (s.priority, s.retry_at, s.paused)
+        cached = self._candidates.get(s.id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        spec = self.specs[s.id]
+        cand = Candidate(
+            id=s.id,
+            name=s.name,
+            priority=s.priority,
+            after=spec.after,
+            retry_at=s.retry_at,
+            paused=s.paused,
+            resources=spec.resources,
+            uses=spec.uses,
+        )
+        self._candidates[s.id] = (key, cand)
+        return cand
+
     def start_ready(self) -> None:
         if self.stopping:
             self._last_decision = Decision()
             return
         now = self.clock.time()
-        candidates = []
-        for s in self.states.values():
-            if s.status is Status.QUEUED and s.id in self.specs:
-                spec = self.specs[s.id]
-                candidates.append(
-                    Candidate(
-                        id=s.id,
-                        name=s.name,
-                        priority=s.priority,
-                        after=spec.after,
-                        retry_at=s.retry_at,
-                        paused=s.paused,
-                    )
-                )
-        briefs = [TaskBrief(s.id, s.name, s.status) for s in self.states.values()]
+        candidates = [
+            self._candidate(s)
+            for s in self.states.values()
+            if s.status is Status.QUEUED and s.id in self.specs
+        ]
+        briefs = (TaskBrief(s.id, s.name, s.status) for s in self.states.values())
         decision = decide(
             candidates,
             briefs,
-            running=len(self.attempts) + len(self._to_launch),
+            running=len(self.attempts),
             max_parallel=self.config.max_parallel,
             now=now,
             paused=self.paused,
@@ -692,8 +703,10 @@ class Supervisor:
             self.store.transition(state, Status.FAILED, why, error=why, finished=iso(now))
         for task_id, why in decision.waiting.items():
             state = self.states[task_id]
-            if state.reason != why:
-                self.store.update(state, reason=why)
+            # Waiting for its turn is what `queued` means; not worth a write per task.
+            reason = None if why == FREE_SLOT else why
+            if state.reason != reason:
+                self.store.update(state, reason=reason)
         for task_id in decision.start:
             state = self.states[task_id]
             attempt = state.attempts + 1
@@ -708,29 +721,9 @@ class Supervisor:
                 retry_at=None,
                 attempt_log=[*state.attempt_log, log_entry][-50:],
             )
-            self._to_launch.append(task_id)
-        self.launch_recorded()
-
-    def launch_recorded(self) -> None:
-        """Spawn the tasks recorded as running, once that record is durable.
-
-        Durable "running" before the process exists: a crash in between leaves a record with
-        no live worker, which recovery requeues; the reverse order could run a task twice.
-        When the write fails (disk full) they wait here, holding their slots, until it works.
-        """
-        if not self._to_launch:
-            return
-        try:
-            self.store.flush()
-        except IoPathError as e:
-            self._io_failed(e)
-            return
-        crash_point("start.after_running")
-        launching, self._to_launch = self._to_launch, []
-        for task_id in launching:
-            state = self.states[task_id]
-            if state.status is Status.RUNNING and task_id not in self.attempts:
-                self.launch(state, self.specs[task_id])
+            # Spawned before "running" is durable (it is, at the end of this tick): a crash in
+            # between leaves a live worker that worker.lock names, and recovery adopts it.
+            self.launch(state, self.specs[task_id])
 
     # recovery ----------------------------------------------------------------------------
 
@@ -755,8 +748,7 @@ class Supervisor:
                 if state.status is not Status.RUNNING:
                     self.store.transition(state, Status.FAILED, why, error=why)
                 continue
-            if state.status is Status.RUNNING:
-                self._recover_running(state)
+            self._recover_attempt(state)
         self.flush()
 
     def _rebuild_state(self, task_id: int) -> TaskState:
@@ -780,36 +772,74 @@ class Supervisor:
         log.warning("task %d: state.json was missing or unreadable; rebuilt as queued", task_id)
         return state
 
-    def _recover_running(self, state: TaskState) -> None:
+    def _recover_attempt(self, state: TaskState) -> None:
+        """Adopt a live attempt, or settle one that ended while no supervisor watched.
+
+        worker.lock, not state.json, says whether an attempt started: a crash between the
+        spawn and the state write leaves a task recorded as queued whose worker runs.
+        """
         paths = TaskPaths(self.home.task_dir(state.id))
-        pgid = state.pid or read_lock_pid(paths)
-        if worker_alive(paths) and pgid:
-            started = _parse_iso(state.started) or self.clock.time()
-            mono = self.clock.monotonic() - max(0.0, self.clock.time() - started)
-            self.attempts[state.id] = Attempt(
-                task_id=state.id,
-                attempt=state.attempts,
-                pgid=pgid,
-                paths=paths,
-                started_mono=mono,
-                step=state.step,
-            )
-            log.info("task %d: adopted its running attempt (pid %d)", state.id, pgid)
+        info = read_lock_info(paths)
+        spec = self.specs[state.id]
+        if info is None or (state.status is Status.RUNNING and info.attempt < state.attempts):
+            if state.status is Status.RUNNING:  # "running" written, never spawned
+                self._recovered(state, None, Outcome(known=False))
             return
+        started_unrecorded = info.attempt > state.attempts
+        if state.status is not Status.RUNNING and not started_unrecorded:
+            return  # the lock is from an attempt whose end is already recorded
+        alive = worker_alive(paths)
+        step = spec.steps[info.step_index] if 0 <= info.step_index < len(spec.steps) else None
+        if state.status is not Status.RUNNING:
+            self.store.transition(
+                state,
+                Status.RUNNING,
+                None,
+                attempts=info.attempt,
+                started=iso(self.clock.time()),
+                finished=None,
+                retry_at=None,
+            )
+        if step is not None:
+            # Steps run in order: every step before the one that ran had exited 0.
+            before = [s.name for s in spec.steps[: info.step_index]]
+            self.store.update(state, steps_done=before, step=step.name)
+        state.attempts = info.attempt
         att = Attempt(
             task_id=state.id,
-            attempt=state.attempts,
-            pgid=pgid or 0,
+            attempt=info.attempt,
+            pgid=info.pid,
             paths=paths,
+            started_mono=self._mono_of(state.started),
+            step=step and step.name,
+            step_index=info.step_index,
+        )
+        if alive:
+            self.attempts[state.id] = att
+            self.store.update(state, pid=info.pid)
+            log.info("task %d: adopted its running attempt (pid %d)", state.id, info.pid)
+            return
+        self._recovered(state, att, reap(att))
+
+    def _recovered(self, state: TaskState, att: Attempt | None, outcome: Outcome) -> None:
+        att = att or Attempt(
+            task_id=state.id,
+            attempt=state.attempts,
+            pgid=0,
+            paths=TaskPaths(self.home.task_dir(state.id)),
             started_mono=self.clock.monotonic(),
             step=state.step,
         )
         self.attempts[state.id] = att
-        outcome = reap(att) if pgid else Outcome(known=False)
         log.info(
             "task %d: its attempt ended while no supervisor ran (%s)", state.id, outcome.describe()
         )
         self.finish_attempt(att, outcome)
+
+    def _mono_of(self, iso_text: str | None) -> float:
+        """The monotonic time matching a recorded wall time (for timeouts of adoptees)."""
+        started = _parse_iso(iso_text) or self.clock.time()
+        return self.clock.monotonic() - max(0.0, self.clock.time() - started)
 
 
 def _free_bytes(path: Path) -> int:

@@ -51,6 +51,7 @@ TRANSIENT_PREFIXES = (
     "memory:",
     "gpu:",
 )
+FREE_SLOT = "waiting for a free slot"
 # A GPU reason that no amount of waiting clears (the machine lacks the hardware).
 GPU_NEVER = "gpu: no GPU on this machine"
 
@@ -123,12 +124,14 @@ def decide(
     A task it refuses does not use up a slot, so a waiting GPU task never blocks CPU tasks.
     """
     briefs = tasks.values() if isinstance(tasks, Mapping) else tasks
-    index = DependencyIndex(briefs)
+    index: DependencyIndex | None = None  # built only when some candidate has `after:`
     decision = Decision()
     free = max(0, max_parallel - running)
     ordered = sorted(candidates, key=lambda c: (-c.priority, c.id))
     for cand in ordered:
-        wait, fail = dependency_state(cand, index)
+        if cand.after and index is None:
+            index = DependencyIndex(briefs)
+        wait, fail = dependency_state(cand, index) if index else (None, None)
         if fail:
             decision.fail[cand.id] = fail
             continue
@@ -146,7 +149,7 @@ def decide(
             decision.waiting[cand.id] = "paused: all new starts are paused"
             continue
         if free <= 0:
-            decision.waiting[cand.id] = "waiting for a free slot"
+            decision.waiting[cand.id] = FREE_SLOT
             continue
         refused = admit(cand) if admit is not None else None
         if refused:

@@ -34,11 +34,17 @@ from bantzd.paths import TaskPaths
 # "$@" is the command; its status is written before the wrapper exits with it. The traps
 # are handlers (not ''), so the command itself starts with default dispositions.
 WRAPPER = (
-    'rec="$1"; att="$2"; shift 2; '
+    'rec="$1"; att="$2"; step="$3"; shift 3; '
     "trap 'bantz_sig=1' TERM INT HUP; "
     '"$@"; rc=$?; '
-    'printf \'{"rc": %d, "attempt": %d}\\n\' "$rc" "$att" > "$rec"; '
+    'printf \'{"rc": %d, "attempt": %d, "step": %d}\\n\' "$rc" "$att" "$step" > "$rec"; '
     'exit "$rc"'
+)
+
+
+# Failures that say nothing about the task: it goes back to the queue, no attempt is used.
+MACHINE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM}
 )
 
 
@@ -86,6 +92,7 @@ class Attempt:
     started_mono: float
     popen: subprocess.Popen[bytes] | None = None  # None when adopted after a restart
     step: str | None = None
+    step_index: int = -1
     stop_reason: str | None = None  # why we sent SIGTERM: timeout, cancelled, interrupted...
     term_at: float | None = None
     killed: bool = False
@@ -123,8 +130,11 @@ def spawn(
     env: dict[str, str],
     nice: int,
     marker: str,
+    step_index: int = -1,
 ) -> subprocess.Popen[bytes]:
-    """Start `argv` as a new attempt; returns the wrapper's Popen (its pid is the pgid)."""
+    """Start `argv` as a new attempt (or the next step of one); returns the wrapper's Popen
+    (its pid is the pgid). worker.lock then says `PID ATTEMPT STEP`, so a supervisor that
+    restarts before recording the start still knows what runs (see `read_lock_info`)."""
     check_runnable(argv, cwd, env)
     lock_fd = os.open(paths.worker_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
@@ -148,6 +158,7 @@ def spawn(
                     "bantzd-attempt",
                     str(paths.exit_record),
                     str(attempt),
+                    str(step_index),
                     *argv,
                 ],
                 stdin=subprocess.DEVNULL,
@@ -160,6 +171,8 @@ def spawn(
                 start_new_session=True,
             )
         except OSError as e:
+            if e.errno in MACHINE_ERRNOS:
+                raise  # the machine's problem (disk full, no fds): the task is not to blame
             raise SpawnError(f"could not start: {e.strerror or e}") from e
         finally:
             os.close(log_fd)
@@ -168,7 +181,8 @@ def spawn(
                 os.setpriority(os.PRIO_PROCESS, popen.pid, nice)
             except OSError:
                 pass  # the wrapper already exited, or we may not lower it: not fatal
-        os.pwrite(lock_fd, f"{popen.pid}\n".encode(), 0)
+        os.ftruncate(lock_fd, 0)
+        os.pwrite(lock_fd, f"{popen.pid} {attempt} {step_index}\n".encode(), 0)
         return popen
     finally:
         os.close(lock_fd)
@@ -199,7 +213,7 @@ def reap(att: Attempt) -> Outcome:
         if rc < 0:
             return Outcome(signal=-rc)
         return _from_record(att.paths, att.attempt) or _from_shell_status(rc)
-    record = _from_record(att.paths, att.attempt)
+    record = _from_record(att.paths, att.attempt, att.step_index)
     return record or Outcome(known=False)
 
 
@@ -210,13 +224,15 @@ def _from_shell_status(rc: int) -> Outcome:
     return Outcome(exit_code=rc)
 
 
-def _from_record(paths: TaskPaths, attempt: int) -> Outcome | None:
+def _from_record(paths: TaskPaths, attempt: int, step_index: int | None = None) -> Outcome | None:
     try:
         data = json.loads(paths.exit_record.read_bytes())
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("attempt") != attempt:
         return None  # a record from an older attempt says nothing about this one
+    if step_index is not None and data.get("step", -1) != step_index:
+        return None
     rc = data.get("rc")
     if not isinstance(rc, int):
         return None
@@ -258,10 +274,23 @@ def marker_line(attempt: int, when: str, what: str) -> str:
     return f"\n=== bantzd: attempt {attempt} · {when} · {what} ===\n"
 
 
-def read_lock_pid(paths: TaskPaths) -> int | None:
-    """The wrapper pid written into worker.lock at spawn (for adopting an attempt)."""
+@dataclass(frozen=True)
+class LockInfo:
+    """What worker.lock says about the attempt that holds (or last held) it."""
+
+    pid: int
+    attempt: int
+    step_index: int
+
+
+def read_lock_info(paths: TaskPaths) -> LockInfo | None:
+    """`PID ATTEMPT STEP` written into worker.lock at spawn, or None."""
     try:
-        text = Path(paths.worker_lock).read_text().strip()
+        parts = Path(paths.worker_lock).read_text().split()
     except OSError:
         return None
-    return int(text) if text.isdigit() else None
+    try:
+        pid, attempt, step = (int(p) for p in parts[:3])
+    except ValueError:
+        return None
+    return LockInfo(pid, attempt, step)
