@@ -220,3 +220,17 @@ def test_worker_import_stays_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_cancel_without_a_supervisor_stops_an_orphaned_attempt(bantz: Bantz) -> None:
+    bantz.drop("orphan.yaml", "run: trap '' TERM; sleep 300\n")
+    proc = bantz.start("run")
+    wait_for(lambda: bantz.status_of(1) == "running", what="the task to start")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    paths = TaskPaths(bantz.task_dir(1))
+    assert worker_alive(paths)
+    res = bantz("cancel", "1", timeout=30)
+    assert res.returncode == 0, res.stderr
+    assert bantz.status_of(1) == "cancelled"
+    assert not worker_alive(paths), "the orphan (which ignores SIGTERM) must be gone"

@@ -32,6 +32,7 @@ from bantzd.supervisor.crash import crash_point
 
 ACTIONS = frozenset({"cancel", "retry", "pause", "resume", "approve", "reject", "answer", "clean"})
 REPLY_WAIT = 10.0
+OFFLINE_GRACE = 5.0
 
 
 class QueueView(Protocol):
@@ -142,20 +143,32 @@ class OfflineQueue:
         self.states = {s.id: s for s in scan_states(home)}
 
     def stop_attempt(self, task_id: int, reason: str) -> bool:
-        # An attempt left running by a dead supervisor: stop it; the next supervisor
-        # adopts the record and sees it cancelled.
-        return self.signal_attempt(task_id, signal.SIGTERM)
+        """Stop an attempt a dead supervisor left running, here and now (no supervisor will
+        see it end): SIGTERM, a grace of up to OFFLINE_GRACE seconds, then SIGKILL. Returns
+        False so the caller records the cancellation itself."""
+        from bantzd.paths import TaskPaths
+        from bantzd.workers.spawn import worker_alive
+
+        if self.signal_attempt(task_id, signal.SIGTERM):
+            paths = TaskPaths(self.store.home.task_dir(task_id))
+            deadline = time.monotonic() + OFFLINE_GRACE
+            while worker_alive(paths) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if worker_alive(paths):
+                self.signal_attempt(task_id, signal.SIGKILL)
+        return False
 
     def signal_attempt(self, task_id: int, sig: int) -> bool:
         from bantzd.paths import TaskPaths
-        from bantzd.workers.spawn import kill_group, worker_alive
+        from bantzd.workers.spawn import kill_group, read_lock_info, worker_alive
 
+        paths = TaskPaths(self.store.home.task_dir(task_id))
+        if not worker_alive(paths):  # also proves the group id is still that attempt's
+            return False
         state = self.states.get(task_id)
-        if state is None or state.pid is None:
-            return False
-        if not worker_alive(TaskPaths(self.store.home.task_dir(task_id))):
-            return False
-        return kill_group(state.pid, sig)
+        info = read_lock_info(paths)
+        pgid = info.pid if info else (state.pid if state else None)
+        return kill_group(pgid, sig) if pgid else False
 
 
 def apply_offline(home: Home) -> int:
