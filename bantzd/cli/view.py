@@ -127,7 +127,7 @@ def _show_lines(state: TaskState, paths: TaskPaths) -> list[str]:
 
     def field(label: str, value: object) -> None:
         if value not in (None, "", [], {}):
-            lines.append(f"  {label + ':':<11}{value}")
+            lines.append(f"  {label + ':':<12}{value}")
 
     field("reason", state.reason)
     field("progress", progress_text(state.progress))
