@@ -8,13 +8,11 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-import yaml
 
 from bantzd.cli import get_home, main
 from bantzd.errors import EXIT_FAILURE, UsageError
 from bantzd.paths import Home
 from bantzd.queue.atomic import fsync_dir
-from bantzd.queue.taskfile import MAX_TASK_FILE_BYTES, TaskFileError, parse_task
 
 
 @main.command()
@@ -60,6 +58,8 @@ def _write_report(home: Home) -> None:
 
 def _check(path: Path) -> tuple[bytes | None, str | None]:
     """(bytes, None) for a valid task file, (None, problems) otherwise."""
+    from bantzd.queue.taskfile import MAX_TASK_FILE_BYTES, TaskFileError, parse_task
+
     try:
         if path.stat().st_size > MAX_TASK_FILE_BYTES:
             return None, f"file is larger than {MAX_TASK_FILE_BYTES} bytes"
@@ -164,6 +164,10 @@ def add(
     **opts: object,
 ) -> None:
     """Queue COMMAND ARGS... as a task (like `pueue add`): bantzd add -- make -j4."""
+    import yaml
+
+    from bantzd.queue.taskfile import TaskFileError, parse_task
+
     home = get_home(ctx)
     task: dict[str, object] = {}
     name = opts.pop("name") or Path(command[0]).name
