@@ -42,7 +42,13 @@ from bantzd.queue.lookup import resolve
 from bantzd.queue.store import read_state, scan_states
 from bantzd.queue.task import TaskState
 from bantzd.supervisor.lock import supervisor_info
-from bantzd.supervisor.probes import Reading, read_machine, throttle_reason
+from bantzd.supervisor.probes import (
+    LOAD_HISTORY_FILE,
+    LoadHistory,
+    Reading,
+    read_machine,
+    throttle_reason,
+)
 from bantzd.units import format_duration, format_size, parse_size
 
 SHOW_LOG_LINES = 10
@@ -304,7 +310,6 @@ def collect_status(home: Home, reading: Reading) -> dict[str, Any]:
     counts = {str(s): 0 for s in STATUSES}
     for state in states:
         counts[str(state.status)] = counts.get(str(state.status), 0) + 1
-    max_load, min_free = _throttle_limits(home)
     return {
         "supervisor": {
             "running": info is not None,
@@ -316,8 +321,27 @@ def collect_status(home: Home, reading: Reading) -> dict[str, Any]:
         "running": [task_object(s) for s in states if s.status == "running"],
         "waiting_human": [task_object(s) for s in states if s.status == "waiting_human"],
         "load": reading.to_json(),
-        "throttled": throttle_reason(reading, max_load, min_free),
+        "throttled": _throttled(home, reading, running=info is not None),
     }
+
+
+# How old the supervisor's last load sample may be and still speak for it (a few intervals).
+SAMPLE_FRESH = 60.0
+
+
+def _throttled(home: Home, reading: Reading, *, running: bool) -> str | None:
+    """Whether starts are throttled and why, in the supervisor's words.
+
+    While a supervisor runs, its last load.jsonl sample says what it decided (that includes
+    the load of tasks it just started, which `reading` cannot show yet); otherwise the same
+    rule is applied to `reading` and config.toml's [throttle].
+    """
+    if running:
+        sample = LoadHistory(home.root / LOAD_HISTORY_FILE).last()
+        if sample is not None and time.time() - sample["t"] <= SAMPLE_FRESH:
+            why = sample.get("throttled")
+            return why.removeprefix("throttled: ") if isinstance(why, str) else None
+    return throttle_reason(reading, *_throttle_limits(home))
 
 
 def read_paused(home: Home) -> bool:
@@ -381,9 +405,12 @@ def status_lines(report: dict[str, Any], now: float) -> list[str]:
         f"{format_size(load['free_memory'])} memory free",
     ]
     for gpu in load.get("gpus") or []:
+        util = gpu.get("util")
+        busy = f"{util:g}% busy" if isinstance(util, int | float) else "utilisation unknown"
+        label = f"gpu {gpu.get('index', '?')}:"
         lines.append(
-            f"gpu {gpu.get('index', '?')}:      {gpu.get('name', '?')}, {gpu.get('util', '?')}% "
-            f"busy, {_size_or(gpu.get('free_memory'))} of {_size_or(gpu.get('total_memory'))} free"
+            f"{label:<12}{gpu.get('name', '?')}, {busy}, "
+            f"{_size_or(gpu.get('free_memory'))} of {_size_or(gpu.get('total_memory'))} free"
         )
     throttled = report["throttled"]
     lines.append("throttled:  " + (click.style(throttled, fg="yellow") if throttled else "no"))
