@@ -91,6 +91,33 @@ class Context:
         write_question(self.dir, key, question, choices, self.attempt)
         end_attempt()
 
+    # rate limits -------------------------------------------------------------------------
+
+    def take(self, name: str, n: int = 1, *, timeout: float | None = None) -> None:
+        """Take `n` units of rate limit `name` (`[limits.NAME]`), waiting until they are free.
+
+        Call it before each request to a rate-limited API. Counts against `per_minute` and
+        `per_hour`; for `concurrent` the task holds `n` units until it ends. Raises
+        `bantzd.ratelimit.LimitError` for a limit config.toml does not define, and
+        `LimitTimeout` when `timeout` seconds pass first.
+        """
+        self._limits().acquire(name, n, self.task_id, timeout=timeout)
+
+    def backoff(self, name: str, seconds: float) -> None:
+        """Tell every task that uses `name` to wait `seconds` (e.g. after an HTTP 429)."""
+        self._limits().backoff(name, seconds)
+
+    def _limits(self) -> Any:
+        from bantzd.ratelimit import open_limits  # only tasks that use limits pay for it
+
+        return open_limits(self.home)
+
+    @property
+    def home(self) -> Path:
+        """The bantzd home: $BANTZ_HOME (set by the supervisor), else two folders up."""
+        env = os.environ.get("BANTZ_HOME")
+        return Path(env) if env else self.dir.parent.parent
+
 
 def write_question(
     task_dir: Path, key: str, question: str, choices: list[str] | None, attempt: int
