@@ -151,6 +151,18 @@ class DurableBatch:
     def empty(self) -> bool:
         return not self._pending and not self._extra_dirs
 
+    def merge_under(self, newer: DurableBatch) -> None:
+        """Give `newer` what this (failed) batch still had, without undoing newer writes."""
+        for path, data in self._pending.items():
+            newer._pending.setdefault(path, data)
+        newer._extra_dirs[:0] = self._extra_dirs
+
+    def discard_under(self, folder: Path) -> None:
+        """Forget staged writes inside `folder` (it is being deleted)."""
+        for path in [p for p in self._pending if p.parent == folder]:
+            del self._pending[path]
+        self._extra_dirs = [d for d in self._extra_dirs if d != folder]
+
     def commit(self) -> None:
         """Write everything staged. On failure (ENOSPC...) nothing staged is dropped: the
         next commit tries again, and every file still holds its old or its new version."""

@@ -33,10 +33,28 @@ class Journal:
     def pending(self) -> bool:
         return bool(self._buffer)
 
+    def take(self) -> list[bytes]:
+        """Hand over the buffered lines (for a flush done elsewhere, see Store)."""
+        lines, self._buffer = self._buffer, []
+        return lines
+
+    def put_back(self, lines: list[bytes]) -> None:
+        """Lines whose write failed go back in front of newer ones, for the next try."""
+        self._buffer[:0] = lines
+
     def flush(self) -> None:
-        if not self._buffer:
+        lines = self.take()
+        try:
+            self.write_lines(lines)
+        except BaseException:
+            self.put_back(lines)
+            raise
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Append `lines` and fsync the journal (one write, one fsync)."""
+        if not lines:
             return
-        data = b"".join(self._buffer)
+        data = b"".join(lines)
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
@@ -50,7 +68,6 @@ class Journal:
                 os.close(fd)
         except OSError as e:
             raise IoPathError(self.path, "appending to", e) from e
-        self._buffer.clear()
 
 
 def _ends_torn(fd: int) -> bool:

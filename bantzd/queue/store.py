@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from bantzd.clock import Clock, iso
 from bantzd.errors import IoPathError
 from bantzd.paths import Home, TaskPaths
-from bantzd.queue.atomic import DurableBatch, dumps, read_json, write_json_atomic
+from bantzd.queue.atomic import DurableBatch, dumps, read_json
 from bantzd.queue.journal import Journal
 from bantzd.queue.states import Status, check_transition
 from bantzd.queue.task import TaskState
@@ -71,6 +72,10 @@ class Store:
         self._batch = DurableBatch()
         self._dirty: dict[int, TaskState] = {}
         self._next_id: int | None = None
+        # The flush running in the background (see flush_async): (future, batch, lines).
+        self._flight: tuple[Future[None], DurableBatch, list[bytes]] | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self.on_flushed: Callable[[], None] | None = None
 
     # ids ---------------------------------------------------------------------------------
 
@@ -163,22 +168,84 @@ class Store:
         return self._batch.empty and not self._dirty and not self.journal.pending
 
     def flush(self) -> None:
-        """Make every staged change durable: state files first, then the journal."""
+        """Make every staged change durable now: state files first, then the journal."""
+        self._settle()
+        batch, lines = self._take()
+        try:
+            self._commit(batch, lines)
+        except BaseException:
+            self._restore(batch, lines)
+            raise
+
+    def flush_async(self) -> None:
+        """Start making the staged changes durable in a writer thread, and return.
+
+        The supervisor's tick goes on reaping and starting tasks while the disk works.
+        While a flush is in flight, new changes stay staged and go out together with the
+        next one (a group commit: batches grow to match the disk's speed); `on_flushed` is
+        called from the writer thread when a flush ends, so the caller can come back for
+        the rest. An error of the previous flush is raised here, its changes staged again.
+        """
+        if self._flight is not None and not self._flight[0].done():
+            return
+        self._settle()
+        batch, lines = self._take()
+        if batch.empty and not lines:
+            return
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bantzd-writer")
+        future = self._writer.submit(self._commit, batch, lines)
+        self._flight = (future, batch, lines)
+        if self.on_flushed is not None:
+            callback = self.on_flushed
+            future.add_done_callback(lambda _: callback())
+
+    @property
+    def flushing(self) -> bool:
+        """Whether a flush is in flight."""
+        return self._flight is not None and not self._flight[0].done()
+
+    def _take(self) -> tuple[DurableBatch, list[bytes]]:
         for task_id, state in self._dirty.items():
             self._batch.write(self.home.task_dir(task_id) / "state.json", dumps_state(state))
         self._dirty.clear()
-        if not self._batch.empty:
-            self._batch.commit()
-        self.journal.flush()
+        batch, self._batch = self._batch, DurableBatch()
+        return batch, self.journal.take()
+
+    def _commit(self, batch: DurableBatch, lines: list[bytes]) -> None:
+        if not batch.empty:
+            batch.commit()
+        self.journal.write_lines(lines)
+
+    def _restore(self, batch: DurableBatch, lines: list[bytes]) -> None:
+        batch.merge_under(self._batch)
+        self.journal.put_back(lines)
+
+    def _settle(self) -> None:
+        """Wait for the flush in flight; on failure put its changes back and raise."""
+        if self._flight is None:
+            return
+        future, batch, lines = self._flight
+        self._flight = None
+        try:
+            future.result()
+        except BaseException:
+            self._restore(batch, lines)
+            raise
 
     def remove_task_dir(self, task_id: int) -> None:
         """Delete a task folder (`clean`); the id stays burnt because next_id is persisted."""
         import shutil
 
+        self._settle()
         if self._next_id is None:
             self._next_id = self._load_next_id()
-        write_json_atomic(self.home.next_id, {"next": self._next_id})
-        shutil.rmtree(self.home.task_dir(task_id))
+        self._batch.write_json(self.home.next_id, {"next": self._next_id})
+        self.flush()
+        tdir = self.home.task_dir(task_id)
+        self._dirty.pop(task_id, None)
+        self._batch.discard_under(tdir)
+        shutil.rmtree(tdir)
 
     # internals ---------------------------------------------------------------------------
 

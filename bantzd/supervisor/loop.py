@@ -99,6 +99,7 @@ class Supervisor:
         self._seen_mtimes: dict[Path, int] = {}
         self._candidates: dict[int, tuple[tuple[Any, ...], Candidate]] = {}
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.store.on_flushed = self._poke
         self._watcher: intake.SpoolWatcher | None = None
         self._lock: HomeLock | None = None
         self.started_at: float | None = None
@@ -175,13 +176,22 @@ class Supervisor:
                 self._io_failed(e)
             except Exception:
                 log.exception("error in %s", step.__name__)
-        self.flush()
+        self.flush(wait=False)
 
-    def flush(self) -> None:
-        """Make this tick's changes durable; on ENOSPC keep them staged and retry later."""
+    def flush(self, *, wait: bool = True) -> None:
+        """Make this tick's changes durable; on ENOSPC keep them staged and retry later.
+
+        The tick flushes with wait=False: the writes go on in the store's writer thread
+        while the loop reaps and starts the next tasks. With a full disk it waits, so that
+        the first write that works is what tells us space is back.
+        """
+        wait = wait or self.disk_full
         had_changes = not self.store.empty
         try:
-            self.store.flush()
+            if wait:
+                self.store.flush()
+            else:
+                self.store.flush_async()
         except IoPathError as e:
             self._io_failed(e)
             return
@@ -227,6 +237,13 @@ class Supervisor:
             if timeout and att.term_at is None:
                 due.append(att.started_mono + timeout - mono)
         return max(0.0, min(due))
+
+    def _poke(self) -> None:
+        """Wake the loop (from another thread: the store's writer)."""
+        try:
+            os.write(self._wake_w, b"f")
+        except OSError:
+            pass
 
     def wait(self, timeout: float) -> None:
         """Sleep until a signal, a spool/control event, or `timeout`."""
