@@ -46,4 +46,4 @@ def get_home(ctx: click.Context) -> Home:
 
 
 # Register the commands (imports for their side effect on `main`).
-from bantzd.cli import control, intask, limits, setup, tasks, view  # noqa: E402,F401
+from bantzd.cli import control, daemon, intask, limits, setup, tasks, view  # noqa: E402,F401

@@ -1,0 +1,176 @@
+"""A real crontab entry runs `bantzd run --until ...` and produces the morning report.
+
+Installs Debian's `cron` when it is missing (needs root and apt-get), writes a one-off entry
+for the next minute into root's crontab (keeping what was there), starts cron in the
+foreground, and waits for the run to end. cron gives the job no terminal, no stdin and a
+minimal environment (PATH=/usr/bin:/bin, cwd = $HOME), which is what is being tested.
+Skipped, with the reason, where cron cannot be had or does not run jobs in this container.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+MARK = "# bantzd test_cron"
+
+
+def _run(
+    *argv: str, input: str | None = None, timeout: float = 300, env: dict | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        env=env,
+    )
+
+
+def _ensure_cron() -> tuple[str, str]:
+    """Paths of cron and crontab, installing the Debian package if needed; else skip."""
+    cron, crontab = shutil.which("cron") or "/usr/sbin/cron", shutil.which("crontab")
+    if os.path.exists(cron) and crontab:
+        return cron, crontab
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("cron is not installed, and installing it needs root and apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        steps = (
+            ("apt-get", "update", "-q"),
+            ("apt-get", "install", "-y", "-q", "--no-install-recommends", "cron"),
+        )
+        for argv in steps:
+            res = _run(*argv, env=env)
+            if res.returncode != 0:
+                pytest.skip(f"{' '.join(argv)} failed: {res.stderr.strip()[-300:]}")
+    except (OSError, subprocess.TimeoutExpired) as e:
+        pytest.skip(f"cannot install cron: {e}")
+    cron, crontab = shutil.which("cron") or "/usr/sbin/cron", shutil.which("crontab")
+    if not (os.path.exists(cron) and crontab):
+        pytest.skip("cron was installed but its programs are not found")
+    return cron, crontab
+
+
+def _cron_running() -> bool:
+    try:
+        pid = int(Path("/run/crond.pid").read_text().split()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
+@pytest.fixture
+def cron() -> Iterator[str]:
+    """A running cron daemon (ours, stopped afterwards, unless one ran already); crontab."""
+    cron_bin, crontab = _ensure_cron()
+    proc = None
+    if not _cron_running():
+        # cron reads the local time as we do (same TZ), so the minute we pick is its minute.
+        proc = subprocess.Popen(
+            [cron_bin, "-f"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            wait_for(lambda: proc.poll() is not None or _cron_running(), timeout=10)
+        except BaseException:
+            proc.kill()
+            raise
+        if proc.poll() is not None:
+            pytest.skip(f"cron cannot start here: {proc.stdout.read().strip()[-300:]}")
+    try:
+        yield crontab
+    finally:
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+@pytest.fixture
+def crontab_entry(cron: str) -> Iterator[Callable[[str], None]]:
+    """Installs lines into root's crontab beside what is there; restores it afterwards."""
+    old = _run(cron, "-l")
+    before = old.stdout if old.returncode == 0 else None
+
+    def install(lines: str) -> None:
+        kept = before or ""
+        if kept and not kept.endswith("\n"):
+            kept += "\n"
+        res = _run(cron, "-", input=f"{kept}{MARK}\n{lines}\n")
+        assert res.returncode == 0, res.stderr
+
+    try:
+        yield install
+    finally:
+        if before is None:
+            _run(cron, "-r")
+        else:
+            _run(cron, "-", input=before)
+
+
+def test_a_crontab_entry_runs_the_night_and_writes_the_report(
+    crontab_entry: Callable[[str], None], home: Path, tmp_path: Path
+) -> None:
+    bantzd = Path(sys.executable).with_name("bantzd")
+    if not os.access(bantzd, os.X_OK):
+        pytest.skip(f"no bantzd console script beside {sys.executable}")
+    spool = home / "spool"
+    (spool / "hello.yaml").write_text('run: echo hello from cron; echo "PATH=$PATH"\n')
+    out, err, rc, fired = (tmp_path / n for n in ("out", "err", "rc", "fired"))
+
+    now = datetime.now()
+    # Leave cron time to notice the new crontab before the minute it is for.
+    fire = (now + timedelta(minutes=1 if now.second < 45 else 2)).replace(second=0, microsecond=0)
+    until = (fire + timedelta(seconds=10)).isoformat(timespec="seconds")
+    command = (
+        f"touch {fired}; {bantzd} --home {home} run --until {until} >{out} 2>{err}; echo $? >{rc}"
+    )
+    # Minute, hour, day and month: it fires once, even if the test dies before cleaning up.
+    crontab_entry(f"{fire:%M %H %d %m} * {command}")
+
+    limit = (fire - datetime.now()).total_seconds() + 70
+    deadline = time.monotonic() + limit
+    while not rc.exists():
+        if time.monotonic() > deadline:
+            if not fired.exists():
+                pytest.skip(f"cron runs but did not run the job within {limit:.0f}s here")
+            pytest.fail(f"the job started but bantzd did not finish: {err.read_text()!r}")
+        time.sleep(0.5)
+    wait_for(lambda: rc.read_text().endswith("\n"), timeout=5, what="the exit status")
+
+    assert rc.read_text().strip() == "0", err.read_text()
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2, lines
+    reports = list((home / "reports").glob("*.md"))
+    assert len(reports) == 1, reports
+    assert lines[0] == f"bantzd: report written to {reports[0]}"
+    assert re.fullmatch(r"bantzd: 1 done, 0 failed, 0 waiting_human, 0 held, 0 queued.*", lines[1])
+    assert err.read_text() == ""
+    output = (home / "tasks" / "1" / "output.log").read_text()
+    assert "hello from cron" in output
+    assert "PATH=/usr/bin:/bin" in output  # cron's environment reached the task unchanged
