@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Bantz, wait_for
+from tests.conftest import Bantz, config_text, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -45,9 +45,7 @@ def check_ledger(text: str) -> dict[str, set[str]]:
 
 def test_random_supervisor_kills_lose_nothing(bantz: Bantz, tmp_path: Path) -> None:
     rng = random.Random(int(os.environ.get("BANTZ_CHAOS_SEED", "7")))
-    (bantz.home / "config.toml").write_text(
-        'max_parallel = 4\nnice = 0\nstop_grace = "2s"\nscan_interval = "0.5s"\n'
-    )
+    (bantz.home / "config.toml").write_text(config_text("max_parallel = 4"))
     ledger = tmp_path / "ledger"
     step = (
         'echo "begin $BANTZ_TASK_ID $BANTZ_STEP $BANTZ_ATTEMPT" >> {l}; sleep 0.0{d}; '

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bantzd.paths import Home
-from tests.conftest import Bantz, wait_for
+from tests.conftest import Bantz, config_text, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -29,9 +29,7 @@ def small_home(tmp_path: Path) -> Iterator[Path]:
     try:
         home = mnt / "home"
         Home(home).ensure()
-        (home / "config.toml").write_text(
-            'max_parallel = 1\nnice = 0\nstop_grace = "2s"\nscan_interval = "0.5s"\n'
-        )
+        (home / "config.toml").write_text(config_text("max_parallel = 1"))
         yield home
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Bantz, wait_for
+from tests.conftest import Bantz, config_text, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -189,7 +189,7 @@ def test_dependencies_order_and_failure(bantz: Bantz, tmp_path: Path) -> None:
 
 
 def test_priority_then_id_order(bantz: Bantz, tmp_path: Path) -> None:
-    (bantz.home / "config.toml").write_text("max_parallel = 1\nnice = 0\n")
+    (bantz.home / "config.toml").write_text(config_text("max_parallel = 1"))
     ledger = tmp_path / "ledger"
     for name, prio in (
         ("low", "low"),

@@ -14,7 +14,7 @@ import pytest
 
 from bantzd.paths import TaskPaths
 from bantzd.workers.spawn import worker_alive
-from tests.conftest import Bantz, wait_for
+from tests.conftest import Bantz, config_text, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -145,8 +145,7 @@ def test_worker_that_died_with_the_supervisor_is_requeued(bantz: Bantz, tmp_path
 
 
 def test_interruptions_are_bounded(bantz: Bantz) -> None:
-    cfg = bantz.home / "config.toml"
-    cfg.write_text(cfg.read_text() + "max_interruptions = 1\n")
+    (bantz.home / "config.toml").write_text(config_text("max_interruptions = 1"))
     bantz.drop("forever.yaml", "run: sleep 300\n")
     for _ in range(2):
         proc = bantz.start("run")

@@ -38,6 +38,7 @@ class TaskState:
     retry_at: float | None = None
     steps_done: list[str] = field(default_factory=list)
     step: str | None = None  # the step running now, for `steps:` tasks
+    gpus: list[int] = field(default_factory=list)  # GPU indices the running attempt holds
     tokens: dict[str, int] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)  # last control requests applied
     attempt_log: list[dict[str, Any]] = field(default_factory=list)

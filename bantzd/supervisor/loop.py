@@ -20,6 +20,7 @@ import select
 import shutil
 import signal
 import sys
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,19 @@ from bantzd.queue.states import Status
 from bantzd.queue.store import Store, read_state, task_ids
 from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskFileError, TaskSpec, parse_task
-from bantzd.supervisor import control, intake
+from bantzd.ratelimit import RateLimits
+from bantzd.supervisor import control, intake, memwatch
 from bantzd.supervisor.crash import crash_point
 from bantzd.supervisor.lock import HomeLock, acquire
+from bantzd.supervisor.probes import (
+    LOAD_HISTORY_FILE,
+    LoadHistory,
+    Reading,
+    cores,
+    default_gpu_probe,
+    read_machine,
+)
+from bantzd.supervisor.resources import Admission, Held
 from bantzd.supervisor.scheduler import (
     FREE_SLOT,
     Candidate,
@@ -44,6 +55,7 @@ from bantzd.supervisor.scheduler import (
     backoff,
     decide,
 )
+from bantzd.units import format_size
 from bantzd.workers.spawn import (
     Attempt,
     Outcome,
@@ -104,6 +116,15 @@ class Supervisor:
         self._lock: HomeLock | None = None
         self.started_at: float | None = None
         self.disk_full = False
+        # Resources: what running tasks hold, the last machine reading, the rate limits.
+        self.held: dict[int, Held] = {}
+        self.reading: Reading | None = None
+        self.throttled: str | None = None
+        self.cores = cores()
+        self.gpu_probe = default_gpu_probe()
+        self.history = LoadHistory(home.root / LOAD_HISTORY_FILE)
+        self.limits = RateLimits(home, config.limits, self.clock)
+        self._last_probe = float("-inf")
 
     # life cycle --------------------------------------------------------------------------
 
@@ -166,6 +187,7 @@ class Supervisor:
             self.apply_control,
             self.intake_spool,
             self.sync_progress,
+            self.watch_machine,
             self.start_ready,
         ):
             if self.disk_full and step in (self.intake_spool, self.start_ready):
@@ -357,6 +379,7 @@ class Supervisor:
         state = self.states[att.task_id]
         spec = self.specs.get(att.task_id)
         del self.attempts[att.task_id]
+        self._release(att.task_id)
         self._sync_reports(att, last=True)  # a last look before the attempt is forgotten
         now = self.clock.time()
         if att.stop_reason == "cancelled":
@@ -402,6 +425,9 @@ class Supervisor:
         if att.stop_reason == "interrupted" or not outcome.known:
             self._interrupted(state, outcome)
             return
+        if att.stop_reason == "memory limit":
+            self._failed_attempt(state, outcome, "memory limit")
+            return
         if att.stop_reason == "timeout":
             timeout = spec.timeout if spec else 0
             self._failed_attempt(state, outcome, f"timeout after {fmt_seconds(timeout)}")
@@ -410,6 +436,16 @@ class Supervisor:
         if att.step:
             what = f"step {att.step}: {what}"
         self._failed_attempt(state, outcome, what)
+
+    def _release(self, task_id: int) -> None:
+        """Give back what an ended attempt held: rate-limit units, cpus, memory, GPUs."""
+        self.held.pop(task_id, None)
+        spec = self.specs.get(task_id)
+        if spec is not None and spec.uses:
+            try:
+                self.limits.release(task_id)
+            except OSError as e:
+                log.error("task %d: could not release its rate-limit units: %s", task_id, e)
 
     def _asked(self, att: Attempt) -> dict[str, Any] | None:
         """The question this attempt asked before it ended, if any."""
@@ -525,6 +561,10 @@ class Supervisor:
         )
         if step_name:
             env["BANTZ_STEP"] = step_name
+        if state.gpus:
+            # PCI bus order, so the indices mean what nvidia-smi shows.
+            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in state.gpus)
         if spec.kind in ("python", "llm"):
             # These run in bantzd's own interpreter: make sure it finds this very bantzd,
             # installed or not, whatever the task's cwd.
@@ -706,6 +746,16 @@ class Supervisor:
             if s.status is Status.QUEUED and s.id in self.specs
         ]
         briefs = (TaskBrief(s.id, s.name, s.status) for s in self.states.values())
+        reading = self.reading or self.probe_machine()
+        limits_view = self.limits.view(now) if any(c.uses for c in candidates) else None
+        admission = Admission(
+            reading,
+            self.config.throttle,
+            self.held.values(),
+            cores=self.cores,
+            now=now,
+            limits=limits_view,
+        )
         decision = decide(
             candidates,
             briefs,
@@ -713,34 +763,99 @@ class Supervisor:
             max_parallel=self.config.max_parallel,
             now=now,
             paused=self.paused,
+            admit=admission if candidates else None,
         )
         self._last_decision = decision
+        if candidates:
+            self._note_throttle(admission.throttled)
         for task_id, why in decision.fail.items():
             state = self.states[task_id]
             self.store.transition(state, Status.FAILED, why, error=why, finished=iso(now))
+        for task_id in decision.start:
+            spec = self.specs[task_id]
+            if spec.uses:
+                # The snapshot said yes; a worker may have taken the room since.
+                why = self.limits.take(spec.uses, task_id, now)
+                if why:
+                    decision.waiting[task_id] = why
+                    continue
+            self._start(self.states[task_id], spec, now, admission.gpu_assignment.get(task_id))
         for task_id, why in decision.waiting.items():
             state = self.states[task_id]
             # Waiting for its turn is what `queued` means; not worth a write per task.
             reason = None if why == FREE_SLOT else why
             if state.reason != reason:
                 self.store.update(state, reason=reason)
-        for task_id in decision.start:
-            state = self.states[task_id]
-            attempt = state.attempts + 1
-            log_entry = {"attempt": attempt, "start": iso(now), "end": None, "outcome": None}
-            self.store.transition(
-                state,
-                Status.RUNNING,
-                None,
-                attempts=attempt,
-                started=iso(now),
-                finished=None,
-                retry_at=None,
-                attempt_log=[*state.attempt_log, log_entry][-50:],
-            )
-            # Spawned before "running" is durable (it is, at the end of this tick): a crash in
-            # between leaves a live worker that worker.lock names, and recovery adopts it.
-            self.launch(state, self.specs[task_id])
+
+    def _start(self, state: TaskState, spec: TaskSpec, now: float, gpus: list[int] | None) -> None:
+        attempt = state.attempts + 1
+        log_entry = {"attempt": attempt, "start": iso(now), "end": None, "outcome": None}
+        self.store.transition(
+            state,
+            Status.RUNNING,
+            None,
+            attempts=attempt,
+            started=iso(now),
+            finished=None,
+            retry_at=None,
+            gpus=list(gpus or []),
+            attempt_log=[*state.attempt_log, log_entry][-50:],
+        )
+        res = spec.resources
+        self.held[state.id] = Held(
+            state.id, cpus=res.cpus, memory=res.memory, gpus=tuple(gpus or ()), started=now
+        )
+        # Spawned before "running" is durable (it is, at the end of this tick): a crash in
+        # between leaves a live worker that worker.lock names, and recovery adopts it.
+        self.launch(state, spec)
+
+    def _note_throttle(self, throttled: str | None) -> None:
+        """Journal the start and end of each throttling episode (the report sums them)."""
+        if throttled == self.throttled:
+            return
+        if self.throttled is not None:
+            self.store.note("throttle_end", reason=self.throttled)
+        if throttled is not None:
+            self.store.note("throttle_start", reason=throttled)
+            log.info("starts %s", throttled)
+        self.throttled = throttled
+
+    # machine -----------------------------------------------------------------------------
+
+    def probe_machine(self) -> Reading:
+        """Read load, memory and GPUs, and record the sample for the report."""
+        self.reading = read_machine(self.gpu_probe)
+        self._last_probe = self.clock.monotonic()
+        self.history.append(self.reading, self.throttled, self.clock.time())
+        return self.reading
+
+    def watch_machine(self) -> None:
+        """Every probe_interval: a fresh reading, and tasks past their memory stopped."""
+        if self.clock.monotonic() - self._last_probe < self.config.probe_interval:
+            return
+        self.probe_machine()
+        limited = {
+            task_id: att
+            for task_id, att in self.attempts.items()
+            if att.term_at is None and self.held.get(task_id, Held(task_id)).memory
+        }
+        if not limited:
+            return
+        rss = memwatch.tree_rss_many([att.pgid for att in limited.values()])
+        for task_id, att in limited.items():
+            held = self.held[task_id]
+            used = rss.get(att.pgid, 0)
+            self.held[task_id] = replace(held, rss=used)
+            if held.memory is not None and used > held.memory:
+                real = memwatch.over_limit(att.pgid, held.memory)
+                if real is not None:
+                    log.info(
+                        "task %d: memory limit (%s > %s)",
+                        task_id,
+                        format_size(real),
+                        format_size(held.memory),
+                    )
+                    self.terminate(att, "memory limit")
 
     # recovery ----------------------------------------------------------------------------
 
@@ -766,6 +881,9 @@ class Supervisor:
                     self.store.transition(state, Status.FAILED, why, error=why)
                 continue
             self._recover_attempt(state)
+        if self.config.limits:
+            # Units held by tasks that ended while no supervisor was there to release them.
+            self.limits.keep_only(self.attempts)
         self.flush()
 
     def _rebuild_state(self, task_id: int) -> TaskState:
@@ -834,6 +952,14 @@ class Supervisor:
         if alive:
             self.attempts[state.id] = att
             self.store.update(state, pid=info.pid)
+            res = spec.resources
+            self.held[state.id] = Held(
+                state.id,
+                cpus=res.cpus,
+                memory=res.memory,
+                gpus=tuple(state.gpus),
+                started=_parse_iso(state.started),
+            )
             log.info("task %d: adopted its running attempt (pid %d)", state.id, info.pid)
             return
         self._recovered(state, att, reap(att))
