@@ -36,6 +36,10 @@ class TaskState:
     source: str | None = None
     paused: bool = False
     retry_at: float | None = None
+    # `not_before` / `deadline` of task.yaml, resolved to instants when the task was accepted
+    # (`01:00` means the next 01:00 after that), so a restart does not move them.
+    not_before_at: float | None = None
+    deadline_at: float | None = None
     steps_done: list[str] = field(default_factory=list)
     step: str | None = None  # the step running now, for `steps:` tasks
     gpus: list[int] = field(default_factory=list)  # GPU indices the running attempt holds

@@ -55,6 +55,7 @@ from bantzd.supervisor.scheduler import (
     backoff,
     decide,
 )
+from bantzd.supervisor.timing import local_now, resolve_when
 from bantzd.units import format_size
 from bantzd.workers.spawn import (
     Attempt,
@@ -672,7 +673,14 @@ class Supervisor:
     def accept(self, item: intake.Accepted) -> None:
         spec = item.spec
         held = spec.approval or (spec.category in self.config.approval_categories)
+        accepted = local_now(self.clock.time())
         state = TaskState(
+            not_before_at=resolve_when(spec.not_before, accepted).timestamp()
+            if spec.not_before is not None
+            else None,
+            deadline_at=resolve_when(spec.deadline, accepted).timestamp()
+            if spec.deadline is not None
+            else None,
             id=self.store.allocate_id(),
             name=spec.name,
             status=Status.HELD if held else Status.QUEUED,
@@ -717,7 +725,7 @@ class Supervisor:
 
     def _candidate(self, s: TaskState) -> Candidate:
         """The scheduler's view of a queued task, cached while the fields it uses hold."""
-        key = (s.priority, s.retry_at, s.paused)
+        key = (s.priority, s.retry_at, s.paused, s.attempts)
         cached = self._candidates.get(s.id)
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -731,6 +739,11 @@ class Supervisor:
             paused=s.paused,
             resources=spec.resources,
             uses=spec.uses,
+            windows=spec.window,
+            window_text=spec.window_text,
+            not_before_at=s.not_before_at,
+            deadline_at=s.deadline_at,
+            attempts=s.attempts,
         )
         self._candidates[s.id] = (key, cand)
         return cand

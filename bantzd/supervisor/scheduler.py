@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 from typing import Any
 
 from bantzd.clock import hms
 from bantzd.queue.states import FINISHED, Status
+from bantzd.supervisor.timing import TimingCheck, check_timing, local_zone
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,22 @@ class Candidate:
     # from; judged by the `admit` hook of `decide` (supervisor/resources.py).
     resources: Any = None
     uses: Mapping[str, int] = field(default_factory=dict)
+    # Time rules (timing.check_timing): windows as (start, end) clock times, not_before and
+    # deadline as epoch seconds resolved when the task was accepted. The deadline only
+    # holds for a task that never started (`attempts` == 0).
+    windows: tuple[Any, ...] = ()
+    window_text: tuple[str, ...] = ()
+    not_before_at: float | None = None
+    deadline_at: float | None = None
+    attempts: int = 0
+
+    @property
+    def timed(self) -> bool:
+        return (
+            bool(self.windows)
+            or self.not_before_at is not None
+            or (self.deadline_at is not None and self.attempts == 0)
+        )
 
 
 # Reasons of these kinds clear by themselves with time or load; `--once` keeps waiting for
@@ -114,6 +132,7 @@ def decide(
     now: float,
     paused: bool = False,
     admit: Callable[[Candidate], str | None] | None = None,
+    tz: tzinfo | None = None,
 ) -> Decision:
     """Pick what starts: highest priority first, then lowest id, into the free slots.
 
@@ -138,6 +157,17 @@ def decide(
         if wait:
             decision.waiting[cand.id] = wait
             continue
+        if cand.timed:
+            check = _timing(cand, now, tz)
+            if check.fail:
+                decision.fail[cand.id] = check.fail
+                continue
+            if check.wake_at is not None:
+                at = check.wake_at.timestamp()
+                decision.wake_at = at if decision.wake_at is None else min(decision.wake_at, at)
+            if check.wait:
+                decision.waiting[cand.id] = check.wait
+                continue
         if cand.paused:
             decision.waiting[cand.id] = "paused"
             continue
@@ -158,6 +188,22 @@ def decide(
         decision.start.append(cand.id)
         free -= 1
     return decision
+
+
+def _timing(cand: Candidate, now: float, tz: tzinfo | None) -> TimingCheck:
+    zone = tz or local_zone()
+    local = datetime.fromtimestamp(now, zone)
+
+    def at(ts: float | None) -> datetime | None:
+        return None if ts is None else datetime.fromtimestamp(ts, zone)
+
+    return check_timing(
+        local,
+        windows=cand.windows,
+        window_text=cand.window_text,
+        not_before=at(cand.not_before_at),
+        deadline=at(cand.deadline_at) if cand.attempts == 0 else None,
+    )
 
 
 def backoff(retry_delay: float, failures: int) -> float:
