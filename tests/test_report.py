@@ -8,18 +8,24 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bantzd.paths import Home
 from bantzd.queue.states import Status
 from bantzd.queue.task import TaskState
+from bantzd.reports.i18n import EN, LANGUAGES, TR, language
 from bantzd.reports.morning import (
     human_duration,
     mermaid_text,
-    render_report,
     report_period,
+    result_line,
     tail_lines,
     write_report,
 )
+from bantzd.reports.render import NightFacts, ResultLine, render_report
+from bantzd.reports.secrets import Masker
+from tests.test_report_golden import check_gantt, mermaid_block
 
 DAY = date(2026, 11, 22)
 T0 = datetime(2026, 11, 21, 23, 0, tzinfo=UTC).timestamp()  # the run starts at 23:00
@@ -87,14 +93,16 @@ def render(states: list[TaskState] | None = None, **kw: object) -> str:
     args: dict = {
         "date": DAY,
         "states": night() if states is None else states,
-        "events": [],
-        "started": at(0),
-        "ended": at(8 * 3600),
+        "events": [
+            {"ts": at(0), "event": "supervisor_started"},
+            {"ts": at(8 * 3600), "event": "supervisor_stopped"},
+        ],
         "output_tails": {3: ["loading", "error: no such file"]},
-        "results": {1: "1000 rows", 2: "loss 0.13"},
+        "results": {1: ResultLine("1000 rows"), 2: ResultLine("loss 0.13")},
+        "held_categories": {5: "external"},
     }
     args.update(kw)
-    return render_report(**args)
+    return render_report(NightFacts(**args))
 
 
 def test_sections_come_in_spec_order_after_the_title() -> None:
@@ -108,7 +116,7 @@ def test_sections_come_in_spec_order_after_the_title() -> None:
         "## Machine",
         "## Timeline",
     ]
-    assert text.startswith("# bantzd report 2026-11-22\n\n")
+    assert text.startswith("# Morning report 2026-11-22\n\n")
     assert text.endswith("```\n")
 
 
@@ -121,13 +129,13 @@ def test_summary_line_has_run_span_and_counts() -> None:
 
 
 def test_summary_line_without_a_run() -> None:
-    text = render(states=[], started=None, ended=None)
+    text = render(states=[], events=[])
     assert "No supervisor run since the previous report · 0 finished" in text
     assert "Nothing is waiting for you." in text
     assert "No task finished." in text
     assert "Nothing failed." in text
     assert "Nothing is left in the queue." in text
-    assert "No load history recorded." in text
+    assert "No load history recorded.\n- Starts were never throttled." in text
     assert "No attempts ran in this period." in text
 
 
@@ -135,6 +143,7 @@ def test_needs_you_gives_the_exact_commands() -> None:
     text = render()
     assert "- #4 `publish` asks: Upload? (choices: yes, no)\n  `bantzd answer 4 yes`" in text
     assert "- #5 `deploy` is held for approval (category external): `bantzd approve 5`" in text
+    assert "(or `bantzd reject 5`)" in text
 
 
 def test_done_table_rows() -> None:
@@ -169,8 +178,14 @@ def test_still_queued_lists_reasons() -> None:
 
 def test_timeline_has_one_bar_per_attempt_and_failed_ones_are_crit() -> None:
     text = render()
-    block = text.split("```mermaid\n")[1].split("\n```")[0].splitlines()
-    assert block[:3] == ["gantt", "    dateFormat YYYY-MM-DD HH:mm:ss", "    axisFormat %H:%M"]
+    block = mermaid_block(text)
+    assert block[:4] == [
+        "gantt",
+        "    dateFormat YYYY-MM-DD HH:mm:ss",
+        "    axisFormat %H:%M",
+        "    todayMarker off",
+    ]
+    assert check_gantt(block) == 5
     bars = [line.strip() for line in block if ":" in line and "Format" not in line]
     assert bars == [
         "attempt 1 :done, t1a0, 2026-11-21 23:00:00, 2026-11-21 23:00:45",
@@ -200,7 +215,8 @@ def test_names_are_escaped_for_mermaid_and_markdown() -> None:
         attempts=1,
         attempt_log=[attempt(1, 0, 5, "done")],
     )
-    text = render(states=[state], results={8: "x|y"})
+    text = render(states=[state], results={8: ResultLine("x|y")})
+    check_gantt(mermaid_block(text))
     section = next(line for line in text.splitlines() if line.startswith("    section"))
     assert section == "    section 8 a：b＃c；d|e`f g（h）％％"
     for bad in ":#;()%":
@@ -229,12 +245,262 @@ def test_human_duration(seconds: float, text: str) -> None:
 
 
 def test_machine_section_summarises_load_samples() -> None:
-    events = [{"event": "load", "load_per_core": v} for v in (0.5, 1.5, 1.0)]
-    assert "CPU load per core: average 1.00, peak 1.50 (3 samples)." in render(events=events)
+    samples = [{"t": T0 + i, "load_per_core": v} for i, v in enumerate((0.5, 1.5, 1.0))]
+    assert "CPU load per core: average 1.00, peak 1.50 (3 samples)." in render(samples=samples)
 
 
 def test_render_is_pure() -> None:
     assert render() == render()
+
+
+def test_tokens_per_task_and_a_total_line() -> None:
+    states = night()
+    states[1].tokens = {"prompt": 12000, "completion": 345}
+    states[2].tokens = {"prompt": 5, "completion": "?"}  # a failed task counts in the total
+    text = render(states=states)
+    assert "| id | name | took | attempts | tokens (prompt + completion) | result |" in text
+    assert "| 2 | `train` | 1h 12m | 2 | 12,000 + 345 | loss 0.13 |" in text
+    assert "| 1 | `prepare-data` | 45s | 1 |  | 1000 rows |" in text
+    assert "Tokens used: 12,005 prompt + 345 completion = 12,350." in text
+    assert "tokens" not in render()  # no column and no line when no task used any
+
+
+def test_missed_deadline_and_dependency_failures_are_listed_under_failed() -> None:
+    late = TaskState(
+        id=11, name="late", status=Status.FAILED, reason="missed deadline 07:00",
+        error="missed deadline 07:00",
+    )  # fmt: skip
+    dep = TaskState(
+        id=12, name="child", status=Status.FAILED, reason="dependency failed: broken",
+        error="dependency failed: broken",
+    )  # fmt: skip
+    bare = TaskState(id=13, name="bare", status=Status.FAILED, error="missed deadline")
+    text = render(states=[late, dep, bare])
+    section = text.split("## Failed")[1].split("## Still queued")[0]
+    assert "### #11 `late`\n\nmissed its deadline (07:00) · never started\n" in section
+    assert "### #12 `child`\n\nnever started · dependency failed: broken\n" in section
+    assert "### #13 `bare`\n\nmissed its deadline · never started\n" in section
+    assert "No output." not in section  # nothing ran, so nothing to show
+
+
+def test_a_timeout_keeps_its_reason_next_to_the_signal() -> None:
+    state = TaskState(
+        id=9, name="slow", status=Status.FAILED, attempts=1, signal=9, error="timeout after 1h"
+    )
+    assert "signal 9 (SIGKILL) · 1 attempt · timeout after 1h" in render(states=[state])
+
+
+def test_running_tasks_show_their_progress() -> None:
+    running = TaskState(
+        id=7, name="r", status=Status.RUNNING, attempts=2,
+        progress={"percent": 40.0, "message": "epoch 2\nof 5"},
+    )  # fmt: skip
+    assert "- #7 `r`: running, attempt 2, 40% epoch 2 of 5" in render(states=[running])
+    tr = render(states=[running], language="tr")
+    assert "- #7 `r`: çalışıyor, deneme 2, %40 epoch 2 of 5" in tr
+
+
+def test_a_result_json_without_summary_is_quoted_as_code(tmp_path: Path) -> None:
+    from bantzd.paths import TaskPaths
+
+    paths = TaskPaths(tmp_path)
+    assert result_line(paths) is None
+    (tmp_path / "result.json").write_text('{"loss": 0.12, "note": "a|b"}')
+    assert result_line(paths) == ResultLine('{"loss": 0.12, "note": "a|b"}', is_json=True)
+    (tmp_path / "result.json").write_text(json.dumps({"summary": "  first\nsecond", "x": 1}))
+    assert result_line(paths) == ResultLine("first")
+    (tmp_path / "result.json").write_text("[" * 10)
+    assert result_line(paths) is None
+    (tmp_path / "result.md").write_text("\n\n## Loss 0.1\n")
+    assert result_line(paths) == ResultLine("Loss 0.1")
+    text = render(results={1: ResultLine('{"a": "b|c"}', is_json=True)})
+    assert '| 1 | `prepare-data` | 45s | 1 | `{"a": "b\\|c"}` |' in text
+
+
+# the Machine section -------------------------------------------------------------------------
+
+
+def sample(t: float, load: object = 1.0, gpus: object = (), throttled: object = None) -> dict:
+    return {"t": T0 + t, "load_per_core": load, "gpus": list(gpus) if isinstance(gpus, tuple)
+            else gpus, "throttled": throttled}  # fmt: skip
+
+
+def machine_section(**kw: object) -> str:
+    return render(**kw).split("## Machine\n\n")[1].split("\n\n## Timeline")[0]
+
+
+def test_gpu_load_per_gpu_and_bad_samples_are_skipped() -> None:
+    gib = 2**30
+    samples = [
+        sample(0, 0.5, ({"index": 0, "util": 10, "free_memory": 10 * gib},)),
+        sample(5, 1.5, ({"index": 0, "util": 90, "free_memory": 3 * gib + gib // 2},
+                        {"index": 1, "util": None, "free_memory": 20 * gib})),
+        sample(10, "high", "no gpus"),
+        sample(15, float("nan"), ({"index": "0", "util": 100}, "junk", {"util": 100})),
+        sample(20, True, ({"index": 0, "util": float("inf"), "free_memory": None},)),
+        {"t": T0 + 25},
+    ]  # fmt: skip
+    text = machine_section(samples=samples)
+    assert text.splitlines()[:3] == [
+        "- CPU load per core: average 1.00, peak 1.50 (2 samples).",
+        "- GPU 0: utilisation average 50%, peak 90%; least free memory 3.5 GiB.",
+        "- GPU 1: utilisation not reported; least free memory 20 GiB.",
+    ]
+
+
+def throttle(t: float, reason: str | None = None, event: str = "throttle_start") -> dict:
+    e: dict = {"t": T0 + t, "ts": at(t), "event": event}
+    if reason is not None:
+        e["reason"] = reason
+    return e
+
+
+def test_throttled_time_from_the_journal() -> None:
+    events = [
+        {"t": T0, "ts": at(0), "event": "supervisor_started"},
+        throttle(-50, event="throttle_end"),  # an end without a start: ignored
+        throttle(60, "throttled: cpu load 3.9 > 1.5"),
+        throttle(120, "throttled: cpu load 4.2 > 1.5"),  # another reason: a new stretch
+        throttle(180, event="throttle_end"),
+        throttle(600, "free memory 1 GiB < 2 GiB"),
+        {"t": T0 + 900, "ts": at(900), "event": "supervisor_stopped"},  # died throttled
+        {"t": T0 + 1000, "ts": at(1000), "event": "supervisor_started"},
+        throttle(3000, "throttled: cpu load 2 > 1.5"),
+        {"t": "x", "ts": "garbage", "event": "throttle_start", "reason": "cpu load 9 > 1"},
+        {"t": T0 + 3600, "ts": at(3600), "event": "transition"},  # the run's last event
+    ]
+    assert machine_section(events=events).splitlines() == [
+        "No load history recorded.",
+        "- Starts were throttled for 17m in all:",
+        "  - cpu load: 12m, e.g. `cpu load 3.9 > 1.5`",
+        "  - free memory: 5m, e.g. `free memory 1 GiB < 2 GiB`",
+    ]
+
+
+def test_throttled_time_from_the_samples_when_the_journal_has_none() -> None:
+    samples = [
+        sample(0),
+        sample(5, throttled="throttled: cpu load 2.1 > 1.5"),
+        sample(10, throttled="throttled: cpu load 2.4 > 1.5"),
+        sample(15),
+        sample(20, throttled="free memory 1 GiB < 2 GiB"),
+        sample(3600),  # a gap: the supervisor was not looking; counts MAX_SAMPLE_GAP at most
+    ]
+    lines = machine_section(samples=samples).splitlines()
+    assert lines[1:] == [
+        "- Starts were throttled for 1m 10s in all:",
+        "  - free memory: 1m, e.g. `free memory 1 GiB < 2 GiB`",
+        "  - cpu load: 10s, e.g. `cpu load 2.1 > 1.5`",
+    ]
+
+
+def test_never_throttled() -> None:
+    assert machine_section(samples=[sample(0), sample(5)]).endswith(
+        "- Starts were never throttled."
+    )
+    assert "- Yeni görevlerin başlatılması hiç kısıtlanmadı." in render(language="tr")
+
+
+# secrets --------------------------------------------------------------------------------------
+
+
+def test_secrets_are_masked_everywhere_they_can_appear() -> None:
+    secret = "sk-live-1234567890"
+    states = night()
+    states[0].name = f"leak-{secret}"
+    states[3].question = {"key": "k", "text": f"use {secret}?", "choices": [secret, "no"]}
+    text = render(
+        states=states,
+        output_tails={3: [f"Authorization: Bearer {secret}", "x|" + secret]},
+        results={2: ResultLine(f"token={secret}")},
+        secrets=[secret],
+    )
+    assert secret not in text
+    assert "Bearer ***" in text and "token=***" in text
+    check_gantt(mermaid_block(text))
+
+
+def test_the_masker_spares_settings_that_only_look_secret() -> None:
+    mask = Masker(["false", "1", "pa55", "ab", "hunter2!", "ok"])
+    assert (
+        mask("TOKENIZERS_PARALLELISM=false, retries 1") == "TOKENIZERS_PARALLELISM=false, retries 1"
+    )
+    assert mask("password pa55, not pa55word") == "password ***, not pa55word"
+    assert mask("x hunter2!y") == "x ***y"
+    assert mask("ab ok") == "ab ok"
+    assert not Masker([]) and Masker([]).__call__("x") == "x"
+
+
+# languages ------------------------------------------------------------------------------------
+
+
+def placeholders(text: object) -> set[str]:
+    import string
+
+    texts = text if isinstance(text, tuple) else (text,)
+    return {name for t in texts for _, name, _, _ in string.Formatter().parse(t) if name}
+
+
+def test_every_language_has_every_text_with_the_same_placeholders() -> None:
+    for code, lang in LANGUAGES.items():
+        assert set(lang.words) == set(EN), code
+        for key, text in lang.words.items():
+            assert placeholders(text) == placeholders(EN[key]), (code, key)
+            assert isinstance(text, str) or len(text) == 2, (code, key)
+    assert TR["done"] == "Tamamlananlar" and TR["needs_you"] == "Sizi bekleyenler"
+
+
+def test_turkish_numbers_percent_and_durations() -> None:
+    tr = language("tr_TR.UTF-8")
+    assert tr.code == "tr" and language("TR").code == "tr"
+    assert language("fr").code == "en" and language(None).code == "en"
+    assert tr.number(1234.5, 2) == "1.234,50"
+    assert tr.integer(15176) == "15.176"
+    assert tr.percent(35.4) == "%35"
+    assert tr.duration(4320) == "1 sa 12 dk"
+    assert tr.duration(45) == "45 sn"
+    assert tr.duration(0) == "0 sn"
+    assert tr.duration(90000) == "1 g 1 sa"
+    assert tr.n("attempts", 2) == "2 deneme"
+    assert language("en").n("attempts", 1) == "1 attempt"
+
+
+def test_a_turkish_report_has_turkish_headings() -> None:
+    text = render(language="tr")
+    heads = [line for line in text.splitlines() if line.startswith("#")]
+    assert heads == [
+        "# Sabah raporu 2026-11-22",
+        "## Sizi bekleyenler",
+        "## Tamamlananlar",
+        "## Başarısız olanlar",
+        "### #3 `broken`",
+        "## Sırada bekleyenler",
+        "## Makine",
+        "## Zaman çizelgesi",
+    ]
+    assert "- #4 `publish` soruyor: Upload? (seçenekler: yes, no)\n  `bantzd answer 4 yes`" in text
+    assert "| 2 | `train` | 1 sa 12 dk | 2 | loss 0.13 |" in text
+
+
+# property: whatever the names, the Markdown and the chart hold ---------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(names=st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=5))
+def test_any_task_names_keep_the_chart_and_the_table_valid(names: list[str]) -> None:
+    states = [
+        TaskState(
+            id=i + 1, name=name, status=Status.DONE, attempts=1,
+            attempt_log=[attempt(1, i * 10, i * 10 + 5, "done")],
+        )
+        for i, name in enumerate(names)
+    ]  # fmt: skip
+    text = render(states=states, results={})
+    assert check_gantt(mermaid_block(text)) == len(names)
+    table = text.split("## Done\n\n")[1].split("\n\n")[0].splitlines()
+    assert len(table) == 2 + len(names)
+    for row in table[2:]:
+        assert len(re.findall(r"(?<!\\)\|", row)) == 6  # six unescaped pipes: five cells
 
 
 # report_period and tail_lines --------------------------------------------------------------
@@ -364,7 +630,7 @@ def test_report_command_prints_without_writing(night_home: Home) -> None:
     runner = CliRunner()
     res = runner.invoke(main, ["--home", str(night_home.root), "report", "--stdout"])
     assert res.exit_code == 0, res.output
-    assert res.output.startswith("# bantzd report ")
+    assert res.output.startswith("# Morning report ")
     assert list(night_home.reports.iterdir()) == []
     res = runner.invoke(main, ["--home", str(night_home.root), "report", "--date", "2026-11-22"])
     assert res.exit_code == 0, res.output
@@ -415,7 +681,7 @@ def test_demo_runs_the_examples_and_prints_the_report(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     out = res.stdout
     assert out.startswith(f"demo home: {tmp_path}")
-    report = out[out.index("# bantzd report") :]
+    report = out[out.index("# Morning report") :]
     done = report.split("## Done")[1].split("## Failed")[0]
     for name in ("prepare-data", "train-model", "hello", "argv-list", "flaky-download"):
         assert f"`{name}`" in done

@@ -1,8 +1,9 @@
-"""The morning report, reports/YYYY-MM-DD.md (SPEC section 6).
+"""The morning report, reports/YYYY-MM-DD.md (SPEC section 6): choosing the period, reading
+the home, writing the file.
 
-`render_report` turns task states, journal events and a few file excerpts into Markdown and
-does nothing else (no clock, no files, STYLE 2), so tests can pin its output. `write_report`
-is the I/O edge: it picks the period, reads the home and writes the file atomically.
+Rendering is `render.render_report`, a pure function of a `NightFacts`; this module is the
+I/O edge that gathers those facts (journal, task states, load history, result files, log
+tails, the secrets to mask) and writes the report atomically.
 
 A report covers everything since the previous one. The period is remembered in
 reports/.last.json as {"date", "since", "until"}: writing the report of the *same* date
@@ -14,14 +15,16 @@ in the text depends on the moment it was written, only on what happened in the p
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
+import os
 import shlex
-import signal
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date as Date
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bantzd.paths import Home, TaskPaths
 from bantzd.queue.atomic import read_json, write_bytes_atomic, write_json_atomic
@@ -29,6 +32,42 @@ from bantzd.queue.journal import read_journal
 from bantzd.queue.states import Status
 from bantzd.queue.store import scan_states
 from bantzd.queue.task import TaskState
+from bantzd.reports.gantt import mermaid_text
+from bantzd.reports.i18n import language
+from bantzd.reports.markdown import epoch
+from bantzd.reports.render import (
+    NightFacts,
+    ResultLine,
+    json_summary,
+    render_report,
+    run_span,
+    summary_line,
+    took,
+)
+from bantzd.reports.secrets import looks_secret, secret_values
+
+if TYPE_CHECKING:
+    from bantzd.config import Config
+
+__all__ = [
+    "NightFacts",
+    "ResultLine",
+    "gather",
+    "human_duration",
+    "mermaid_text",
+    "publish_report",
+    "render_report",
+    "report_period",
+    "report_text",
+    "result_line",
+    "run_span",
+    "summary_line",
+    "tail_lines",
+    "took",
+    "write_report",
+]
+
+log = logging.getLogger("bantzd")
 
 TAIL_LINES = 20
 # A failed task's log can be gigabytes, or one endless progress-bar line: read at most this
@@ -37,323 +76,20 @@ TAIL_BYTES = 256 * 1024
 MAX_LINE = 400
 MAX_RESULT = 200
 RESULT_BYTES = 64 * 1024
+MAX_COMMAND = 160
 MARKER = ".last.json"
-
-RUN_STARTED = "supervisor_started"
-RUN_STOPPED = "supervisor_stopped"
-# Samples a load probe journals: {"event": "load", "load_per_core": float, ...}.
-LOAD_SAMPLE = "load"
-
-# Mermaid's gantt lexer ends a section title or a bar label at ":" "#" ";" or a newline,
-# some versions also a bar label at "(" ")", and "%%" starts a comment. Full-width
-# look-alikes keep a name readable without breaking the diagram.
-_MERMAID_SAFE = str.maketrans(
-    {":": "：", "#": "＃", ";": "；", "%": "％", "(": "（", ")": "）", "\n": " ", "\r": " "}
-)
-_GANTT_TIME = "%Y-%m-%d %H:%M:%S"
-
-
-# small pure helpers ----------------------------------------------------------------------
+LOAD_HISTORY = "load.jsonl"
+# Secrets found in the environment the report is written from are masked from this length
+# on: the environment holds many short secret-looking settings that are not secrets.
+MIN_ENV_SECRET = 8
 
 
 def human_duration(seconds: float) -> str:
     """`45s`, `12m 5s`, `1h 12m`, `2d 3h`: the two largest units, zero parts dropped."""
-    total = max(0, round(seconds))
-    if total < 60:
-        return f"{total}s"
-    parts: list[str] = []
-    for suffix, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if total >= size or parts:
-            n, total = divmod(total, size)
-            parts.append(f"{n}{suffix}" if n else "")
-        if len(parts) == 2:
-            break
-    return " ".join(p for p in parts if p)
+    return language("en").duration(seconds)
 
 
-def parse_wall(text: object) -> datetime | None:
-    """The wall-clock time an ISO string says, offset dropped (state.json writes local time).
-
-    Reports show times as the machine's clock showed them; comparing naive wall times keeps
-    mixed inputs (with and without an offset) from raising.
-    """
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text).replace(tzinfo=None)
-    except ValueError:
-        return None
-
-
-def epoch(text: object) -> float | None:
-    """Seconds since the epoch for an ISO string (naive ones read as local time)."""
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
-
-
-def mermaid_text(text: str) -> str:
-    """`text` made safe for a Mermaid gantt section title or bar label."""
-    return " ".join(text.translate(_MERMAID_SAFE).split()) or "?"
-
-
-def _code(text: object) -> str:
-    """`text` as one inline code span, whatever backticks it holds (names are user input)."""
-    text = " ".join(str(text).split())
-    longest = run = 0
-    for ch in text:
-        run = run + 1 if ch == "`" else 0
-        longest = max(longest, run)
-    ticks = "`" * (longest + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{ticks}{pad}{text}{pad}{ticks}"
-
-
-def _cell(text: str) -> str:
-    """One table cell: a single line, `|` escaped (GFM honours `\\|` inside code spans too)."""
-    return " ".join(text.split()).replace("|", "\\|")
-
-
-def _fenced(lines: Sequence[str], info: str = "") -> str:
-    """A fenced block that no backtick run inside `lines` can close early."""
-    longest = 0
-    for line in lines:
-        run = 0
-        for ch in line:
-            run = run + 1 if ch == "`" else 0
-            longest = max(longest, run)
-    fence = "`" * max(3, longest + 1)
-    return "\n".join([fence + info, *lines, fence])
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def _label(state: TaskState) -> str:
-    return f"#{state.id} {_code(state.name)}"
-
-
-def _when(text: str | None, same_day_as: str | None = None) -> str:
-    """`2026-11-22 23:00`, or just `06:12` when on the same day as `same_day_as`."""
-    dt = parse_wall(text)
-    if dt is None:
-        return str(text)
-    ref = parse_wall(same_day_as)
-    if ref is not None and ref.date() == dt.date():
-        return dt.strftime("%H:%M")
-    return dt.strftime("%Y-%m-%d %H:%M")
-
-
-# the report ------------------------------------------------------------------------------
-
-
-def render_report(
-    *,
-    date: Date,
-    states: list[TaskState],
-    events: list[dict[str, Any]],
-    started: str | None,
-    ended: str | None,
-    output_tails: dict[int, list[str]],
-    results: dict[int, str],
-) -> str:
-    """The report as Markdown, sections in SPEC order. Pure: same inputs, same text.
-
-    `states` are the tasks the period concerns (already chosen by the caller), `events`
-    the journal events of the period, `started`/`ended` the ISO times of the run,
-    `output_tails` the last lines of failed tasks' output.log and `results` the one-line
-    result of done tasks.
-    """
-    by_status: dict[Status, list[TaskState]] = {s: [] for s in Status}
-    for state in sorted(states, key=lambda s: s.id):
-        by_status[state.status].append(state)
-    sections = [
-        _title(date, started, ended, by_status),
-        _needs_you(by_status[Status.WAITING_HUMAN], by_status[Status.HELD]),
-        _done(by_status[Status.DONE], results),
-        _failed(by_status[Status.FAILED], output_tails),
-        _still_queued(by_status[Status.QUEUED], by_status[Status.RUNNING]),
-        _machine(events),
-        _timeline(sorted(states, key=lambda s: s.id), ended),
-    ]
-    return "\n\n".join(sections) + "\n"
-
-
-def _title(
-    date: Date, started: str | None, ended: str | None, by_status: Mapping[Status, list[TaskState]]
-) -> str:
-    if started and ended:
-        run = f"Run {_when(started)} → {_when(ended, same_day_as=started)}"
-    elif started:
-        run = f"Run started {_when(started)}"
-    elif ended:
-        run = f"Run ended {_when(ended)}"
-    else:
-        run = "No supervisor run since the previous report"
-    counts = [
-        f"{len(by_status[Status.DONE])} finished",
-        f"{len(by_status[Status.FAILED])} failed",
-        f"{len(by_status[Status.WAITING_HUMAN]) + len(by_status[Status.HELD])} waiting for you",
-        f"{len(by_status[Status.QUEUED])} still queued",
-    ]
-    if by_status[Status.RUNNING]:
-        counts.append(f"{len(by_status[Status.RUNNING])} running")
-    if by_status[Status.CANCELLED]:
-        counts.append(f"{len(by_status[Status.CANCELLED])} cancelled")
-    return f"# bantzd report {date.isoformat()}\n\n{run} · " + " · ".join(counts) + "."
-
-
-def _needs_you(waiting: list[TaskState], held: list[TaskState]) -> str:
-    items: list[str] = []
-    for state in waiting:
-        q = state.question if isinstance(state.question, dict) else {}
-        text = " ".join(str(q.get("text") or "").split())
-        choices = [str(c) for c in q.get("choices") or []]
-        example = shlex.quote(choices[0]) if choices else '"YOUR ANSWER"'
-        asks = f"asks: {text}" if text else "is waiting for an answer"
-        if choices:
-            asks += f" (choices: {', '.join(choices)})"
-        items.append(f"- {_label(state)} {asks}\n  {_code(f'bantzd answer {state.id} {example}')}")
-    for state in held:
-        # The supervisor's own reason ("waiting for approval") would only repeat the line.
-        extra = state.reason and "approval" not in state.reason
-        why = f" ({state.reason})" if extra else ""
-        items.append(
-            f"- {_label(state)} is held for approval{why}: `bantzd approve {state.id}` "
-            f"(or `bantzd reject {state.id}`)"
-        )
-    body = "\n".join(items) if items else "Nothing is waiting for you."
-    return f"## Needs you\n\n{body}"
-
-
-def took(state: TaskState) -> float | None:
-    """Seconds the task ran: its attempts added up, else finished minus started."""
-    spans = [(epoch(e.get("start")), epoch(e.get("end"))) for e in state.attempt_log]
-    if spans and all(s is not None and e is not None for s, e in spans):
-        return sum(max(0.0, e - s) for s, e in spans)  # type: ignore[operator]
-    start, end = epoch(state.started), epoch(state.finished)
-    if start is None or end is None:
-        return None
-    return max(0.0, end - start)
-
-
-def _done(done: list[TaskState], results: Mapping[int, str]) -> str:
-    if not done:
-        return "## Done\n\nNo task finished."
-    rows = ["| id | name | took | attempts | result |", "| ---: | --- | ---: | ---: | --- |"]
-    for state in done:
-        seconds = took(state)
-        result = results.get(state.id, "")
-        rows.append(
-            f"| {state.id} | {_cell(_code(state.name))} | "
-            f"{human_duration(seconds) if seconds is not None else '?'} | {state.attempts} | "
-            f"{_cell(result)} |"
-        )
-    return "## Done\n\n" + "\n".join(rows)
-
-
-def describe_end(state: TaskState) -> str:
-    """`exit code 3`, `signal 9 (SIGKILL)`, or `did not run`."""
-    if state.signal is not None:
-        try:
-            name = signal.Signals(state.signal).name
-        except ValueError:
-            return f"signal {state.signal}"
-        return f"signal {state.signal} ({name})"
-    if state.exit_code is not None:
-        return f"exit code {state.exit_code}"
-    return "did not run" if state.attempts == 0 else "no exit status recorded"
-
-
-def _failed(failed: list[TaskState], tails: Mapping[int, list[str]]) -> str:
-    if not failed:
-        return "## Failed\n\nNothing failed."
-    blocks = ["## Failed"]
-    for state in failed:
-        facts = [describe_end(state), _plural(state.attempts, "attempt")]
-        why = " ".join((state.error or state.reason or "").split())
-        # The supervisor's error for a plain failure restates the exit status: skip it.
-        if why and why != f"exit {state.exit_code}" and not why.startswith("killed by"):
-            facts.append(why)
-        tail = tails.get(state.id) or []
-        output = _fenced(tail) if tail else "No output."
-        blocks.append(f"### {_label(state)}\n\n" + " · ".join(facts) + f"\n\n{output}")
-    return "\n\n".join(blocks)
-
-
-def _still_queued(queued: list[TaskState], running: list[TaskState]) -> str:
-    items: list[str] = []
-    for state in running:
-        what = f"running, attempt {state.attempts}"
-        p = state.progress if isinstance(state.progress, dict) else {}
-        if isinstance(p.get("percent"), int | float):
-            what += f", {p['percent']:g}%"
-        if p.get("message"):
-            what += f" {' '.join(str(p['message']).split())}"
-        items.append(f"- {_label(state)}: {what}")
-    for state in queued:
-        items.append(f"- {_label(state)}: {state.reason or 'ready to start'}")
-    body = "\n".join(items) if items else "Nothing is left in the queue."
-    return f"## Still queued\n\n{body}"
-
-
-def _machine(events: Iterable[Mapping[str, Any]]) -> str:
-    loads = [
-        float(e["load_per_core"])
-        for e in events
-        if e.get("event") == LOAD_SAMPLE and isinstance(e.get("load_per_core"), int | float)
-    ]
-    if not loads:
-        return "## Machine\n\nNo load history recorded."
-    avg = sum(loads) / len(loads)
-    return (
-        f"## Machine\n\nCPU load per core: average {avg:.2f}, peak {max(loads):.2f} "
-        f"({_plural(len(loads), 'sample')})."
-    )
-
-
-def _timeline(states: list[TaskState], ended: str | None) -> str:
-    """A Mermaid gantt with one bar per attempt: done ones `done`, failed ones `crit`,
-    unfinished ones `active` and drawn up to the end of the run."""
-    run_end = parse_wall(ended)
-    lines: list[str] = []
-    for state in states:
-        bars: list[str] = []
-        for i, entry in enumerate(state.attempt_log):
-            start = parse_wall(entry.get("start"))
-            if start is None:
-                continue
-            end = parse_wall(entry.get("end"))
-            outcome = entry.get("outcome")
-            if end is None:
-                tag, end = "active", run_end
-            else:
-                tag = {"done": "done", "failed": "crit"}.get(str(outcome), "")
-            # A zero-length bar is invisible; one second keeps quick attempts on the chart.
-            if end is None or end < start + timedelta(seconds=1):
-                end = start + timedelta(seconds=1)
-            label = f"attempt {entry.get('attempt', i + 1)}"
-            if outcome and outcome not in ("done", "failed"):
-                label += f" {outcome}"
-            tags = f"{tag}, " if tag else ""
-            bars.append(
-                f"    {mermaid_text(label)} :{tags}t{state.id}a{i}, "
-                f"{start.strftime(_GANTT_TIME)}, {end.strftime(_GANTT_TIME)}"
-            )
-        if bars:
-            lines.append(f"    section {mermaid_text(f'{state.id} {state.name}')}")
-            lines.extend(bars)
-    if not lines:
-        return "## Timeline\n\nNo attempts ran in this period."
-    head = ["gantt", "    dateFormat YYYY-MM-DD HH:mm:ss", "    axisFormat %H:%M"]
-    return "## Timeline\n\n" + _fenced([*head, *lines], "mermaid")
-
-
-# gathering the inputs (I/O) --------------------------------------------------------------
+# the period ------------------------------------------------------------------------------
 
 
 def report_period(
@@ -368,28 +104,65 @@ def report_period(
         return None, now
     key = "since" if marker.get("date") == date.isoformat() else "until"
     since = marker.get(key)
-    return (float(since) if isinstance(since, int | float) else None), now
+    ok = isinstance(since, int | float) and not isinstance(since, bool)
+    return (float(since) if ok else None), now
+
+
+def _in_period(t: float, since: float | None, until: float) -> bool:
+    return (since is None or t > since) and t <= until
 
 
 def _event_time(event: Mapping[str, Any]) -> float | None:
     t = event.get("t")
-    return float(t) if isinstance(t, int | float) else epoch(event.get("ts"))
+    if isinstance(t, int | float) and not isinstance(t, bool):
+        return float(t)
+    return epoch(event.get("ts"))
 
 
-def run_span(events: Sequence[Mapping[str, Any]]) -> tuple[str | None, str | None]:
-    """(started, ended) of the run in these events: the first supervisor start (else the
-    first event) and the last stop, unless the supervisor started again after it, in which
-    case the last event (it is still running, or died without saying so)."""
-    if not events:
-        return None, None
-    starts = [i for i, e in enumerate(events) if e.get("event") == RUN_STARTED]
-    stops = [i for i, e in enumerate(events) if e.get("event") == RUN_STOPPED]
-    first = events[starts[0]] if starts else events[0]
-    if stops and (not starts or stops[-1] > starts[-1]):
-        last = events[stops[-1]]
-    else:
-        last = events[-1]
-    return first.get("ts"), last.get("ts")
+def concerns(state: TaskState, active: set[int], since: float | None, until: float) -> bool:
+    """Whether a task belongs in the report: unfinished, or finished/touched in the period."""
+    if not state.finished_state or state.id in active:
+        return True
+    finished = epoch(state.finished)
+    return since is None if finished is None else _in_period(finished, since, until)
+
+
+def attempts_in(state: TaskState, since: float | None, until: float) -> TaskState:
+    """`state` with only the attempts that overlap the period (for the timeline)."""
+    kept = []
+    for entry in state.attempt_log:
+        if not isinstance(entry, dict):
+            continue
+        start, end = epoch(entry.get("start")), epoch(entry.get("end"))
+        if start is not None and start > until:
+            continue
+        if since is not None and end is not None and end <= since:
+            continue
+        kept.append(entry)
+    return dataclasses.replace(state, attempt_log=kept)
+
+
+# reading the home ------------------------------------------------------------------------
+
+
+def read_samples(path: Path, since: float | None, until: float) -> list[dict[str, Any]]:
+    """Load history samples (home/load.jsonl) with `t` in the period; bad lines skipped."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return []
+    samples = []
+    for line in data.splitlines():
+        try:
+            sample = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(sample, dict):
+            continue
+        t = sample.get("t")
+        if isinstance(t, int | float) and not isinstance(t, bool) and _in_period(t, since, until):
+            samples.append(sample)
+    return samples
 
 
 def tail_lines(path: Path, n: int = TAIL_LINES) -> list[str]:
@@ -415,8 +188,9 @@ def tail_lines(path: Path, n: int = TAIL_LINES) -> list[str]:
     return [line if len(line) <= MAX_LINE else line[:MAX_LINE] + " …" for line in lines]
 
 
-def result_line(paths: TaskPaths) -> str | None:
-    """First non-empty line of result.md, else the `summary` of result.json."""
+def result_line(paths: TaskPaths) -> ResultLine | None:
+    """First non-empty line of result.md, else the `summary` of result.json, else a short
+    JSON form of result.json."""
     try:
         with open(paths.result_md, "rb") as f:
             text = f.read(RESULT_BYTES).decode(errors="replace")
@@ -426,49 +200,70 @@ def result_line(paths: TaskPaths) -> str | None:
         for line in text.splitlines():
             line = line.strip().lstrip("#").strip()
             if line:
-                return _shorten(line)
+                return ResultLine(_shorten(line))
         return None
     try:
         data = read_json(paths.result_json)
     except (OSError, ValueError):
         return None
+    if data is None:
+        return None
     if isinstance(data, dict) and data.get("summary") is not None:
         summary = str(data["summary"]).strip()
-        return _shorten(summary.splitlines()[0]) if summary else None
-    return None
+        return ResultLine(_shorten(summary.splitlines()[0])) if summary else None
+    return ResultLine(json_summary(data), is_json=True)
 
 
 def _shorten(text: str) -> str:
     return text if len(text) <= MAX_RESULT else text[:MAX_RESULT] + " …"
 
 
-def _in_period(t: float, since: float | None, until: float) -> bool:
-    return (since is None or t > since) and t <= until
+def read_task_file(paths: TaskPaths) -> dict[str, Any]:
+    """task.yaml parsed with the safe loader; {} when it cannot be read."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(paths.task_yaml.read_bytes())
+    except (OSError, ValueError, yaml.YAMLError, RecursionError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
-def _concerns(state: TaskState, active: set[int], since: float | None, until: float) -> bool:
-    """Whether a task belongs in the report: unfinished, or finished/touched in the period."""
-    if not state.finished_state or state.id in active:
-        return True
-    finished = epoch(state.finished)
-    return since is None if finished is None else _in_period(finished, since, until)
+def command_text(doc: Mapping[str, Any]) -> str | None:
+    """What a task file runs, in one short line (for approving a held task)."""
+    if isinstance(doc.get("run"), list):
+        text = shlex.join(str(a) for a in doc["run"])
+    elif isinstance(doc.get("run"), str):
+        text = doc["run"]
+    elif isinstance(doc.get("steps"), list):
+        names = [str(s.get("name", "?")) for s in doc["steps"] if isinstance(s, dict)]
+        text = "steps: " + ", ".join(names)
+    elif doc.get("python"):
+        text = f"python: {doc['python']}"
+    elif isinstance(doc.get("llm"), dict):
+        text = f"llm: {doc['llm'].get('prompt', '')}"
+    else:
+        return None
+    text = " ".join(str(text).split())
+    return text if len(text) <= MAX_COMMAND else text[:MAX_COMMAND] + " …"
 
 
-def _attempts_in(state: TaskState, since: float | None, until: float) -> TaskState:
-    """`state` with only the attempts that overlap the period (for the timeline)."""
-    kept = []
-    for entry in state.attempt_log:
-        start, end = epoch(entry.get("start")), epoch(entry.get("end"))
-        if start is not None and start > until:
-            continue
-        if since is not None and end is not None and end <= since:
-            continue
-        kept.append(entry)
-    return dataclasses.replace(state, attempt_log=kept)
+def environment_secrets(env: Mapping[str, str]) -> list[str]:
+    """Long secret-looking values of the environment the report is written from."""
+    return [v for k, v in env.items() if looks_secret(k) and len(v) >= MIN_ENV_SECRET]
 
 
-def build_report(home: Home, *, date: Date, since: float | None, until: float) -> str:
-    """Read what the period (since, until] concerns from `home` and render it."""
+def gather(
+    home: Home,
+    *,
+    date: Date,
+    since: float | None,
+    until: float,
+    language: str = "en",
+    approval_categories: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> NightFacts:
+    """Read what the period (since, until] concerns from `home`."""
     events = [
         e
         for e in read_journal(home.journal)
@@ -476,27 +271,38 @@ def build_report(home: Home, *, date: Date, since: float | None, until: float) -
     ]
     active = {e["id"] for e in events if isinstance(e.get("id"), int)}
     states = [
-        _attempts_in(s, since, until)
-        for s in scan_states(home)
-        if _concerns(s, active, since, until)
+        attempts_in(s, since, until) for s in scan_states(home) if concerns(s, active, since, until)
     ]
     tails: dict[int, list[str]] = {}
-    results: dict[int, str] = {}
+    results: dict[int, ResultLine] = {}
+    categories: dict[int, str] = {}
+    commands: dict[int, str] = {}
+    secrets = environment_secrets(os.environ if environ is None else environ)
     for state in states:
         paths = TaskPaths(home.task_dir(state.id))
+        doc = read_task_file(paths)
+        secrets += secret_values(doc.get("env"))
         if state.status is Status.FAILED:
             tails[state.id] = tail_lines(paths.output)
         elif state.status is Status.DONE and (line := result_line(paths)):
             results[state.id] = line
-    started, ended = run_span(events)
-    return render_report(
+        elif state.status is Status.HELD:
+            category = doc.get("category")
+            if isinstance(category, str) and category in approval_categories:
+                categories[state.id] = category
+            if command := command_text(doc):
+                commands[state.id] = command
+    return NightFacts(
         date=date,
         states=states,
         events=events,
-        started=started,
-        ended=ended,
+        samples=read_samples(home.root / LOAD_HISTORY, since, until),
+        language=language,
         output_tails=tails,
         results=results,
+        held_categories=categories,
+        commands=commands,
+        secrets=sorted(set(secrets)),
     )
 
 
@@ -513,14 +319,55 @@ def _resolve(now: float | None, date: Date | None) -> tuple[float, Date]:
     return now, date or datetime.fromtimestamp(now).date()
 
 
-def report_text(home: Home, *, now: float | None = None, date: Date | None = None) -> str:
+def _config(home: Home, config: Config | None) -> Config:
+    from bantzd.config import config_from_mapping, load_config
+    from bantzd.errors import ConfigError
+
+    if config is not None:
+        return config
+    try:
+        return load_config(home.config)
+    except ConfigError as e:
+        # A broken config.toml must not cost the person their report.
+        log.warning("report: %s; using the default settings", e)
+        return config_from_mapping({})
+
+
+def _build(home: Home, config: Config, date: Date, since: float | None, until: float) -> str:
+    facts = gather(
+        home,
+        date=date,
+        since=since,
+        until=until,
+        language=config.report_language,
+        approval_categories=config.approval_categories,
+    )
+    return render_report(facts)
+
+
+# the entry points ------------------------------------------------------------------------
+
+
+def report_text(
+    home: Home,
+    *,
+    now: float | None = None,
+    date: Date | None = None,
+    config: Config | None = None,
+) -> str:
     """The report `write_report` would write, without writing anything (`--stdout`)."""
     now, date = _resolve(now, date)
     since, until = report_period(_read_marker(home), date, now)
-    return build_report(home, date=date, since=since, until=until)
+    return _build(home, _config(home, config), date, since, until)
 
 
-def write_report(home: Home, *, now: float | None = None, date: Date | None = None) -> Path:
+def write_report(
+    home: Home,
+    *,
+    now: float | None = None,
+    date: Date | None = None,
+    config: Config | None = None,
+) -> Path:
     """Write reports/YYYY-MM-DD.md for everything since the previous report; its path.
 
     The report is written before the marker moves on: a crash in between makes the next
@@ -530,7 +377,7 @@ def write_report(home: Home, *, now: float | None = None, date: Date | None = No
     now, date = _resolve(now, date)
     marker = _read_marker(home)
     since, until = report_period(marker, date, now)
-    text = build_report(home, date=date, since=since, until=until)
+    text = _build(home, _config(home, config), date, since, until)
     home.reports.mkdir(parents=True, exist_ok=True)
     path = home.reports / f"{date.isoformat()}.md"
     write_bytes_atomic(path, text.encode())
@@ -538,4 +385,25 @@ def write_report(home: Home, *, now: float | None = None, date: Date | None = No
         write_json_atomic(
             home.reports / MARKER, {"date": date.isoformat(), "since": since, "until": until}
         )
+    return path
+
+
+def publish_report(
+    home: Home,
+    config: Config | None = None,
+    *,
+    now: float | None = None,
+    date: Date | None = None,
+    wait: float | None = None,
+) -> Path:
+    """`write_report`, then the `report` notification (summary line and path); its path.
+
+    What `run --until` calls at the end of the night. The notification waits at most
+    `wait` seconds (notify.REPORT_WAIT by default) and never raises.
+    """
+    from bantzd.reports import notify
+
+    config = _config(home, config)
+    path = write_report(home, now=now, date=date, config=config)
+    notify.report_written(config, path, None, wait=wait)
     return path
