@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import click
@@ -31,13 +30,14 @@ from bantzd.queue.atomic import fsync_dir
 def run(ctx: click.Context, until_text: str | None, once: bool, verbose: bool) -> None:
     """Run the supervisor in the foreground."""
     from bantzd.supervisor.loop import run_supervisor, summary_line
-    from bantzd.supervisor.timing import resolve_until
+    from bantzd.supervisor.timing import local_now, resolve_until
 
     home = get_home(ctx)
     until = None
     if until_text:
         try:
-            until = resolve_until(until_text, datetime.now().astimezone()).timestamp()
+            # The zone with its DST rules: at 23:00 on a spring night, 07:00 is 7 hours away.
+            until = resolve_until(until_text, local_now()).timestamp()
         except ValueError as e:
             raise UsageError(f"--until: {e}") from e
     code = run_supervisor(home, once=once, until=until, verbose=verbose)

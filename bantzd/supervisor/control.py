@@ -299,6 +299,7 @@ class ControlHandler:
             signal=None,
             finished=None,
             interruptions=0,
+            deadline_at=None,  # a person asking again overrides a missed deadline
         )
         return _ok(f"task {state.id} ({state.name}) queued again")
 

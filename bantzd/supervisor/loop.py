@@ -38,6 +38,7 @@ from bantzd.ratelimit import RateLimits
 from bantzd.supervisor import control, intake, memwatch
 from bantzd.supervisor.crash import crash_point
 from bantzd.supervisor.lock import HomeLock, acquire
+from bantzd.supervisor.logsetup import setup_logging
 from bantzd.supervisor.probes import (
     LOAD_HISTORY_FILE,
     LoadHistory,
@@ -1029,25 +1030,6 @@ def fmt_seconds(seconds: float) -> str:
     from bantzd.units import format_duration
 
     return format_duration(seconds)
-
-
-def setup_logging(home: Home, *, verbose: bool = False) -> None:
-    """bantzd.log gets everything at INFO; stderr only warnings unless verbose."""
-    root = logging.getLogger("bantzd")
-    root.setLevel(logging.INFO)
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    home.root.mkdir(parents=True, exist_ok=True)
-    fh = logging.FileHandler(home.log)
-    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(fh)
-    sh = logging.StreamHandler(sys.stderr)
-    sh.setLevel(logging.INFO if verbose else logging.WARNING)
-    sh.setFormatter(logging.Formatter("bantzd: %(message)s"))
-    root.addHandler(sh)
-    root.propagate = False
-    # watchdog complains on shutdown about its inotify thread; nothing a user can act on.
-    logging.getLogger("watchdog").setLevel(logging.ERROR)
 
 
 def run_supervisor(
