@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import textwrap
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,30 @@ def test_a_task_past_its_memory_limit_is_stopped(bantz: Bantz) -> None:
     assert res.returncode == 0, res.stderr
     state = bantz.state(1)
     assert state["status"] == "failed" and state["error"] == "memory limit"
+
+
+def test_the_supervisor_notifies_failures_questions_and_the_report(bantz: Bantz) -> None:
+    pytest.importorskip("apprise")
+    from tests.test_notify import Receiver
+
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        bantz.env.pop(var, None)
+    receiver = Receiver()
+    try:
+        config(
+            bantz,
+            f'max_parallel = 2\n[throttle]\nmax_load = 1000\n[notify]\nurls = ["{receiver.url}"]\n',
+        )
+        bantz.drop("broken.yaml", "name: broken\nrun: exit 4\n")
+        py = sys.executable
+        bantz.drop("asks.yaml", f"name: asks\nrun: {py} -m bantzd ask go 'Go on?' --choice yes\n")
+        until = (datetime.now().astimezone() + timedelta(seconds=3)).isoformat(timespec="seconds")
+        res = bantz("run", "--until", until, timeout=60)
+        assert res.returncode == 0, res.stderr
+        wait_for(lambda: len(receiver.bodies) >= 3, timeout=20, what="three notifications")
+    finally:
+        receiver.close()
+    text = json.dumps(receiver.bodies)
+    assert "broken" in text and "bantzd logs 1" in text
+    assert "Go on?" in text and "bantzd answer 2 yes" in text
+    assert "reports/" in text

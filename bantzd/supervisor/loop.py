@@ -159,6 +159,10 @@ class Supervisor:
                 if self.should_exit():
                     break
                 self.wait(self.next_wake())
+            if self.config.notify.urls:
+                from bantzd.reports import notify
+
+                notify.drain()  # a failure just before the end is still told
             self.store.note("supervisor_stopped", pid=os.getpid())
             self.flush()
             if self.disk_full:
@@ -400,6 +404,7 @@ class Supervisor:
                 question=question,
                 pid=None,
             )
+            self._notify("question", state)
             return
         if outcome.ok and spec is not None and spec.kind == "steps":
             done = [*state.steps_done, att.step] if att.step else list(state.steps_done)
@@ -478,6 +483,7 @@ class Supervisor:
                 exit_code=outcome.exit_code,
                 signal=outcome.signal,
             )
+            self._notify("failed", state)
             return
         self.store.transition(
             state, Status.QUEUED, "interrupted", interruptions=count, pid=None, step=None
@@ -515,6 +521,19 @@ class Supervisor:
             return
         self.store.transition(state, Status.FAILED, why, finished=iso(now), **common)
         log.info("task %d (%s) failed: %s", state.id, state.name, why)
+        self._notify("failed", state)
+
+    def _notify(self, event: str, state: TaskState) -> None:
+        """Tell the person (apprise, [notify]) in the background; never fails the loop."""
+        if not self.config.notify.urls or event not in self.config.notify.on:
+            return
+        try:
+            from bantzd.reports import notify
+
+            send = notify.question_asked if event == "question" else notify.task_failed
+            send(self.config, state, self.home.task_dir(state.id))
+        except Exception:
+            log.exception("task %d: could not send the %s notification", state.id, event)
 
     def _close_log(self, state: TaskState, outcome: str) -> None:
         if state.attempt_log and state.attempt_log[-1].get("end") is None:
@@ -785,6 +804,7 @@ class Supervisor:
         for task_id, why in decision.fail.items():
             state = self.states[task_id]
             self.store.transition(state, Status.FAILED, why, error=why, finished=iso(now))
+            self._notify("failed", state)
         for task_id in decision.start:
             spec = self.specs[task_id]
             if spec.uses:
