@@ -1043,6 +1043,7 @@ def _parse_iso(text: str | None) -> float | None:
 
 def _show(run: str | tuple[str, ...] | list[str]) -> str:
     text = run if isinstance(run, str) else " ".join(run)
+    text = " ".join(text.split())  # the marker is one line, whatever the script looks like
     return text if len(text) <= 120 else text[:117] + "..."
 
 
