@@ -218,12 +218,19 @@ def _shorten(text: str) -> str:
     return text if len(text) <= MAX_RESULT else text[:MAX_RESULT] + " …"
 
 
-def read_task_file(paths: TaskPaths) -> dict[str, Any]:
-    """task.yaml parsed with the safe loader; {} when it cannot be read."""
+def read_task_file(paths: TaskPaths, *, only_with: bytes | None = None) -> dict[str, Any]:
+    """task.yaml parsed with the safe loader; {} when it cannot be read.
+
+    With `only_with`, a file that does not contain those bytes is not parsed at all (a
+    report over thousands of queued tasks need not parse every file to find their `env`).
+    """
     import yaml
 
     try:
-        doc = yaml.safe_load(paths.task_yaml.read_bytes())
+        data = paths.task_yaml.read_bytes()
+        if only_with is not None and only_with not in data:
+            return {}
+        doc = yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (OSError, ValueError, yaml.YAMLError, RecursionError):
         return {}
     return doc if isinstance(doc, dict) else {}
@@ -280,7 +287,7 @@ def gather(
     secrets = environment_secrets(os.environ if environ is None else environ)
     for state in states:
         paths = TaskPaths(home.task_dir(state.id))
-        doc = read_task_file(paths)
+        doc = read_task_file(paths, only_with=None if state.status is Status.HELD else b"env")
         secrets += secret_values(doc.get("env"))
         if state.status is Status.FAILED:
             tails[state.id] = tail_lines(paths.output)
