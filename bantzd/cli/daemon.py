@@ -179,12 +179,10 @@ def _run_daemon(home: Home, until: float | None) -> int:
 
 
 def _write_report(home: Home) -> None:
+    from bantzd.reports.morning import publish_report
+
     try:
-        from bantzd.reports.morning import write_report
-    except ImportError:
-        return
-    try:
-        path = write_report(home)
+        path = publish_report(home)
     except Exception:
         log.exception("writing the report failed")
         return

@@ -49,13 +49,10 @@ def run(ctx: click.Context, until_text: str | None, once: bool, verbose: bool) -
 
 def _write_report(home: Home) -> None:
     """The morning report at the end of `run --until`, and its notification."""
-    from bantzd.config import load_config
-    from bantzd.reports.morning import write_report
-    from bantzd.reports.notify import report_written
+    from bantzd.reports.morning import publish_report
 
-    path = write_report(home)
+    path = publish_report(home)
     click.echo(f"bantzd: report written to {path}")
-    report_written(load_config(home.config), path)
 
 
 def _check(path: Path) -> tuple[bytes | None, str | None]:
