@@ -7,6 +7,7 @@ Each sub-module registers its commands on `main`; this module only holds the gro
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -14,9 +15,33 @@ import click
 from bantzd.errors import BantzError
 from bantzd.paths import Home
 
+# Which module defines each command. Modules are imported when their command is used, so a
+# command run many times inside a task (`bantzd progress`, `checkpoint save`) does not pay
+# for the imports of the supervisor, the report and the terminal tables.
+COMMAND_MODULES = {
+    "control": ("answer", "approve", "cancel", "clean", "pause", "reject", "resume", "retry"),
+    "daemon": ("restart", "start", "stop"),
+    "intask": ("answer-of", "ask", "checkpoint", "progress"),
+    "limits": ("backoff", "take"),
+    "setup": ("demo", "init", "report"),
+    "tasks": ("add", "run", "submit", "validate"),
+    "view": ("list", "logs", "show", "status"),
+}
+_MODULE_OF = {cmd: module for module, cmds in COMMAND_MODULES.items() for cmd in cmds}
+
 
 class BantzGroup(click.Group):
-    """Turns `BantzError` into a one-line message and its exit code instead of a traceback."""
+    """Loads command modules on demand, and turns `BantzError` into a one-line message and
+    its exit code instead of a traceback."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _MODULE_OF:
+            importlib.import_module(f"bantzd.cli.{_MODULE_OF[cmd_name]}")
+        return self.commands.get(cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        load_all_commands()
+        return sorted(self.commands)
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
@@ -45,5 +70,7 @@ def get_home(ctx: click.Context) -> Home:
     return home
 
 
-# Register the commands (imports for their side effect on `main`).
-from bantzd.cli import control, daemon, intask, limits, setup, tasks, view  # noqa: E402,F401
+def load_all_commands() -> None:
+    """Import every command module (for `--help` and for tests that look at them all)."""
+    for module in COMMAND_MODULES:
+        importlib.import_module(f"bantzd.cli.{module}")
