@@ -264,7 +264,10 @@ def _compose(text: str) -> Node:
             root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
         problem = e.problem or "invalid YAML"
-        if e.context and problem.startswith("but "):
+        if "nesting depth" in problem:
+            # PyYAML >= 6.0.3 has its own depth limit; say it the way _check_depth does.
+            message = f"the YAML is nested too deeply ({problem})"
+        elif e.context and problem.startswith("but "):
             message = f"YAML syntax error: {e.context} {problem}"
         else:
             message = f"YAML syntax error: {problem}" + (f" ({e.context})" if e.context else "")
