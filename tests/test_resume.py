@@ -131,7 +131,9 @@ def test_worker_that_died_with_the_supervisor_is_requeued(bantz: Bantz, tmp_path
     )
     proc = bantz.start("run")
     wait_for(lambda: marker.exists(), what="the first attempt")
-    pid = bantz.state(1)["pid"]
+    # state.json of a task accepted and started in one tick is written just after the
+    # start (the writer thread): wait for it rather than read it once.
+    pid = int(wait_for(lambda: bantz.state(1).get("pid"), what="the pid in state.json"))
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     os.killpg(pid, signal.SIGKILL)  # the power cut took the worker too
