@@ -142,6 +142,12 @@ class TaskPaths:
         return self.dir / "question.json"
 
     @property
+    def reason(self) -> Path:
+        """One line a worker may write before it exits non-zero (`ctx.fail`): why it failed,
+        in words the failure reason and the report show after the exit code."""
+        return self.dir / "reason.txt"
+
+    @property
     def worker_lock(self) -> Path:
         """flock'ed by every process of a live attempt; free means the attempt is gone."""
         return self.dir / "worker.lock"

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from bantzd.queue.atomic import dumps, read_json, write_bytes_atomic, write_json_atomic
 
@@ -74,6 +75,14 @@ class Context:
         """Write result.json; a `summary` key is what the morning report quotes."""
         write_json_atomic(self.dir / "result.json", obj)
 
+    def fail(self, reason: str, code: int = 1) -> NoReturn:
+        """End this attempt as failed, saying why in one line (reason.txt): the task's
+        reason reads `exit 1: REASON` instead of a bare exit code. `retries:` apply."""
+        text = " ".join(str(reason).split()) or "failed"
+        write_bytes_atomic(self.dir / "reason.txt", (text + "\n").encode())
+        print(f"bantzd: {text}", file=sys.stderr, flush=True)
+        sys.exit(code)
+
     # questions ---------------------------------------------------------------------------
 
     def answer(self, key: str) -> str | None:
@@ -108,9 +117,12 @@ class Context:
         self._limits().backoff(name, seconds)
 
     def _limits(self) -> Any:
-        from bantzd.ratelimit import open_limits  # only tasks that use limits pay for it
+        # Only tasks that use limits pay for the import and for reading config.toml, once.
+        if getattr(self, "_limits_cache", None) is None:
+            from bantzd.ratelimit import open_limits
 
-        return open_limits(self.home)
+            self._limits_cache = open_limits(self.home)
+        return self._limits_cache
 
     @property
     def home(self) -> Path:

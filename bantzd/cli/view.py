@@ -159,8 +159,7 @@ def _show_lines(state: TaskState, paths: TaskPaths) -> list[str]:
     field("answer", state.answer)
     for key, value in sorted(state.answers.items()):
         field(f"answer[{key}]", value)
-    for name, count in sorted(state.tokens.items()):
-        field(f"tokens {name}", count)
+    field("tokens", tokens_text(state.tokens))
 
     if state.history:
         lines += ["", click.style("history:", bold=True)]
@@ -449,3 +448,15 @@ def _epoch(text: object) -> float | None:
 
 def _size_or(value: object) -> str:
     return format_size(int(value)) if isinstance(value, int | float) else "?"
+
+
+def tokens_text(tokens: dict[str, int]) -> str | None:
+    """`1,204 prompt + 310 completion` (what `llm:` tasks used), then any other counts."""
+    if not tokens:
+        return None
+    order = [
+        "prompt",
+        "completion",
+        *sorted(k for k in tokens if k not in ("prompt", "completion")),
+    ]
+    return " + ".join(f"{tokens[k]:,} {k}" for k in order if k in tokens)

@@ -67,6 +67,7 @@ from bantzd.workers.spawn import (
     kill_group,
     marker_line,
     read_lock_info,
+    read_reason,
     reap,
     spawn,
     worker_alive,
@@ -440,6 +441,9 @@ class Supervisor:
             self._failed_attempt(state, outcome, f"timeout after {fmt_seconds(timeout)}")
             return
         what = outcome.describe()
+        reason = read_reason(att.paths) if outcome.known else None
+        if reason:
+            what = f"{what}: {reason}"
         if att.step:
             what = f"step {att.step}: {what}"
         self._failed_attempt(state, outcome, what)
@@ -568,6 +572,12 @@ class Supervisor:
         elif spec.kind == "run":
             argv = command_argv(spec.run or "")
             what = _show(spec.run or "")
+        elif spec.kind == "llm":
+            argv = [sys.executable, "-m", "bantzd.workers.llm"]
+            llm = spec.llm or {}
+            what = "llm: " + _show(
+                str(llm.get("prompt") or f"prompt_file {llm.get('prompt_file')}")
+            )
         else:
             self._failed_attempt(state, Outcome(), f"{spec.kind} tasks are not supported yet", spec)
             return

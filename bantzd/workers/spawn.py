@@ -143,10 +143,11 @@ def spawn(
         except BlockingIOError:
             # Never two live workers for one task: the previous attempt still holds it.
             raise SpawnError("a previous attempt of this task is still alive") from None
-        try:
-            os.unlink(paths.exit_record)
-        except FileNotFoundError:
-            pass
+        for stale in (paths.exit_record, paths.reason):
+            try:
+                os.unlink(stale)
+            except FileNotFoundError:
+                pass
         log_fd = os.open(paths.output, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             os.write(log_fd, marker.encode(errors="replace"))
@@ -281,6 +282,19 @@ class LockInfo:
     pid: int
     attempt: int
     step_index: int
+
+
+def read_reason(paths: TaskPaths, limit: int = 300) -> str | None:
+    """The reason the attempt's worker wrote before failing (reason.txt), on one line."""
+    try:
+        with open(paths.reason, "rb") as f:
+            text = f.read(limit * 4).decode(errors="replace")
+    except OSError:
+        return None
+    text = " ".join(text.split())
+    if not text:
+        return None
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def read_lock_info(paths: TaskPaths) -> LockInfo | None:

@@ -1,0 +1,514 @@
+"""Runs an `llm:` task (SPEC section 8): a prompt, optionally over a set of documents.
+
+Started by the supervisor, under the same attempt wrapper as every task, as
+`python -m bantzd.workers.llm`. The shape of the work is map-reduce, checkpointed after
+every request so that an attempt killed halfway (a crash, `--until`, a reboot) resumes at
+the first piece not done and never pays for a finished document twice:
+
+1. **Plan** (first attempt only): `inputs:` are expanded (globs, `~`, relative to the
+   task's `cwd`) into a sorted list of files, saved in the checkpoint so every attempt works
+   on the same list even if the folder changes overnight.
+2. **Map**: each document is read and split into chunks that fit `[llm] context_chars`;
+   each chunk is one request (the prompt plus the text), and each answer is checkpointed.
+   A document that cannot be read (missing, binary, not UTF-8, too large) is listed in the
+   result instead of failing the task.
+3. **Reduce**: the partial answers are combined by a final request (in groups, and then
+   groups of groups, when they do not fit in one request). One document needs no reduce.
+4. **Result**: `result.md` is the answer, then a short footer (documents, models, tokens).
+5. **Confirm** (optional): `confirm:` is asked as question `confirm` once result.md is
+   written; the task waits in `waiting_human`, and the attempt after the answer appends
+   the decision to result.md.
+
+Tokens are summed into tokens.json (the supervisor copies it into state.json); the totals
+survive attempts because the file stays in the task folder.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bantzd.errors import BantzError
+from bantzd.queue.atomic import read_json, write_bytes_atomic, write_json_atomic
+from bantzd.worker import Context, context
+from bantzd.workers.llmcall import Caller, CallFailed, Reply
+
+CHECKPOINT_VERSION = 1
+CONFIRM_KEY = "confirm"
+# Requests carry the prompt and some framing besides the text: leave room for it.
+FRAMING_CHARS = 400
+# A document longer than this many requests' worth of text is listed, not sent: one stray
+# multi-gigabyte log in a notes folder must not become thousands of paid requests.
+MAX_CHUNKS_PER_DOC = 50
+BINARY_SNIFF = 8192
+
+
+class TaskProblem(Exception):
+    """The task cannot run as written (no prompt file, no inputs matched); says why."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input file: `name` is what people read (relative to cwd when inside it)."""
+
+    name: str
+    path: str
+
+
+# planning ----------------------------------------------------------------------------------
+
+
+def display_name(path: Path, cwd: Path) -> str:
+    try:
+        return str(path.relative_to(cwd))
+    except ValueError:
+        home = Path.home()
+        try:
+            return "~/" + str(path.relative_to(home))
+        except ValueError:
+            return str(path)
+
+
+def expand_inputs(patterns: list[str], cwd: Path) -> tuple[list[Source], list[str]]:
+    """Files the `inputs:` patterns name, sorted and without repeats, and a note for each
+    pattern that named nothing. Folders matched by a glob are skipped."""
+    seen: set[str] = set()
+    sources: list[Source] = []
+    empty: list[str] = []
+    for pattern in patterns:
+        expanded = os.path.expanduser(pattern)
+        full = expanded if os.path.isabs(expanded) else str(cwd / expanded)
+        if glob.has_magic(full):
+            matches = sorted(glob.glob(full, recursive=True))
+            files = [m for m in matches if not os.path.isdir(m)]
+        else:
+            files = [full]  # a plain path: a missing one is listed as missing, not dropped
+        if not files:
+            empty.append(pattern)
+        for f in files:
+            path = Path(os.path.normpath(f))
+            if str(path) not in seen:
+                seen.add(str(path))
+                sources.append(Source(display_name(path, cwd), str(path)))
+    return sources, empty
+
+
+def read_text(path: str, max_chars: int) -> str:
+    """The document's text; raises ValueError with a reason people understand."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(max_chars * 4 + 1)
+    except FileNotFoundError:
+        raise ValueError("not found") from None
+    except IsADirectoryError:
+        raise ValueError("is a folder") from None
+    except OSError as e:
+        raise ValueError(f"cannot be read: {e.strerror or e}") from None
+    if b"\0" in data[:BINARY_SNIFF]:
+        raise ValueError("binary file, not text")
+    if len(data) > max_chars * 4:
+        raise ValueError(f"too large: more than {MAX_CHUNKS_PER_DOC} requests' worth of text")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not UTF-8 text (byte {e.start})") from None
+    if len(text) > max_chars:
+        raise ValueError(f"too large: more than {MAX_CHUNKS_PER_DOC} requests' worth of text")
+    if not text.strip():
+        raise ValueError("empty")
+    return text
+
+
+def split_text(text: str, size: int) -> list[str]:
+    """Pieces of at most `size` characters, cut at paragraph breaks where possible, then at
+    line breaks, then at spaces, and only as a last resort inside a word."""
+    text = text.strip()
+    if len(text) <= size:
+        return [text]
+    pieces: list[str] = []
+    rest = text
+    while len(rest) > size:
+        window = rest[: size + 1]
+        cut = -1
+        for sep in ("\n\n", "\n", " "):
+            cut = window.rfind(sep)
+            if cut > size // 2:
+                break
+        if cut <= size // 2:
+            cut = size
+        pieces.append(rest[:cut].strip())
+        rest = rest[cut:].strip()
+    if rest:
+        pieces.append(rest)
+    return [p for p in pieces if p]
+
+
+def pack(items: list[tuple[str, str]], budget: int) -> list[list[tuple[str, str]]]:
+    """Consecutive groups of (label, text) whose texts fit in `budget` characters; an item
+    larger than the budget goes alone."""
+    groups: list[list[tuple[str, str]]] = []
+    current: list[tuple[str, str]] = []
+    used = 0
+    for label, text in items:
+        size = len(label) + len(text) + 8
+        if current and used + size > budget:
+            groups.append(current)
+            current, used = [], 0
+        current.append((label, text))
+        used += size
+    if current:
+        groups.append(current)
+    return groups
+
+
+# messages ----------------------------------------------------------------------------------
+
+
+def map_messages(
+    system: str | None, prompt: str, name: str, part: int, parts: int, text: str
+) -> list[dict[str, str]]:
+    where = f"Document: {name}" + (f" (part {part} of {parts})" if parts > 1 else "")
+    note = (
+        "\n(This is one part of a longer document; answer for this part only.)" if parts > 1 else ""
+    )
+    user = f"{prompt}\n\n{where}{note}\n\n{text}"
+    return _with_system(system, user)
+
+
+def combine_messages(
+    system: str | None, prompt: str, items: list[tuple[str, str]]
+) -> list[dict[str, str]]:
+    body = "\n\n".join(f"### {label}\n{text}" for label, text in items)
+    user = (
+        f"{prompt}\n\nPartial answers: each section below answers the request above for one "
+        "document (or a group of them). Combine them into one answer to the request; keep "
+        f"what matters, drop repeats.\n\n{body}"
+    )
+    return _with_system(system, user)
+
+
+def _with_system(system: str | None, user: str) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": user})
+    return messages
+
+
+# the run -----------------------------------------------------------------------------------
+
+
+class LlmTask:
+    """One attempt of an `llm:` task, resuming from the checkpoint it finds."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        spec: Mapping[str, Any],
+        caller: Caller,
+        *,
+        name: str,
+        cwd: Path,
+        context_chars: int,
+    ) -> None:
+        self.ctx = ctx
+        self.spec = spec
+        self.caller = caller
+        self.name = name
+        self.cwd = cwd
+        self.context_chars = context_chars
+        self.system = spec.get("system") or None
+        self.prompt = self._prompt()
+        self.state: dict[str, Any] = self._load()
+        self.tokens = self._load_tokens()
+        caller.on_reply = self._count
+
+    # state ---------------------------------------------------------------------------
+
+    def _load(self) -> dict[str, Any]:
+        saved = self.ctx.checkpoint
+        if isinstance(saved, dict) and saved.get("llm") == CHECKPOINT_VERSION:
+            return saved
+        return {"llm": CHECKPOINT_VERSION, "stage": "plan"}
+
+    def _save(self) -> None:
+        self.ctx.save(self.state)
+
+    def _load_tokens(self) -> dict[str, int]:
+        data = read_json(self.ctx.dir / "tokens.json", default=None)
+        out = {"prompt": 0, "completion": 0}
+        if isinstance(data, dict):
+            for key in out:
+                value = data.get(key)
+                if isinstance(value, int) and value >= 0:
+                    out[key] = value
+        return out
+
+    def _count(self, reply: Reply) -> None:
+        self.tokens["prompt"] += reply.prompt_tokens
+        self.tokens["completion"] += reply.completion_tokens
+        write_json_atomic(self.ctx.dir / "tokens.json", self.tokens, compact=True)
+        used = self.state.setdefault("models", {})
+        used[reply.model] = used.get(reply.model, 0) + 1
+
+    def _prompt(self) -> str:
+        if "prompt" in self.spec:
+            return str(self.spec["prompt"]).strip()
+        path = Path(os.path.expanduser(str(self.spec["prompt_file"])))
+        if not path.is_absolute():
+            path = self.cwd / path
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise TaskProblem(f"prompt_file {path}: {why}") from None
+        if not text:
+            raise TaskProblem(f"prompt_file {path} is empty")
+        return text
+
+    # stages --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        if self.state["stage"] == "plan":
+            self._plan()
+        if self.state["stage"] == "map":
+            self._map()
+            self.state["stage"] = "reduce"
+            self._save()
+        if self.state["stage"] == "reduce":
+            self.state["answer"] = self._reduce()
+            self.state["stage"] = "write"
+            self._save()
+        if self.state["stage"] == "write":
+            self._write_result()
+            self.state["stage"] = "confirm" if self.spec.get("confirm") else "done"
+            self._save()
+        if self.state["stage"] == "confirm":
+            self._confirm()
+
+    def _plan(self) -> None:
+        patterns = self.spec.get("inputs")
+        if isinstance(patterns, str):
+            patterns = [patterns]  # `inputs: notes/*.md`, one glob
+        if patterns:
+            sources, empty = expand_inputs([str(p) for p in patterns], self.cwd)
+            if not sources:
+                raise TaskProblem(
+                    "inputs matched no files: " + ", ".join(empty) + f" (from {self.cwd})"
+                )
+            self.state["docs"] = [[s.name, s.path] for s in sources]
+            self.state["empty_patterns"] = empty
+        else:
+            self.state["docs"] = None
+        self.state.update(partials={}, chunks={}, unreadable={}, stage="map")
+        self._save()
+
+    def _chunk_size(self) -> int:
+        room = self.context_chars - len(self.prompt) - len(self.system or "") - FRAMING_CHARS
+        return max(room, self.context_chars // 4, 200)
+
+    def _map(self) -> None:
+        docs = self.state["docs"]
+        if docs is None:  # no inputs: the prompt alone
+            if "single" not in self.state:
+                reply = self.caller.chat(_with_system(self.system, self.prompt), what="the request")
+                self.state["single"] = reply.text
+                self._save()
+            return
+        partials: dict[str, str] = self.state["partials"]
+        unreadable: dict[str, str] = self.state["unreadable"]
+        chunks: dict[str, list[str]] = self.state["chunks"]
+        size = self._chunk_size()
+        total = len(docs)
+        for index, (name, path) in enumerate(docs):
+            if name in partials or name in unreadable:
+                continue
+            self.ctx.progress(index / (total + 1), f"document {index + 1} of {total}: {name}")
+            try:
+                text = read_text(path, size * MAX_CHUNKS_PER_DOC)
+            except ValueError as e:
+                unreadable[name] = str(e)
+                log(f"{name}: {e}; listed in the result")
+                self._save()
+                continue
+            pieces = split_text(text, size)
+            done = chunks.setdefault(name, [])
+            for part in range(len(done), len(pieces)):
+                messages = map_messages(
+                    self.system, self.prompt, name, part + 1, len(pieces), pieces[part]
+                )
+                what = f"{name}" + (f" part {part + 1}/{len(pieces)}" if len(pieces) > 1 else "")
+                done.append(self.caller.chat(messages, what=what).text)
+                if part + 1 < len(pieces):
+                    self._save()
+            if len(pieces) == 1:
+                partials[name] = done[0]
+            else:
+                partials[name] = "\n\n".join(
+                    f"(part {i + 1} of {len(done)}) {t}" for i, t in enumerate(done)
+                )
+            del chunks[name]
+            self._save()
+        if not partials:
+            listed = "; ".join(f"{n}: {why}" for n, why in unreadable.items())
+            raise TaskProblem(f"none of the {total} inputs could be read: {listed}")
+
+    def _reduce(self) -> str:
+        if self.state["docs"] is None:
+            return self.state["single"]
+        items = [
+            (n, self.state["partials"][n])
+            for n, _ in self.state["docs"]
+            if n in self.state["partials"]
+        ]
+        if len(items) == 1:
+            return items[0][1]
+        levels: dict[str, list[str]] = self.state.setdefault("reduce", {})
+        budget = self._chunk_size()
+        level = 0
+        while True:
+            groups = pack(items, budget)
+            if len(groups) == 1:
+                self.ctx.progress(0.99, f"combining {len(items)} answers")
+                messages = combine_messages(self.system, self.prompt, groups[0])
+                return self.caller.chat(messages, what="the final combining request").text
+            done = levels.setdefault(str(level), [])
+            for i in range(len(done), len(groups)):
+                self.ctx.progress(
+                    0.95, f"combining group {i + 1} of {len(groups)} (round {level + 1})"
+                )
+                messages = combine_messages(self.system, self.prompt, groups[i])
+                done.append(self.caller.chat(messages, what=f"combining group {i + 1}").text)
+                self._save()
+            items = [
+                (f"group {i + 1}: " + ", ".join(label for label, _ in group), done[i])
+                for i, group in enumerate(groups)
+            ]
+            level += 1
+
+    def _write_result(self) -> None:
+        answer = str(self.state["answer"]).strip() or "(the model gave an empty answer)"
+        lines = [answer, "", "---", ""]
+        docs = self.state["docs"]
+        if docs is not None:
+            unreadable = self.state["unreadable"]
+            summarised = len(docs) - len(unreadable)
+            head = f"Documents: {len(docs)}, {summarised} read"
+            if unreadable:
+                head += f", {len(unreadable)} could not be read:"
+            lines.append(head)
+            lines += [f"- {name}: {why}" for name, why in unreadable.items()]
+            lines += [f"- `{p}` matched no files" for p in self.state.get("empty_patterns") or []]
+            lines.append("")
+        models = self.state.get("models") or {}
+        if models:
+            lines.append(
+                "Model: "
+                + ", ".join(
+                    f"{m} ({n} requests)" if len(models) > 1 else m for m, n in models.items()
+                )
+            )
+        for model, why in self.caller.unavailable.items():
+            lines.append(f"Not available: {model} ({why})")
+        lines.append(
+            f"Tokens: {self.tokens['prompt']:,} prompt + {self.tokens['completion']:,} completion"
+        )
+        write_bytes_atomic(self.ctx.dir / "result.md", ("\n".join(lines) + "\n").encode())
+        self.ctx.progress(1.0, "result.md written")
+
+    def _confirm(self) -> None:
+        question = str(self.spec["confirm"])
+        answer = self.ctx.answer(CONFIRM_KEY)
+        if answer is None:
+            choices = list(self.spec.get("choices") or []) or None
+            self.ctx.ask(CONFIRM_KEY, question, choices)  # does not return
+            return
+        path = self.ctx.dir / "result.md"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            text = ""
+        decision = f"\n## Decision\n\n{question}\n\n**{answer}**\n"
+        write_bytes_atomic(path, (text.rstrip("\n") + "\n" + decision).encode())
+        self.state["stage"] = "done"
+        self.state["decision"] = answer
+        self._save()
+
+
+def log(text: str) -> None:
+    """A line in output.log (the worker's stdout goes there)."""
+    print(f"bantzd llm: {text}", flush=True)
+
+
+def main() -> int:
+    ctx = context()
+    try:
+        return _run(ctx)
+    except (TaskProblem, CallFailed, BantzError) as e:
+        ctx.fail(str(e))
+
+
+def _run(ctx: Context) -> int:
+    from bantzd.config import ConfigError, load_config
+    from bantzd.queue.taskfile import TaskFileError, parse_task
+
+    # The validated form (choices stay the strings the person wrote, `inputs` a list),
+    # with the same parser intake used: the file was checked there already.
+    try:
+        task_spec = parse_task((ctx.dir / "task.yaml").read_bytes(), default_name=str(ctx.task_id))
+    except TaskFileError as e:
+        raise TaskProblem(f"task.yaml: {e}") from None
+    spec = task_spec.llm
+    if spec is None:
+        raise TaskProblem("task.yaml has no llm: mapping")
+    try:
+        config = load_config(ctx.home / "config.toml")
+    except ConfigError as e:
+        raise TaskProblem(str(e)) from None
+    llm = config.llm
+    try:
+        import openai
+    except ImportError:
+        raise TaskProblem("llm: tasks need the openai package: pip install 'bantzd[llm]'") from None
+    api_key = os.environ.get(llm.api_key_env) if llm.api_key_env else None
+    # Local servers (llama.cpp, vLLM, Ollama) need no key, but the client insists on one.
+    client = openai.OpenAI(
+        base_url=llm.base_url,
+        api_key=api_key or "not-needed",
+        timeout=llm.timeout,
+        max_retries=0,
+    )
+    models = list(dict.fromkeys([str(spec.get("model") or llm.model), *llm.fallback_models]))
+    uses = dict(task_spec.uses)
+    caller = Caller(
+        client=client,
+        models=models,
+        uses=uses,
+        take=lambda name: ctx.take(name),
+        backoff=ctx.backoff,
+        on_notice=log,
+        max_tokens=spec.get("max_tokens"),
+        temperature=spec.get("temperature"),
+        timeout=llm.timeout,
+    )
+    task = LlmTask(
+        ctx,
+        spec,
+        caller,
+        name=task_spec.name,
+        cwd=Path.cwd(),
+        context_chars=llm.context_chars,
+    )
+    log(
+        f"{llm.base_url}, model {' then '.join(models)}"
+        + (f", resuming at stage {task.state['stage']}" if ctx.checkpoint else "")
+    )
+    task.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
