@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -351,3 +352,51 @@ def test_failures_end_the_attempt_with_a_clear_reason(
     error = bantz.state(4)["error"]
     assert error.startswith("exit 1: no model available: the server said 404 for gone")
     assert "reason.txt" not in json.dumps(bantz.state(4))
+
+
+@pytest.mark.slow
+def test_demo_runs_the_llm_examples_against_the_server(llm: FakeLLM, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BANTZ_")}
+    env["TMPDIR"] = str(tmp_path)
+    env["BANTZ_HOME"] = str(tmp_path / "no-home")
+    res = subprocess.run(
+        [sys.executable, "-m", "bantzd", "demo", "--llm", llm.base_url],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=180,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout
+    assert "LLM examples skipped" not in out
+    report = out[out.index("# Morning report") :]
+    done = report.split("## Done")[1].split("## Failed")[0]
+    assert re.search(r"\| `weekly-notes` \| [^|]+ \| 1 \| \d+ \+ \d+ \| \[local\] Combined", done)
+    assert re.search(r"\| `paper-claims` \| [^|]+ \| 1 \| \d+ \+ \d+ \| \[local\] Combined", done)
+    needs = report.split("## Needs you")[1].split("## Done")[0]
+    assert "`agenda-draft` asks: Put the budget on the agenda? (choices: yes, no)" in needs
+    # Every sample note was sent once; the prompt file was read.
+    per_doc = llm.per_doc()
+    assert per_doc["week/2026-12-02-wed.md"] == 1 and per_doc["todo.md"] == 1
+    assert any("List the main claims" in r.user for r in llm.seen())
+
+
+def test_the_llm_examples_are_valid_and_their_inputs_exist_in_the_sample_notes() -> None:
+    from bantzd.queue.taskfile import parse_task
+
+    folder = Path(__file__).resolve().parents[1] / "bantzd" / "examples" / "llm"
+    files = sorted(folder.glob("*.yaml"))
+    assert len(files) == 3
+    for path in files:
+        spec = parse_task(path.read_bytes(), default_name=path.stem)
+        assert spec.kind == "llm" and spec.cwd == "~/notes" and dict(spec.uses) == {"llm": 1}
+        inputs = spec.llm["inputs"] if spec.llm else []
+        sources, empty = expand_inputs(list(inputs), folder / "notes")
+        assert sources and not empty, path.name
+        assert all(Path(s.path).is_file() for s in sources)
+        if spec.llm and "prompt_file" in spec.llm:
+            assert (folder / "notes" / spec.llm["prompt_file"]).is_file()

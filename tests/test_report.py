@@ -665,11 +665,20 @@ def test_init_is_idempotent(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_demo_runs_the_examples_and_prints_the_report(tmp_path: Path) -> None:
     import os
+    import socket
     import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("BANTZ_")}
     env["TMPDIR"] = str(tmp_path)  # the demo's temporary home lands here
+    # The user's own [llm] endpoint is down: the demo says how to include the LLM examples.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    user = tmp_path / "user-home"
+    user.mkdir()
+    (user / "config.toml").write_text(f'[llm]\nbase_url = "http://127.0.0.1:{port}/v1"\n')
+    env["BANTZ_HOME"] = str(user)
     res = subprocess.run(
         [sys.executable, "-m", "bantzd", "demo"],
         capture_output=True,
@@ -690,3 +699,6 @@ def test_demo_runs_the_examples_and_prints_the_report(tmp_path: Path) -> None:
     assert "`broken-config`" in failed and "no-such-settings.toml" in failed
     assert "Nothing is left in the queue." in report
     assert ":crit," in report.split("```mermaid")[1]
+    assert f"LLM examples skipped: no answer from http://127.0.0.1:{port}/v1/models" in out
+    assert "bantzd demo --llm http://127.0.0.1:8080/v1" in out
+    assert "weekly-notes" not in report

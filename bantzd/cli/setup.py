@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -62,12 +63,24 @@ def copy_examples(home: Home) -> list[str]:
 
 
 @main.command()
-def demo() -> None:
-    """Run the bundled example tasks in a fresh temporary home and print the report."""
+@click.option(
+    "--llm",
+    "llm_url",
+    metavar="URL",
+    help="An OpenAI-compatible endpoint (ending in /v1): also run the LLM examples on it.",
+)
+@click.option("--llm-model", metavar="NAME", help="Model for --llm (default: the first listed).")
+@click.pass_context
+def demo(ctx: click.Context, llm_url: str | None, llm_model: str | None) -> None:
+    """Run the bundled example tasks in a fresh temporary home and print the report.
+
+    The LLM examples run too when an endpoint answers: --llm URL, or the [llm] base_url of
+    your own config.toml."""
     from bantzd.config import write_default_config
     from bantzd.reports.morning import write_report
     from bantzd.supervisor.loop import run_supervisor
 
+    endpoint, why_not = _demo_endpoint(get_home(ctx), llm_url, llm_model)
     home = Home(Path(tempfile.mkdtemp(prefix="bantzd-demo-")))
     home.ensure()
     write_default_config(home.config)
@@ -75,8 +88,12 @@ def demo() -> None:
     text = home.config.read_text().replace("max_load = 1.5", "max_load = 1000.0", 1)
     home.config.write_text(text)
     names = copy_examples(home)
+    if endpoint is not None:
+        names += _add_llm_examples(home, endpoint)
     click.echo(f"demo home: {home.root}")
     click.echo(f"running {len(names)} example tasks: {', '.join(names)}")
+    if why_not:
+        click.echo(why_not)
     code = run_supervisor(home, once=True)
     path = write_report(home)
     click.echo(f"report: {path}\n")
@@ -85,6 +102,112 @@ def demo() -> None:
         f"\nlook around: bantzd --home {home.root} list  (remove it with: rm -r {home.root})"
     )
     sys.exit(code)
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    base_url: str
+    model: str
+    api_key_env: str
+
+
+def _demo_endpoint(
+    user_home: Home, url: str | None, model: str | None
+) -> tuple[_Endpoint | None, str | None]:
+    """The endpoint the demo's LLM examples use, or None and a line saying how to get one."""
+    from bantzd.config import ConfigError, config_from_mapping, load_config
+
+    try:
+        config = load_config(user_home.config).llm
+    except ConfigError:
+        config = config_from_mapping({}).llm  # a broken config.toml is not the demo's business
+    base_url = (url or config.base_url).rstrip("/")
+    how = (
+        "LLM examples skipped: {}. To include them, point the demo at an OpenAI-compatible "
+        "server (llama.cpp, vLLM, Ollama, a hosted API): bantzd demo --llm "
+        "http://127.0.0.1:8080/v1 (no model at hand? from a checkout, "
+        "`python tests/llm_server.py --port 8080` is a stand-in)"
+    )
+    try:
+        import openai  # noqa: F401
+    except ImportError:
+        return None, how.format("the openai package is missing (pip install 'bantzd[llm]')")
+    listed, error = _list_models(base_url, os.environ.get(config.api_key_env or "", ""))
+    if error is not None:
+        return None, how.format(f"no answer from {base_url}/models ({error})")
+    if model:
+        chosen = model
+    elif not url or config.model in listed or not listed:
+        chosen = config.model  # your own endpoint: your own model
+    else:
+        chosen = listed[0]  # another server: the first model it has
+    return _Endpoint(base_url, chosen, config.api_key_env), None
+
+
+def _list_models(base_url: str, api_key: str) -> tuple[list[str], str | None]:
+    """The model ids `GET base_url/models` lists, or an error; quick, for a local probe."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"{base_url}/models")
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
+    try:
+        with urllib.request.urlopen(request, timeout=3) as response:
+            data = json.loads(response.read(1 << 20) or b"{}")
+    except urllib.error.HTTPError as e:
+        return [], f"HTTP {e.code}"
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        return [], str(getattr(e, "reason", None) or e)
+    entries = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        return [], None
+    return [str(m["id"]) for m in entries if isinstance(m, dict) and m.get("id")], None
+
+
+def _add_llm_examples(home: Home, endpoint: _Endpoint) -> list[str]:
+    """Point the demo home at the endpoint, copy the sample notes, and spool the LLM
+    examples with their `cwd` set to that copy."""
+    import re
+    import shutil
+
+    folder = resources.files("bantzd").joinpath("examples", "llm")
+    notes = home.root / "demo-notes"
+    with resources.as_file(folder.joinpath("notes")) as src:
+        shutil.copytree(src, notes)
+    text = home.config.read_text()
+    text = re.sub(
+        r'^base_url = ".*"', f"base_url = {_toml(endpoint.base_url)}", text, count=1, flags=re.M
+    )
+    text = re.sub(r'^model = ".*"', f"model = {_toml(endpoint.model)}", text, count=1, flags=re.M)
+    text = re.sub(
+        r'^api_key_env = ".*"',
+        f"api_key_env = {_toml(endpoint.api_key_env)}",
+        text,
+        count=1,
+        flags=re.M,
+    )
+    text += "\n[limits.llm]\nconcurrent = 1\nper_minute = 120\n"
+    home.config.write_text(text)
+    names = []
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith((".yaml", ".yml")):
+            continue
+        data = entry.read_text(encoding="utf-8")
+        data = re.sub(r"^cwd: .*$", f"cwd: {_toml(str(notes))}", data, count=1, flags=re.M)
+        tmp = home.spool / f".{entry.name}.tmp"
+        tmp.write_text(data, encoding="utf-8")
+        os.replace(tmp, home.spool / entry.name)
+        names.append(entry.name)
+    return names
+
+
+def _toml(text: str) -> str:
+    """A quoted string that TOML and YAML both read back as `text`."""
+    import json
+
+    return json.dumps(text)
 
 
 @main.command()
