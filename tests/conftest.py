@@ -117,6 +117,24 @@ class Bantz:
             return ""
 
 
+def run_demo(tmp_path: Path, user_home: Path, *args: str) -> str:
+    """`bantzd demo ARGS` as a user would run it: its temporary home under `tmp_path`, the
+    user's own home at `user_home`. Returns stdout (and fails the test on a non-zero exit)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BANTZ_")}
+    env["TMPDIR"] = str(tmp_path)  # the demo's temporary home lands here
+    env["BANTZ_HOME"] = str(user_home)
+    res = subprocess.run(
+        [sys.executable, "-m", "bantzd", "demo", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=180,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout
+
+
 def config_text(*lines: str) -> str:
     """A test config.toml: fast scans, short grace, no niceness, and no load throttle.
 

@@ -23,7 +23,7 @@ from bantzd.paths import TaskPaths
 from bantzd.workers.llm import expand_inputs, pack, split_text
 from bantzd.workers.llmcall import MAX_RETRY_AFTER, retry_after
 from bantzd.workers.spawn import worker_alive
-from tests.conftest import Bantz, config_text, wait_for
+from tests.conftest import Bantz, config_text, run_demo, wait_for
 from tests.llm_server import FakeLLM
 
 pytest.importorskip("openai")
@@ -356,22 +356,7 @@ def test_failures_end_the_attempt_with_a_clear_reason(
 
 @pytest.mark.slow
 def test_demo_runs_the_llm_examples_against_the_server(llm: FakeLLM, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BANTZ_")}
-    env["TMPDIR"] = str(tmp_path)
-    env["BANTZ_HOME"] = str(tmp_path / "no-home")
-    res = subprocess.run(
-        [sys.executable, "-m", "bantzd", "demo", "--llm", llm.base_url],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=180,
-    )
-    assert res.returncode == 0, res.stdout + res.stderr
-    out = res.stdout
+    out = run_demo(tmp_path, tmp_path / "no-home", "--llm", llm.base_url)
     assert "LLM examples skipped" not in out
     report = out[out.index("# Morning report") :]
     done = report.split("## Done")[1].split("## Failed")[0]

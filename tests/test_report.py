@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from bantzd.reports.morning import (
 )
 from bantzd.reports.render import NightFacts, ResultLine, render_report
 from bantzd.reports.secrets import Masker
+from tests.conftest import run_demo
 from tests.test_report_golden import check_gantt, mermaid_block
 
 DAY = date(2026, 11, 22)
@@ -664,13 +666,6 @@ def test_init_is_idempotent(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_runs_the_examples_and_prints_the_report(tmp_path: Path) -> None:
-    import os
-    import socket
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BANTZ_")}
-    env["TMPDIR"] = str(tmp_path)  # the demo's temporary home lands here
     # The user's own [llm] endpoint is down: the demo says how to include the LLM examples.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -678,17 +673,7 @@ def test_demo_runs_the_examples_and_prints_the_report(tmp_path: Path) -> None:
     user = tmp_path / "user-home"
     user.mkdir()
     (user / "config.toml").write_text(f'[llm]\nbase_url = "http://127.0.0.1:{port}/v1"\n')
-    env["BANTZ_HOME"] = str(user)
-    res = subprocess.run(
-        [sys.executable, "-m", "bantzd", "demo"],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-    )
-    assert res.returncode == 0, res.stdout + res.stderr
-    out = res.stdout
+    out = run_demo(tmp_path, user)
     assert out.startswith(f"demo home: {tmp_path}")
     report = out[out.index("# Morning report") :]
     done = report.split("## Done")[1].split("## Failed")[0]

@@ -1,0 +1,115 @@
+"""What bantzd's `llm:` worker adds to each request: checkpoint, tokens, progress, limits.
+
+    python benchmarks/llm.py [--docs 200]
+
+Runs against tests/llm_server.py (answers at once), so what is measured is the client side.
+The gap between consecutive requests, as the server sees them, is compared for:
+
+- a bare loop with the openai client (read a file, one request), the floor;
+- a bantzd `llm:` task over the same files, with no `uses:`;
+- the same with `uses: {llm: 1}` (a locked read-modify-write of limits.json per request).
+
+Prints a table in milliseconds (p50 and p90 of the gaps) and the whole run's wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.llm_server import FakeLLM  # noqa: E402
+
+
+def gaps(server: FakeLLM, since: int) -> list[float]:
+    times = [r.at for r in server.seen()[since:] if r.doc is not None]
+    return [(b - a) * 1000 for a, b in itertools.pairwise(times)]
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def direct(server: FakeLLM, files: list[Path]) -> float:
+    import openai
+
+    client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+    start = time.perf_counter()
+    for f in files:
+        text = f.read_text()
+        client.chat.completions.create(
+            model="local",
+            messages=[{"role": "user", "content": f"Summarise.\n\nDocument: {f.name}\n\n{text}"}],
+        )
+    return time.perf_counter() - start
+
+
+def with_bantzd(server: FakeLLM, folder: Path, uses: bool) -> float:
+    home = Path(tempfile.mkdtemp(prefix="bantzd-bench-llm-"))
+    (home / "config.toml").write_text(
+        'nice = 0\nscan_interval = "0.5s"\n[throttle]\nmax_load = 1000\n'
+        f'[llm]\nbase_url = "{server.base_url}"\nmodel = "local"\n'
+        "[limits.llm]\nconcurrent = 1\nper_minute = 100000\n"
+    )
+    spool = home / "spool"
+    spool.mkdir(mode=0o700)
+    task = f"name: bench\ncwd: {folder}\nllm:\n  prompt: Summarise.\n  inputs: '*.md'\n"
+    if uses:
+        task += "uses: {llm: 1}\n"
+    (spool / "bench.yaml").write_text(task)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BANTZ_")}
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "bantzd", "--home", str(home), "run", "--once"],
+        check=True,
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--docs", type=int, default=200)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="bantzd-bench-docs-"))
+    files = []
+    for i in range(args.docs):
+        f = folder / f"doc{i:04d}.md"
+        f.write_text(f"Note {i}: " + "words of a weekly note " * 40)
+        files.append(f)
+    server = FakeLLM(models=("local",))
+    server.start()
+    rows = []
+    try:
+        for label, run in (
+            ("openai client loop (floor)", lambda: direct(server, files)),
+            ("bantzd llm:, no uses", lambda: with_bantzd(server, folder, uses=False)),
+            ("bantzd llm:, uses {llm: 1}", lambda: with_bantzd(server, folder, uses=True)),
+        ):
+            since = len(server.seen())
+            wall = run()
+            g = gaps(server, since)
+            rows.append((label, statistics.median(g), pct(g, 0.9), wall))
+    finally:
+        server.stop()
+    print(f"{args.docs} documents, one request each, server answering at once\n")
+    print(f"| {'run':<28} | gap p50 ms | gap p90 ms | wall s |")
+    print(f"| {'-' * 28} | ---------: | ---------: | -----: |")
+    for label, p50, p90, wall in rows:
+        print(f"| {label:<28} | {p50:10.2f} | {p90:10.2f} | {wall:6.2f} |")
+
+
+if __name__ == "__main__":
+    main()
