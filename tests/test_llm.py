@@ -172,12 +172,13 @@ def test_a_folder_survives_a_power_cut_without_resending_finished_documents(
     assert f"Tokens: {tokens['prompt']:,} prompt + {tokens['completion']:,} completion" in result
 
 
-def test_a_429_storm_is_ridden_out_and_other_llm_tasks_wait(
+def test_a_429_and_503_storm_is_ridden_out_and_other_llm_tasks_wait(
     bantz: Bantz, llm: FakeLLM, tmp_path: Path
 ) -> None:
     use_server(bantz, llm)
     notes(tmp_path / "notes", 3)
-    llm.fail_next(3, status=429, retry_after=2)
+    llm.fail_next(2, status=429, retry_after=2)
+    llm.fail_next(1, status=503, retry_after=1.5)
     bantz.drop(
         "a.yaml",
         f"name: summary\ncwd: {tmp_path}\nuses: {{llm: 1}}\n"
@@ -200,14 +201,16 @@ def test_a_429_storm_is_ridden_out_and_other_llm_tasks_wait(
 
     state = bantz.state(1)
     assert state["attempts"] == 1 and state["failures"] == 0, state
-    storm = [r.at for r in llm.seen() if r.status == 429]
-    assert len(storm) == 3
-    # Every 429 held the limit for its Retry-After (2 s); the other task started outside
-    # those windows (or in the few ms between a 429 and the worker's back-off).
+    hold = {429: 2.0, 503: 1.5}  # the Retry-After of each
+    storm = [(r.at, hold[r.status]) for r in llm.seen() if r.status in hold]
+    assert [r.status for r in llm.seen() if r.status != 200] == [429, 429, 503]
+    # Every answer held the limit for its Retry-After; the other task started outside
+    # those windows (or in the few ms between an answer and the worker's back-off).
     started = float(stamp.read_text())
-    for at in storm:
-        assert started <= at + 0.3 or started >= at + 2 - 0.05, (started, storm)
+    for at, seconds in storm:
+        assert started <= at + 0.3 or started >= at + seconds - 0.05, (started, storm)
     assert "HTTP 429 from the server; waiting 2.0s" in bantz.output(1)
+    assert "HTTP 503 from the server; waiting 1.5s" in bantz.output(1)
 
 
 def test_fallback_model_tokens_in_state_show_and_report(bantz: Bantz, llm: FakeLLM) -> None:
