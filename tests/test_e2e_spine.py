@@ -172,6 +172,24 @@ def test_retries_exhausted_fail(bantz: Bantz) -> None:
     assert state["status"] == "failed" and state["attempts"] == 2
 
 
+def test_a_worker_says_why_it_failed_in_reason_txt(bantz: Bantz) -> None:
+    # Attempt 1 explains itself; attempt 2 does not, and must not inherit the old reason.
+    bantz.drop(
+        "upload.yaml",
+        "run: |\n"
+        '  if [ -e "$BANTZ_TASK_DIR/once" ]; then exit 3; fi\n'
+        '  touch "$BANTZ_TASK_DIR/once"\n'
+        '  printf "bucket quota reached\\n  (12 GiB of 12)\\n" > "$BANTZ_TASK_DIR/reason.txt"\n'
+        "  exit 1\n",
+    )
+    run_once(bantz)
+    state = bantz.state(1)
+    assert state["error"] == "exit 1: bucket quota reached (12 GiB of 12)"
+    assert bantz("retry", "1").returncode == 0
+    run_once(bantz)
+    assert bantz.state(1)["error"] == "exit 3"
+
+
 def test_dependencies_order_and_failure(bantz: Bantz, tmp_path: Path) -> None:
     ledger = tmp_path / "ledger"
     bantz.drop("a.yaml", f"name: second\nafter: [first]\nrun: echo second >> {ledger}\n")
