@@ -172,6 +172,39 @@ def test_a_folder_survives_a_power_cut_without_resending_finished_documents(
     assert f"Tokens: {tokens['prompt']:,} prompt + {tokens['completion']:,} completion" in result
 
 
+def test_until_stops_a_folder_halfway_and_the_next_night_finishes_it(
+    bantz: Bantz, llm: FakeLLM, tmp_path: Path
+) -> None:
+    from datetime import datetime, timedelta
+
+    use_server(bantz, llm)
+    docs = notes(tmp_path / "notes", 12)
+    bantz.drop(
+        "news.yaml",
+        f"name: weekly-notes\ncwd: {tmp_path}\nuses: {{llm: 1}}\n"
+        "llm:\n  prompt: Summarise these notes.\n  inputs: notes/*.md\n",
+    )
+    llm.hold("notes/doc05.md")  # the server is slow on this one when the night ends
+    until = (datetime.now().astimezone() + timedelta(seconds=4)).isoformat(timespec="seconds")
+    res = bantz("run", "--until", until, timeout=60)
+    assert res.returncode == 0, res.stderr
+    state = bantz.state(1)
+    assert (state["status"], state["reason"]) == ("queued", "interrupted"), state
+    assert state["failures"] == 0
+    assert state["progress"]["message"] == "document 5 of 12: notes/doc05.md"
+    first_tokens = state["tokens"]["prompt"]
+    report = next((bantz.home / "reports").glob("*.md")).read_text()
+    assert "`weekly-notes`" in report.split("## Still queued")[1]
+    llm.release_all()
+
+    run_once(bantz)
+    state = bantz.state(1)
+    assert state["status"] == "done", (state, bantz.output(1))
+    counts = llm.per_doc()
+    assert {d: counts[d] for d in docs} == {d: 2 if d.endswith("doc05.md") else 1 for d in docs}
+    assert state["tokens"]["prompt"] > first_tokens  # the totals go on across attempts
+
+
 def test_a_429_and_503_storm_is_ridden_out_and_other_llm_tasks_wait(
     bantz: Bantz, llm: FakeLLM, tmp_path: Path
 ) -> None:
