@@ -38,8 +38,16 @@ def small_home(tmp_path: Path) -> Iterator[Path]:
 def test_disk_full_pauses_and_recovers(small_home: Path, tmp_path: Path) -> None:
     bantz = Bantz(small_home)
     filler = small_home.parent / "filler"
-    # Task 1 fills the disk (and succeeds); tasks 2 and 3 wait behind it in the queue.
-    bantz.drop("a-fill.yaml", f"run: head -c 20000000 /dev/zero > {filler} || true\n")
+    # Task 1 fills the disk (and succeeds); tasks 2 and 3 wait behind it in the queue. It
+    # waits for their state.json first: accepted in the tick that started task 1, they are
+    # written by the writer thread just after, and a disk filled before that would leave
+    # them only in task.yaml (recoverable, but not what this test looks at).
+    wait_state = small_home / "tasks" / "3" / "state.json"
+    bantz.drop(
+        "a-fill.yaml",
+        f"run: for i in $(seq 200); do [ -e {wait_state} ] && break; sleep 0.05; done;"
+        f" head -c 20000000 /dev/zero > {filler} || true\n",
+    )
     bantz.drop("b.yaml", "run: echo second\nafter: [a-fill]\n")
     bantz.drop("c.yaml", "run: echo third\nafter: [a-fill]\n")
     stderr = tmp_path / "stderr"
