@@ -348,3 +348,29 @@ def test_submit_validate_and_add(bantz: Bantz, tmp_path: Path) -> None:
     by_name = {bantz.state(i)["name"]: i for i in (1, 2)}
     assert "hi there" in bantz.output(by_name["greet"])
     assert bantz.state(by_name["greet"])["priority"] == 10
+
+
+def test_a_long_queue_keeps_priorities_and_dependencies(bantz: Bantz, tmp_path: Path) -> None:
+    # More queued tasks than FULL_PASS_QUEUE: ticks stop looking once the slots are full,
+    # and a full look every second still fails the dependents of a failed task.
+    spool = bantz.home / "spool"
+    spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ledger = tmp_path / "ledger"
+    for i in range(260):
+        (spool / f".t{i:03d}.yaml.tmp").write_text(f"name: t{i:03d}\nrun: echo {i} >> {ledger}\n")
+    (spool / ".urgent.yaml.tmp").write_text(
+        f"name: urgent\npriority: 10\nrun: echo urgent >> {ledger}\n"
+    )
+    (spool / ".broken.yaml.tmp").write_text("name: broken\npriority: -5\nrun: exit 1\n")
+    (spool / ".after.yaml.tmp").write_text("name: after-broken\nafter: [broken]\nrun: 'true'\n")
+    for tmp in spool.glob(".*.tmp"):
+        os.rename(tmp, spool / tmp.name[1:].removesuffix(".tmp"))
+    res = run_once(bantz, timeout=300)
+    assert res.returncode == 0, res.stderr
+    lines = ledger.read_text().split()
+    assert len(lines) == 261 and lines[0] == "urgent"
+    states = {s["name"]: s for s in (bantz.state(i) for i in range(1, 264))}
+    assert states["broken"]["status"] == "failed"
+    assert states["after-broken"]["status"] == "failed"
+    assert states["after-broken"]["reason"] == "dependency failed: broken"
+    assert sum(s["status"] == "done" for s in states.values()) == 261

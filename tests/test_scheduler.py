@@ -115,3 +115,61 @@ def test_transition_table() -> None:
     with pytest.raises(IllegalTransition):
         check_transition(1, Status.HELD, Status.RUNNING)
     assert set(ALLOWED) == set(Status)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(-2, 2),  # priority
+            st.booleans(),  # paused
+            st.sampled_from([None, NOW - 5, NOW + 60]),  # retry_at
+            st.sampled_from([(), ("done-dep",), ("failed-dep",), ("running-dep",)]),
+            st.booleans(),  # refused by admission
+        ),
+        max_size=40,
+    ),
+    st.integers(0, 4),
+    st.integers(1, 4),
+)
+def test_stop_when_full_starts_the_same_and_agrees_on_what_it_looked_at(
+    rows: list[tuple[int, bool, float | None, tuple[str, ...], bool]], running: int, slots: int
+) -> None:
+    tasks = briefs(
+        (1000, "done-dep", Status.DONE),
+        (1001, "failed-dep", Status.FAILED),
+        (1002, "running-dep", Status.RUNNING),
+    )
+    cands = [
+        Candidate(i, f"t{i}", priority=p, paused=paused, retry_at=retry, after=after)
+        for i, (p, paused, retry, after, _) in enumerate(rows)
+    ]
+    refused = {i for i, row in enumerate(rows) if row[4]}
+
+    def admit(c: Candidate) -> str | None:
+        return "throttled: test" if c.id in refused else None
+
+    full = decide(cands, tasks, running=running, max_parallel=slots, now=NOW, admit=admit)
+    ordered = sorted(cands, key=lambda c: (-c.priority, c.id))
+    quick = decide(
+        ordered,
+        tasks,
+        running=running,
+        max_parallel=slots,
+        now=NOW,
+        admit=admit,
+        ordered=True,
+        stop_when_full=True,
+    )
+    assert quick.start == full.start
+    assert not full.partial
+    for task_id, why in quick.waiting.items():
+        assert full.waiting[task_id] == why
+    for task_id, why in quick.fail.items():
+        assert full.fail[task_id] == why
+    looked = set(quick.waiting) | set(quick.fail) | set(quick.start)
+    if quick.partial:
+        # It stopped at the first candidate after the slots ran out.
+        assert len(full.start) == max(0, slots - running)
+        assert looked == {c.id for c in ordered[: len(looked)]}
+    else:
+        assert looked == {c.id for c in cands}

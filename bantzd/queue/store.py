@@ -76,6 +76,9 @@ class Store:
         self._flight: tuple[Future[None], DurableBatch, list[bytes]] | None = None
         self._writer: ThreadPoolExecutor | None = None
         self.on_flushed: Callable[[], None] | None = None
+        # Called after every status change with (state, old status): the supervisor keeps
+        # its index of queued tasks with it.
+        self.on_transition: Callable[[TaskState, Status], None] | None = None
 
     # ids ---------------------------------------------------------------------------------
 
@@ -145,6 +148,8 @@ class Store:
         self._record_history(state, src)
         self.journal.add(self._event(state, "transition", src=str(src)))
         self._stage(state)
+        if self.on_transition is not None:
+            self.on_transition(state, src)
 
     def update(self, state: TaskState, **changes: Any) -> None:
         """Change fields other than status (reason, pid, progress) and stage the write."""

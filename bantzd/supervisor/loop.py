@@ -20,6 +20,7 @@ import select
 import shutil
 import signal
 import sys
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ from bantzd.queue.states import Status
 from bantzd.queue.store import Store, read_state, task_ids
 from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskFileError, TaskSpec, parse_task
-from bantzd.ratelimit import RateLimits
+from bantzd.ratelimit import LimitsView, RateLimits
 from bantzd.supervisor import control, intake, memwatch
 from bantzd.supervisor.crash import crash_point
 from bantzd.supervisor.lock import HomeLock, acquire
@@ -76,6 +77,13 @@ from bantzd.workers.spawn import (
 log = logging.getLogger("bantzd")
 
 MAX_SLEEP = 1.0
+# Up to this many queued tasks every tick looks at all of them; with more, a tick stops
+# once the free slots are filled, and a full look (reasons, failed dependencies) happens
+# every FULL_PASS_EVERY seconds.
+FULL_PASS_QUEUE = 200
+FULL_PASS_EVERY = 1.0
+# Started tasks stay in the cached queue order until this many have piled up.
+ORDER_SLACK = 64
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 # Free space under which a supervisor that hit ENOSPC does not trust the disk again.
 DISK_MARGIN = 1 << 20
@@ -100,6 +108,15 @@ class Supervisor:
         self.until = until
         self.store = Store(home, self.clock)
         self.states: dict[int, TaskState] = {}
+        # The queued ones, kept by every transition: a tick looks at these, not at every
+        # task the home ever had (a long queue must not make each start O(all tasks)).
+        self.queued: dict[int, TaskState] = {}
+        self.store.on_transition = self._track_queued
+        # `queued` by (priority, id), rebuilt when a task joins the queue; tasks that left
+        # it are skipped, and swept out once ORDER_SLACK of them pile up.
+        self._order: list[TaskState] | None = None
+        self._order_stale = 0
+        self._last_full_pass = float("-inf")
         self.specs: dict[int, TaskSpec] = {}
         self.attempts: dict[int, Attempt] = {}
         self.handler = control.ControlHandler(self, home, on_global_pause=self._set_paused)
@@ -720,7 +737,7 @@ class Supervisor:
             source=item.path.name,
         )
         self.store.create(state, item.path)
-        self.states[state.id] = state
+        self._add_state(state)
         self.specs[state.id] = spec
         log.info("accepted %s as task %d (%s)", item.path.name, state.id, state.name)
 
@@ -753,6 +770,29 @@ class Supervisor:
 
     # starting ----------------------------------------------------------------------------
 
+    def _add_state(self, state: TaskState) -> None:
+        self.states[state.id] = state
+        self._track_queued(state, state.status)
+
+    def _track_queued(self, state: TaskState, src: Status) -> None:
+        if state.status is Status.QUEUED:
+            if state.id not in self.queued:
+                self.queued[state.id] = state
+                self._order = None
+        elif self.queued.pop(state.id, None) is not None:
+            self._order_stale += 1
+
+    def _queue_order(self, rebuild: bool = False) -> list[TaskState]:
+        """The queued tasks, highest priority first, then oldest (possibly with a few that
+        have left the queue since: callers check the status)."""
+        if self._order is None or rebuild:
+            self._order = sorted(self.queued.values(), key=lambda s: (-s.priority, s.id))
+            self._order_stale = 0
+        elif self._order_stale > ORDER_SLACK:
+            self._order = [s for s in self._order if s.status is Status.QUEUED]
+            self._order_stale = 0
+        return self._order
+
     def _candidate(self, s: TaskState) -> Candidate:
         """The scheduler's view of a queued task, cached while the fields it uses hold."""
         key = (s.priority, s.retry_at, s.paused, s.attempts)
@@ -782,22 +822,27 @@ class Supervisor:
         if self.stopping:
             self._last_decision = Decision()
             return
-        now = self.clock.time()
-        candidates = [
+        if not self.queued:
+            self._last_decision = Decision()
+            return
+        now, mono = self.clock.time(), self.clock.monotonic()
+        full = len(self.queued) <= FULL_PASS_QUEUE or mono - self._last_full_pass >= FULL_PASS_EVERY
+        if full:
+            self._last_full_pass = mono
+        candidates = (
             self._candidate(s)
-            for s in self.states.values()
+            for s in self._queue_order(rebuild=full)
             if s.status is Status.QUEUED and s.id in self.specs
-        ]
+        )
         briefs = (TaskBrief(s.id, s.name, s.status) for s in self.states.values())
         reading = self.reading or self.probe_machine()
-        limits_view = self.limits.view(now) if any(c.uses for c in candidates) else None
         admission = Admission(
             reading,
             self.config.throttle,
             self.held.values(),
             cores=self.cores,
             now=now,
-            limits=limits_view,
+            limits=_LazyLimits(self.limits, now),
         )
         decision = decide(
             candidates,
@@ -806,11 +851,12 @@ class Supervisor:
             max_parallel=self.config.max_parallel,
             now=now,
             paused=self.paused,
-            admit=admission if candidates else None,
+            admit=admission,
+            ordered=True,
+            stop_when_full=not full,
         )
         self._last_decision = decision
-        if candidates:
-            self._note_throttle(admission.throttled)
+        self._note_throttle(admission.throttled)
         for task_id, why in decision.fail.items():
             state = self.states[task_id]
             self.store.transition(state, Status.FAILED, why, error=why, finished=iso(now))
@@ -912,7 +958,7 @@ class Supervisor:
                 shutil.rmtree(tdir, ignore_errors=True)
                 continue
             state = read_state(tdir) or self._rebuild_state(task_id)
-            self.states[task_id] = state
+            self._add_state(state)
             if state.finished_state:
                 continue
             try:
@@ -1049,6 +1095,30 @@ def _parse_iso(text: str | None) -> float | None:
         return datetime.fromisoformat(text).timestamp()
     except ValueError:
         return None
+
+
+class _LazyLimits:
+    """The rate-limit snapshot for one decision, read (one locked file read) only when a
+    candidate that `uses:` a limit is looked at."""
+
+    def __init__(self, limits: RateLimits, now: float) -> None:
+        self._limits = limits
+        self._now = now
+        self._view: LimitsView | None = None
+
+    def _get(self) -> LimitsView:
+        if self._view is None:
+            self._view = self._limits.view(self._now)
+        return self._view
+
+    def problem(self, uses: Mapping[str, int]) -> str | None:
+        return self._get().problem(uses)
+
+    def check(self, uses: Mapping[str, int], task_id: int | None = None) -> str | None:
+        return self._get().check(uses, task_id)
+
+    def reserve(self, uses: Mapping[str, int], task_id: int) -> None:
+        self._get().reserve(uses, task_id)
 
 
 def _show(run: str | tuple[str, ...] | list[str]) -> str:

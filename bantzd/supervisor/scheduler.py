@@ -81,6 +81,9 @@ class Decision:
     fail: dict[int, str] = field(default_factory=dict)
     # When the next time-based change is due (a retry); None when nothing is timed.
     wake_at: float | None = None
+    # With `stop_when_full`: the slots ran out before every candidate was looked at; the
+    # ones after that point are in none of the lists (they could not have started).
+    partial: bool = False
 
     def transient_waits(self) -> bool:
         """Whether any wait will clear on its own (what `--once` waits for)."""
@@ -133,6 +136,8 @@ def decide(
     paused: bool = False,
     admit: Callable[[Candidate], str | None] | None = None,
     tz: tzinfo | None = None,
+    ordered: bool = False,
+    stop_when_full: bool = False,
 ) -> Decision:
     """Pick what starts: highest priority first, then lowest id, into the free slots.
 
@@ -141,13 +146,22 @@ def decide(
     `admit` (machine load, resources, rate limits) is asked last, for tasks that would
     otherwise start; it returns a wait reason, or None after reserving what the task takes.
     A task it refuses does not use up a slot, so a waiting GPU task never blocks CPU tasks.
+
+    `ordered`: the candidates already come in that order (the supervisor keeps them so).
+    `stop_when_full`: stop looking once the free slots are used: what starts is the same,
+    but the later candidates get no wait reason or failure this time. With thousands of
+    queued tasks that makes a start cost O(slots) instead of O(queue); the supervisor still
+    makes a full decision every second or so.
     """
     briefs = tasks.values() if isinstance(tasks, Mapping) else tasks
     index: DependencyIndex | None = None  # built only when some candidate has `after:`
     decision = Decision()
     free = max(0, max_parallel - running)
-    ordered = sorted(candidates, key=lambda c: (-c.priority, c.id))
-    for cand in ordered:
+    in_order = candidates if ordered else sorted(candidates, key=lambda c: (-c.priority, c.id))
+    for cand in in_order:
+        if stop_when_full and free <= 0:
+            decision.partial = True
+            break
         if cand.after and index is None:
             index = DependencyIndex(briefs)
         wait, fail = dependency_state(cand, index) if index else (None, None)
