@@ -374,3 +374,20 @@ def test_a_long_queue_keeps_priorities_and_dependencies(bantz: Bantz, tmp_path: 
     assert states["after-broken"]["status"] == "failed"
     assert states["after-broken"]["reason"] == "dependency failed: broken"
     assert sum(s["status"] == "done" for s in states.values()) == 261
+
+
+def test_tasks_and_what_they_start_run_at_the_configured_niceness(
+    bantz: Bantz, tmp_path: Path
+) -> None:
+    import sys
+
+    if os.getpriority(os.PRIO_PROCESS, 0) > 7:
+        pytest.skip("this test runs at a niceness above 7 and cannot lower it")
+    cfg = bantz.home / "config.toml"
+    cfg.write_text(cfg.read_text().replace("nice = 0", "nice = 7"))
+    out = tmp_path / "nice"
+    probe = f"{sys.executable} -c 'import os; print(os.getpriority(os.PRIO_PROCESS, 0))'"
+    bantz.drop("n.yaml", f'run: {probe} > {out}; sh -c "{probe}" >> {out}\n')
+    run_once(bantz)
+    assert bantz.status_of(1) == "done", bantz.output(1)
+    assert out.read_text().split() == ["7", "7"]

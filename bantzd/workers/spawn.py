@@ -106,6 +106,26 @@ def command_argv(run: str | tuple[str, ...] | list[str]) -> list[str]:
     return list(run)
 
 
+def niced(argv: list[str], nice: int) -> list[str]:
+    """`argv` run at niceness `nice` from its first instruction: through nice(1), so the
+    task and everything it starts inherit it (renicing the pid after the start would race
+    with the children it forks at once). The wrapper itself stays at our niceness."""
+    delta = nice - os.getpriority(os.PRIO_PROCESS, 0)
+    path = _nice_path()
+    if delta == 0 or path is None:
+        return argv
+    return [path, "-n", str(delta), *argv]
+
+
+_NICE: list[str | None] = []
+
+
+def _nice_path() -> str | None:
+    if not _NICE:
+        _NICE.append(shutil.which("nice"))
+    return _NICE[0]
+
+
 def check_runnable(argv: list[str], cwd: str, env: dict[str, str]) -> None:
     """Fail early, with a clear reason, on the mistakes that otherwise end as exit 127."""
     if not os.path.isdir(cwd):
@@ -136,6 +156,7 @@ def spawn(
     (its pid is the pgid). worker.lock then says `PID ATTEMPT STEP`, so a supervisor that
     restarts before recording the start still knows what runs (see `read_lock_info`)."""
     check_runnable(argv, cwd, env)
+    run_argv = niced(argv, nice)
     lock_fd = os.open(paths.worker_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         try:
@@ -160,7 +181,7 @@ def spawn(
                     str(paths.exit_record),
                     str(attempt),
                     str(step_index),
-                    *argv,
+                    *run_argv,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
@@ -177,7 +198,8 @@ def spawn(
             raise SpawnError(f"could not start: {e.strerror or e}") from e
         finally:
             os.close(log_fd)
-        if nice:
+        if nice and run_argv is argv:
+            # No nice(1) here: renice the wrapper, a moment late for what it forks at once.
             try:
                 os.setpriority(os.PRIO_PROCESS, popen.pid, nice)
             except OSError:
