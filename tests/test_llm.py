@@ -324,7 +324,7 @@ def test_long_documents_are_chunked_and_answers_combined_in_rounds(
     bantz.drop(
         "mr.yaml",
         f"name: claims\ncwd: {tmp_path}\nllm:\n  prompt: List the claims.\n"
-        "  inputs: [papers/*.txt]\n",
+        "  inputs: [papers/*.txt]\n  max_tokens: 12\n",
     )
     run_once(bantz)
     state = bantz.state(1)
@@ -336,6 +336,9 @@ def test_long_documents_are_chunked_and_answers_combined_in_rounds(
     combines = [r for r in seen if r.combine]
     assert len(combines) > 1  # the partial answers did not fit one request: rounds
     assert all(r.status == 200 for r in seen)
+    # Every fake answer is longer than 12 tokens (48 characters): each one was cut.
+    result = (bantz.task_dir(1) / "result.md").read_text()
+    assert f"Cut short: {len(seen)} answers reached max_tokens (12)" in result
 
 
 def test_connection_drops_are_retried(bantz: Bantz, llm: FakeLLM) -> None:

@@ -253,6 +253,8 @@ class LlmTask:
         write_json_atomic(self.ctx.dir / "tokens.json", self.tokens, compact=True)
         used = self.state.setdefault("models", {})
         used[reply.model] = used.get(reply.model, 0) + 1
+        if reply.finish_reason == "length":
+            self.state["cut"] = self.state.get("cut", 0) + 1
 
     def _prompt(self) -> str:
         if "prompt" in self.spec:
@@ -413,6 +415,14 @@ class LlmTask:
             )
         for model, why in self.caller.unavailable.items():
             lines.append(f"Not available: {model} ({why})")
+        cut = self.state.get("cut", 0)
+        if cut:
+            limit = self.spec.get("max_tokens")
+            lines.append(
+                f"Cut short: {cut} {'answer' if cut == 1 else 'answers'} reached "
+                + (f"max_tokens ({limit})" if limit else "the server's length limit")
+                + "; a larger max_tokens gives them room"
+            )
         lines.append(
             f"Tokens: {self.tokens['prompt']:,} prompt + {self.tokens['completion']:,} completion"
         )
