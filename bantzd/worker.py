@@ -112,6 +112,11 @@ class Context:
         """
         self._limits().acquire(name, n, self.task_id, timeout=timeout)
 
+    def limit_wait(self, name: str, n: int = 1) -> float:
+        """Seconds until `n` units of `name` could be taken (0: now, or only `concurrent`
+        is full); for telling people why a task sits still. Takes nothing."""
+        return float(self._limits().wait_time(name, n))
+
     def backoff(self, name: str, seconds: float) -> None:
         """Tell every task that uses `name` to wait `seconds` (e.g. after an HTTP 429)."""
         self._limits().backoff(name, seconds)

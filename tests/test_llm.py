@@ -219,6 +219,13 @@ def test_a_429_and_503_storm_is_ridden_out_and_other_llm_tasks_wait(
     )
     proc = bantz.start("run")
     llm.wait_for(lambda s: any(r.status == 429 for r in s.requests), timeout=60)
+    # The summary says why it sits still (`bantzd status` shows its progress message).
+    progress = bantz.task_dir(1) / "progress.json"
+    wait_for(
+        lambda: "waiting for rate limit llm until" in progress.read_text(),
+        timeout=10,
+        what="the progress message to show the wait",
+    )
     stamp = tmp_path / "b-started"
     bantz.drop("b.yaml", f"name: other\nuses: {{llm: 1}}\nrun: date +%s.%N > {stamp}\n")
     # While the back-off holds, the other task waits, and says why.

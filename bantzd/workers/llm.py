@@ -28,6 +28,7 @@ from __future__ import annotations
 import glob
 import os
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,6 +226,8 @@ class LlmTask:
         self.state: dict[str, Any] = self._load()
         self.tokens = self._load_tokens()
         caller.on_reply = self._count
+        caller.take = self._take
+        self._shown: tuple[float, str] = (0.0, "")
 
     # state ---------------------------------------------------------------------------
 
@@ -255,6 +258,31 @@ class LlmTask:
         used[reply.model] = used.get(reply.model, 0) + 1
         if reply.finish_reason == "length":
             self.state["cut"] = self.state.get("cut", 0) + 1
+
+    def _progress(self, fraction: float, message: str) -> None:
+        self._shown = (fraction, message)
+        self.ctx.progress(fraction, message)
+
+    def _take(self, name: str) -> None:
+        """One unit of limit `name` for the next request. A wait longer than a moment is
+        shown in `bantzd status` (a per_hour limit can hold a folder for a long time)."""
+        from bantzd.ratelimit import LimitTimeout
+
+        try:
+            self.ctx.take(name, timeout=1.0)
+            return
+        except LimitTimeout:
+            pass
+        wait = self.ctx.limit_wait(name)
+        if wait > 0:
+            until = time.strftime("%H:%M:%S", time.localtime(time.time() + wait))
+            why = f"waiting for rate limit {name} until {until}"
+        else:
+            why = f"waiting for rate limit {name} (every unit in use)"
+        fraction, message = self._shown
+        self.ctx.progress(fraction, why)
+        self.ctx.take(name)
+        self.ctx.progress(fraction, message)
 
     def _prompt(self) -> str:
         if "prompt" in self.spec:
@@ -328,7 +356,7 @@ class LlmTask:
         for index, (name, path) in enumerate(docs):
             if name in partials or name in unreadable:
                 continue
-            self.ctx.progress(index / (total + 1), f"document {index + 1} of {total}: {name}")
+            self._progress(index / (total + 1), f"document {index + 1} of {total}: {name}")
             try:
                 text = read_text(path, size * MAX_CHUNKS_PER_DOC)
             except ValueError as e:
@@ -374,12 +402,12 @@ class LlmTask:
         while True:
             groups = pack(items, budget)
             if len(groups) == 1:
-                self.ctx.progress(0.99, f"combining {len(items)} answers")
+                self._progress(0.99, f"combining {len(items)} answers")
                 messages = combine_messages(self.system, self.prompt, groups[0])
                 return self.caller.chat(messages, what="the final combining request").text
             done = levels.setdefault(str(level), [])
             for i in range(len(done), len(groups)):
-                self.ctx.progress(
+                self._progress(
                     0.95, f"combining group {i + 1} of {len(groups)} (round {level + 1})"
                 )
                 messages = combine_messages(self.system, self.prompt, groups[i])
@@ -427,7 +455,7 @@ class LlmTask:
             f"Tokens: {self.tokens['prompt']:,} prompt + {self.tokens['completion']:,} completion"
         )
         write_bytes_atomic(self.ctx.dir / "result.md", ("\n".join(lines) + "\n").encode())
-        self.ctx.progress(1.0, "result.md written")
+        self._progress(1.0, "result.md written")
 
     def _confirm(self) -> None:
         question = str(self.spec["confirm"])
@@ -497,7 +525,7 @@ def _run(ctx: Context) -> int:
         client=client,
         models=models,
         uses=uses,
-        take=lambda name: ctx.take(name),
+        take=lambda name: None,  # set by LlmTask (it says when it waits)
         backoff=ctx.backoff,
         on_notice=log,
         max_tokens=spec.get("max_tokens"),
