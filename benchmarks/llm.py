@@ -9,7 +9,9 @@ The gap between consecutive requests, as the server sees them, is compared for:
 - a bantzd `llm:` task over the same files, with no `uses:`;
 - the same with `uses: {llm: 1}` (a locked read-modify-write of limits.json per request).
 
-Prints a table in milliseconds (p50 and p90 of the gaps) and the whole run's wall time.
+Prints a table in milliseconds (p50 and p90 of the gaps) and the whole run's wall time; then
+what it costs to make one more answer durable after n answers, as a checkpoint holding them
+all against the append-only answer log the worker keeps.
 """
 
 from __future__ import annotations
@@ -79,6 +81,33 @@ def with_bantzd(server: FakeLLM, folder: Path, uses: bool) -> float:
     return time.perf_counter() - start
 
 
+def persistence(counts: tuple[int, ...], answer_chars: int = 800) -> list[tuple[int, float, float]]:
+    """ms to make the n-th answer durable: a checkpoint holding every answer so far (what a
+    plain ctx.save per document costs) against one append to the answer log."""
+    from bantzd.worker import Context
+    from bantzd.workers.llm import AnswerLog
+
+    rows = []
+    for n in counts:
+        folder = Path(tempfile.mkdtemp(prefix="bantzd-bench-persist-"))
+        ctx = Context(folder, task_id=1)
+        answers = {f"notes/doc{i:05d}.md": "x" * answer_chars for i in range(n)}
+        samples = []
+        for _ in range(5):
+            start = time.perf_counter()
+            ctx.save({"stage": "map", "partials": answers})
+            samples.append((time.perf_counter() - start) * 1000)
+        whole = statistics.median(samples)
+        log = AnswerLog(folder / "answers.jsonl")
+        samples = []
+        for i in range(5):
+            start = time.perf_counter()
+            log.append({"k": "part", "doc": f"notes/doc{i:05d}.md", "text": "x" * answer_chars})
+            samples.append((time.perf_counter() - start) * 1000)
+        rows.append((n, whole, statistics.median(samples)))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=200)
@@ -109,6 +138,11 @@ def main() -> None:
     print(f"| {'-' * 28} | ---------: | ---------: | -----: |")
     for label, p50, p90, wall in rows:
         print(f"| {label:<28} | {p50:10.2f} | {p90:10.2f} | {wall:6.2f} |")
+    print("\nmaking one more 800-character answer durable, after n answers (median of 5, ms)\n")
+    print("| n answers | checkpoint with every answer | append to the answer log |")
+    print("| --------: | ---------------------------: | -----------------------: |")
+    for n, whole, append in persistence((100, 1000, 5000)):
+        print(f"| {n:9} | {whole:28.2f} | {append:24.2f} |")
 
 
 if __name__ == "__main__":

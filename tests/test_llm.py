@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 
 from bantzd.paths import TaskPaths
-from bantzd.workers.llm import expand_inputs, pack, split_text
+from bantzd.workers.llm import AnswerLog, expand_inputs, pack, split_text
 from bantzd.workers.llmcall import MAX_RETRY_AFTER, retry_after
 from bantzd.workers.spawn import worker_alive
 from tests.conftest import Bantz, config_text, run_demo, wait_for
@@ -113,6 +113,19 @@ def test_retry_after_reads_seconds_and_dates() -> None:
     assert retry_after(resp(past), now) == 0
 
 
+def test_the_answer_log_drops_a_torn_last_line_and_appends_after_it(tmp_path: Path) -> None:
+    log = AnswerLog(tmp_path / "answers.jsonl")
+    assert log.read() == []
+    log.append({"k": "part", "doc": "a.md", "text": "one"})
+    log.append({"k": "part", "doc": "b.md", "text": "two"})
+    with open(log.path, "ab") as f:
+        f.write(b'{"k": "part", "doc": "c.md", "te')  # the power went mid-append
+    assert [e["doc"] for e in log.read()] == ["a.md", "b.md"]
+    assert log.path.read_bytes().endswith(b'"two"}\n')  # the torn line is cut off
+    log.append({"k": "part", "doc": "c.md", "text": "three"})
+    assert [e["doc"] for e in log.read()] == ["a.md", "b.md", "c.md"]
+
+
 def test_expand_inputs(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "one.md").write_text("1")
@@ -170,6 +183,11 @@ def test_a_folder_survives_a_power_cut_without_resending_finished_documents(
     tokens = state["tokens"]
     assert tokens["prompt"] > 0 and tokens["completion"] > 0
     assert f"Tokens: {tokens['prompt']:,} prompt + {tokens['completion']:,} completion" in result
+    # The answers are in an append-only log; the checkpoint stays small however many there are.
+    answers = (bantz.task_dir(1) / "llm-answers.jsonl").read_text().splitlines()
+    assert len(answers) == 21 + 1  # 20 documents, the binary one, the combined answer
+    checkpoint = json.loads((bantz.task_dir(1) / "checkpoint.json").read_text())
+    assert checkpoint["stage"] == "done" and set(checkpoint) == {"llm", "stage", "answer"}
 
 
 def test_until_stops_a_folder_halfway_and_the_next_night_finishes_it(

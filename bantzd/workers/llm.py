@@ -26,6 +26,7 @@ survive attempts because the file stays in the task folder.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import sys
 import time
@@ -35,12 +36,20 @@ from pathlib import Path
 from typing import Any
 
 from bantzd.errors import BantzError
-from bantzd.queue.atomic import read_json, write_bytes_atomic, write_json_atomic
+from bantzd.queue.atomic import (
+    dumps,
+    fsync_dir,
+    read_json,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from bantzd.worker import Context, context
 from bantzd.workers.llmcall import Caller, CallFailed, Reply
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 CONFIRM_KEY = "confirm"
+PLAN_FILE = "llm-plan.json"
+ANSWERS_FILE = "llm-answers.jsonl"
 # Requests carry the prompt and some framing besides the text: leave room for it.
 FRAMING_CHARS = 400
 # A document longer than this many requests' worth of text is listed, not sent: one stray
@@ -199,6 +208,60 @@ def _with_system(system: str | None, user: str) -> list[dict[str, str]]:
     return messages
 
 
+# what is done ------------------------------------------------------------------------------
+
+
+class AnswerLog:
+    """The answers an `llm:` task has so far, one JSON line each, appended and fsynced.
+
+    A checkpoint rewritten after every answer would grow with the folder (each save
+    O(answers so far)); an append is O(1) whatever the folder's size. A crash in the middle
+    of an append leaves a torn last line: reading drops it (and cuts it off the file, so the
+    next append starts on a line of its own), and that one answer is asked for again.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> list[dict[str, Any]]:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        entries: list[dict[str, Any]] = []
+        good = 0
+        for line in data.splitlines(keepends=True):
+            if not line.endswith(b"\n"):
+                break
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                break
+            if isinstance(obj, dict):
+                entries.append(obj)
+            good += len(line)
+        if good < len(data):
+            os.truncate(self.path, good)
+        return entries
+
+    def append(self, entry: dict[str, Any]) -> None:
+        new = not self.path.exists()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, dumps(entry, compact=True))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if new:
+            fsync_dir(self.path.parent)
+
+    def clear(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
 # the run -----------------------------------------------------------------------------------
 
 
@@ -223,6 +286,8 @@ class LlmTask:
         self.context_chars = context_chars
         self.system = spec.get("system") or None
         self.prompt = self._prompt()
+        self.answers = AnswerLog(ctx.dir / ANSWERS_FILE)
+        self.entries: list[dict[str, Any]] = []
         self.state: dict[str, Any] = self._load()
         self.tokens = self._load_tokens()
         caller.on_reply = self._count
@@ -232,13 +297,75 @@ class LlmTask:
     # state ---------------------------------------------------------------------------
 
     def _load(self) -> dict[str, Any]:
+        """The checkpoint says the stage; the plan and the answer log say the rest."""
         saved = self.ctx.checkpoint
-        if isinstance(saved, dict) and saved.get("llm") == CHECKPOINT_VERSION:
-            return saved
-        return {"llm": CHECKPOINT_VERSION, "stage": "plan"}
+        if not (isinstance(saved, dict) and saved.get("llm") == CHECKPOINT_VERSION):
+            return {"llm": CHECKPOINT_VERSION, "stage": "plan"}
+        state: dict[str, Any] = {"llm": CHECKPOINT_VERSION, "stage": saved.get("stage", "plan")}
+        for key in ("answer", "decision"):
+            if key in saved:
+                state[key] = saved[key]
+        if state["stage"] == "plan":
+            return state
+        plan = read_json(self.ctx.dir / PLAN_FILE, default=None)
+        if not isinstance(plan, dict):
+            return {"llm": CHECKPOINT_VERSION, "stage": "plan"}  # lost: start over
+        state.update(
+            docs=plan.get("docs"),
+            empty_patterns=plan.get("empty_patterns") or [],
+            partials={},
+            chunks={},
+            unreadable={},
+            reduce={},
+        )
+        self.state = state
+        for entry in self.answers.read():
+            self._apply(entry)
+        return state
 
     def _save(self) -> None:
-        self.ctx.save(self.state)
+        """The checkpoint proper: small, rewritten only when the stage changes."""
+        keep = {k: self.state[k] for k in ("llm", "stage", "answer", "decision") if k in self.state}
+        self.ctx.save(keep)
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        """One more answer (or unreadable document), durable before the next request."""
+        self.answers.append(entry)
+        self._apply(entry)
+
+    def _apply(self, entry: dict[str, Any]) -> None:
+        self.entries.append(entry)
+        kind, doc = entry.get("k"), entry.get("doc")
+        text = str(entry.get("text", ""))
+        if kind == "part" and isinstance(doc, str):
+            done = self.state["chunks"].setdefault(doc, [])
+            if entry.get("part") == len(done):
+                done.append(text)
+            of = int(entry.get("of") or 1)
+            if len(done) >= of:
+                self.state["partials"][doc] = (
+                    done[0]
+                    if of == 1
+                    else "\n\n".join(f"(part {i + 1} of {of}) {t}" for i, t in enumerate(done))
+                )
+                del self.state["chunks"][doc]
+        elif kind == "bad" and isinstance(doc, str):
+            self.state["unreadable"][doc] = str(entry.get("why", ""))
+        elif kind == "reduce":
+            done = self.state["reduce"].setdefault(str(entry.get("level", 0)), [])
+            if entry.get("group") == len(done):
+                done.append(text)
+        elif kind == "single":
+            self.state["single"] = text
+        elif kind == "final":
+            self.state["answer"] = text
+
+    @staticmethod
+    def _answer(kind: str, reply: Reply, **fields: Any) -> dict[str, Any]:
+        entry: dict[str, Any] = {"k": kind, **fields, "text": reply.text, "model": reply.model}
+        if reply.finish_reason == "length":
+            entry["cut"] = True
+        return entry
 
     def _load_tokens(self) -> dict[str, int]:
         data = read_json(self.ctx.dir / "tokens.json", default=None)
@@ -254,10 +381,6 @@ class LlmTask:
         self.tokens["prompt"] += reply.prompt_tokens
         self.tokens["completion"] += reply.completion_tokens
         write_json_atomic(self.ctx.dir / "tokens.json", self.tokens, compact=True)
-        used = self.state.setdefault("models", {})
-        used[reply.model] = used.get(reply.model, 0) + 1
-        if reply.finish_reason == "length":
-            self.state["cut"] = self.state.get("cut", 0) + 1
 
     def _progress(self, fraction: float, message: str) -> None:
         self._shown = (fraction, message)
@@ -309,7 +432,8 @@ class LlmTask:
             self.state["stage"] = "reduce"
             self._save()
         if self.state["stage"] == "reduce":
-            self.state["answer"] = self._reduce()
+            if "answer" not in self.state:
+                self._reduce()
             self.state["stage"] = "write"
             self._save()
         if self.state["stage"] == "write":
@@ -329,11 +453,21 @@ class LlmTask:
                 raise TaskProblem(
                     "inputs matched no files: " + ", ".join(empty) + f" (from {self.cwd})"
                 )
-            self.state["docs"] = [[s.name, s.path] for s in sources]
-            self.state["empty_patterns"] = empty
+            docs: list[list[str]] | None = [[s.name, s.path] for s in sources]
         else:
-            self.state["docs"] = None
-        self.state.update(partials={}, chunks={}, unreadable={}, stage="map")
+            docs, empty = None, []
+        # Plan first, then the stage: a crash in between plans again, from an empty log.
+        self.answers.clear()
+        write_json_atomic(self.ctx.dir / PLAN_FILE, {"docs": docs, "empty_patterns": empty})
+        self.state.update(
+            docs=docs,
+            empty_patterns=empty,
+            partials={},
+            chunks={},
+            unreadable={},
+            reduce={},
+            stage="map",
+        )
         self._save()
 
     def _chunk_size(self) -> int:
@@ -345,8 +479,7 @@ class LlmTask:
         if docs is None:  # no inputs: the prompt alone
             if "single" not in self.state:
                 reply = self.caller.chat(_with_system(self.system, self.prompt), what="the request")
-                self.state["single"] = reply.text
-                self._save()
+                self._record(self._answer("single", reply))
             return
         partials: dict[str, str] = self.state["partials"]
         unreadable: dict[str, str] = self.state["unreadable"]
@@ -360,43 +493,36 @@ class LlmTask:
             try:
                 text = read_text(path, size * MAX_CHUNKS_PER_DOC)
             except ValueError as e:
-                unreadable[name] = str(e)
                 log(f"{name}: {e}; listed in the result")
-                self._save()
+                self._record({"k": "bad", "doc": name, "why": str(e)})
                 continue
             pieces = split_text(text, size)
-            done = chunks.setdefault(name, [])
-            for part in range(len(done), len(pieces)):
+            for part in range(len(chunks.get(name, [])), len(pieces)):
                 messages = map_messages(
                     self.system, self.prompt, name, part + 1, len(pieces), pieces[part]
                 )
                 what = f"{name}" + (f" part {part + 1}/{len(pieces)}" if len(pieces) > 1 else "")
-                done.append(self.caller.chat(messages, what=what).text)
-                if part + 1 < len(pieces):
-                    self._save()
-            if len(pieces) == 1:
-                partials[name] = done[0]
-            else:
-                partials[name] = "\n\n".join(
-                    f"(part {i + 1} of {len(done)}) {t}" for i, t in enumerate(done)
-                )
-            del chunks[name]
-            self._save()
+                reply = self.caller.chat(messages, what=what)
+                self._record(self._answer("part", reply, doc=name, part=part, of=len(pieces)))
         if not partials:
             listed = "; ".join(f"{n}: {why}" for n, why in unreadable.items())
             raise TaskProblem(f"none of the {total} inputs could be read: {listed}")
 
-    def _reduce(self) -> str:
+    def _reduce(self) -> None:
+        """Set state["answer"]: the partial answers combined (in rounds when they do not
+        fit one request)."""
         if self.state["docs"] is None:
-            return self.state["single"]
+            self.state["answer"] = self.state["single"]
+            return
         items = [
             (n, self.state["partials"][n])
             for n, _ in self.state["docs"]
             if n in self.state["partials"]
         ]
         if len(items) == 1:
-            return items[0][1]
-        levels: dict[str, list[str]] = self.state.setdefault("reduce", {})
+            self.state["answer"] = items[0][1]
+            return
+        levels: dict[str, list[str]] = self.state["reduce"]
         budget = self._chunk_size()
         level = 0
         while True:
@@ -404,15 +530,17 @@ class LlmTask:
             if len(groups) == 1:
                 self._progress(0.99, f"combining {len(items)} answers")
                 messages = combine_messages(self.system, self.prompt, groups[0])
-                return self.caller.chat(messages, what="the final combining request").text
+                reply = self.caller.chat(messages, what="the final combining request")
+                self._record(self._answer("final", reply))
+                return
             done = levels.setdefault(str(level), [])
             for i in range(len(done), len(groups)):
                 self._progress(
                     0.95, f"combining group {i + 1} of {len(groups)} (round {level + 1})"
                 )
                 messages = combine_messages(self.system, self.prompt, groups[i])
-                done.append(self.caller.chat(messages, what=f"combining group {i + 1}").text)
-                self._save()
+                reply = self.caller.chat(messages, what=f"combining group {i + 1}")
+                self._record(self._answer("reduce", reply, level=level, group=i))
             items = [
                 (f"group {i + 1}: " + ", ".join(label for label, _ in group), done[i])
                 for i, group in enumerate(groups)
@@ -433,7 +561,10 @@ class LlmTask:
             lines += [f"- {name}: {why}" for name, why in unreadable.items()]
             lines += [f"- `{p}` matched no files" for p in self.state.get("empty_patterns") or []]
             lines.append("")
-        models = self.state.get("models") or {}
+        models: dict[str, int] = {}
+        for entry in self.entries:
+            if entry.get("model"):
+                models[entry["model"]] = models.get(entry["model"], 0) + 1
         if models:
             lines.append(
                 "Model: "
@@ -443,7 +574,7 @@ class LlmTask:
             )
         for model, why in self.caller.unavailable.items():
             lines.append(f"Not available: {model} ({why})")
-        cut = self.state.get("cut", 0)
+        cut = sum(1 for entry in self.entries if entry.get("cut"))
         if cut:
             limit = self.spec.get("max_tokens")
             lines.append(
