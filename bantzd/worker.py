@@ -40,6 +40,7 @@ class Context:
         self.attempt = attempt if attempt is not None else 1
         self._checkpoint_loaded = False
         self._checkpoint: Any = None
+        self._limits_cache: Any = None  # the home's RateLimits, once a limit is used
 
     # checkpoints -------------------------------------------------------------------------
 
@@ -123,7 +124,7 @@ class Context:
 
     def _limits(self) -> Any:
         # Only tasks that use limits pay for the import and for reading config.toml, once.
-        if getattr(self, "_limits_cache", None) is None:
+        if self._limits_cache is None:
             from bantzd.ratelimit import open_limits
 
             self._limits_cache = open_limits(self.home)

@@ -1,15 +1,17 @@
 """Runs an `llm:` task (SPEC section 8): a prompt, optionally over a set of documents.
 
 Started by the supervisor, under the same attempt wrapper as every task, as
-`python -m bantzd.workers.llm`. The shape of the work is map-reduce, checkpointed after
-every request so that an attempt killed halfway (a crash, `--until`, a reboot) resumes at
-the first piece not done and never pays for a finished document twice:
+`python -m bantzd.workers.llm`. The shape of the work is map-reduce, with every answer
+made durable before the next request, so that an attempt killed halfway (a crash,
+`--until`, a reboot) resumes at the first piece not done and never pays for a finished
+document twice. checkpoint.json holds only the stage; the rest is in two files beside it:
 
 1. **Plan** (first attempt only): `inputs:` are expanded (globs, `~`, relative to the
-   task's `cwd`) into a sorted list of files, saved in the checkpoint so every attempt works
-   on the same list even if the folder changes overnight.
+   task's `cwd`) into a sorted list of files, written once to llm-plan.json, so every
+   attempt works on the same list even if the folder changes overnight.
 2. **Map**: each document is read and split into chunks that fit `[llm] context_chars`;
-   each chunk is one request (the prompt plus the text), and each answer is checkpointed.
+   each chunk is one request (the prompt plus the text), and each answer is appended to
+   llm-answers.jsonl (`AnswerLog`).
    A document that cannot be read (missing, binary, not UTF-8, too large) is listed in the
    result instead of failing the task.
 3. **Reduce**: the partial answers are combined by a final request (in groups, and then
@@ -274,14 +276,12 @@ class LlmTask:
         spec: Mapping[str, Any],
         caller: Caller,
         *,
-        name: str,
         cwd: Path,
         context_chars: int,
     ) -> None:
         self.ctx = ctx
         self.spec = spec
         self.caller = caller
-        self.name = name
         self.cwd = cwd
         self.context_chars = context_chars
         self.system = spec.get("system") or None
@@ -310,14 +310,8 @@ class LlmTask:
         plan = read_json(self.ctx.dir / PLAN_FILE, default=None)
         if not isinstance(plan, dict):
             return {"llm": CHECKPOINT_VERSION, "stage": "plan"}  # lost: start over
-        state.update(
-            docs=plan.get("docs"),
-            empty_patterns=plan.get("empty_patterns") or [],
-            partials={},
-            chunks={},
-            unreadable={},
-            reduce={},
-        )
+        state.update(docs=plan.get("docs"), empty_patterns=plan.get("empty_patterns") or [])
+        state.update(_nothing_done())
         self.state = state
         for entry in self.answers.read():
             self._apply(entry)
@@ -444,11 +438,9 @@ class LlmTask:
             self._confirm()
 
     def _plan(self) -> None:
-        patterns = self.spec.get("inputs")
-        if isinstance(patterns, str):
-            patterns = [patterns]  # `inputs: notes/*.md`, one glob
+        patterns = self.spec.get("inputs")  # validated: a tuple of texts, or absent
         if patterns:
-            sources, empty = expand_inputs([str(p) for p in patterns], self.cwd)
+            sources, empty = expand_inputs(list(patterns), self.cwd)
             if not sources:
                 raise TaskProblem(
                     "inputs matched no files: " + ", ".join(empty) + f" (from {self.cwd})"
@@ -459,15 +451,8 @@ class LlmTask:
         # Plan first, then the stage: a crash in between plans again, from an empty log.
         self.answers.clear()
         write_json_atomic(self.ctx.dir / PLAN_FILE, {"docs": docs, "empty_patterns": empty})
-        self.state.update(
-            docs=docs,
-            empty_patterns=empty,
-            partials={},
-            chunks={},
-            unreadable={},
-            reduce={},
-            stage="map",
-        )
+        self.state.update(docs=docs, empty_patterns=empty, stage="map")
+        self.state.update(_nothing_done())
         self._save()
 
     def _chunk_size(self) -> int:
@@ -607,6 +592,12 @@ class LlmTask:
         self._save()
 
 
+def _nothing_done() -> dict[str, Any]:
+    """What `_apply` fills in from the answer log: finished documents' answers, the parts
+    of a document in progress, unreadable documents, and the reduce rounds."""
+    return {"partials": {}, "chunks": {}, "unreadable": {}, "reduce": {}}
+
+
 def log(text: str) -> None:
     """A line in output.log (the worker's stdout goes there)."""
     print(f"bantzd llm: {text}", flush=True)
@@ -656,7 +647,6 @@ def _run(ctx: Context) -> int:
         client=client,
         models=models,
         uses=uses,
-        take=lambda name: None,  # set by LlmTask (it says when it waits)
         backoff=ctx.backoff,
         on_notice=log,
         max_tokens=spec.get("max_tokens"),
@@ -667,7 +657,6 @@ def _run(ctx: Context) -> int:
         ctx,
         spec,
         caller,
-        name=task_spec.name,
         cwd=Path.cwd(),
         context_chars=llm.context_chars,
     )

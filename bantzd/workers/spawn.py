@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -117,13 +118,9 @@ def niced(argv: list[str], nice: int) -> list[str]:
     return [path, "-n", str(delta), *argv]
 
 
-_NICE: list[str | None] = []
-
-
+@functools.cache
 def _nice_path() -> str | None:
-    if not _NICE:
-        _NICE.append(shutil.which("nice"))
-    return _NICE[0]
+    return shutil.which("nice")
 
 
 def check_runnable(argv: list[str], cwd: str, env: dict[str, str]) -> None:
