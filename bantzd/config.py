@@ -6,9 +6,13 @@ that refuses to start at 23:00 over one typo at a time costs a night per typo.
 
 Durations and sizes take the same forms as task files (`30s`, `2GiB`) or plain numbers.
 Defaults not shown in SPEC section 7: `max_interruptions = 5` (a task stopped, not failed, more
-often than this fails), `probe_interval = "5s"`, `scan_interval = "2s"` (periodic spool rescan),
-`report_language = "en"`, no `[limits]`, and `[approval] categories = []` (nothing is held by
-category unless configured).
+often than this fails), `max_retry_delay = "1h"` (the doubling of a task's `retry_delay` stops
+there; a task may set its own), `probe_interval = "5s"`, `scan_interval = "2s"` (periodic spool
+rescan), `report_language = "en"`, no `[limits]`, and `[approval] categories = []` (nothing is
+held by category unless configured).
+
+Every number is bounded (durations by units.MAX_DURATION, sizes by units.MAX_SIZE, counts by
+the maxima below), so no setting can overflow the supervisor's float or datetime arithmetic.
 """
 
 from __future__ import annotations
@@ -27,6 +31,12 @@ from bantzd import units
 from bantzd.errors import ConfigError
 
 NOTIFY_EVENTS = ("report", "question", "failed")
+# Upper bounds for whole numbers; generous, they only keep typos and attacks out.
+MAX_PARALLEL = 10_000
+MAX_COUNT = 1000
+MAX_CONTEXT_CHARS = 100_000_000
+MAX_LIMIT = 1_000_000_000
+MAX_NUMBER = 1e9  # `above=` numbers (max_load): per core
 LIMIT_KEYS = ("per_minute", "per_hour", "concurrent")
 
 DEFAULTS: dict[str, Any] = {
@@ -34,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "stop_grace": "30s",
     "nice": 10,
     "max_interruptions": 5,
+    "max_retry_delay": "1h",
     "probe_interval": "5s",
     "scan_interval": "2s",
     "report_language": "en",
@@ -113,6 +124,7 @@ class Config:
     approval_categories: tuple[str, ...]
     llm: LlmConfig
     notify: NotifyConfig
+    max_retry_delay: float = 3600.0
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -187,10 +199,13 @@ def _build(data: Mapping[str, Any], source: str) -> Config:
 
     v = problems.value
     top = {
-        "max_parallel": v("max_parallel", merged["max_parallel"], _int(1)),
+        "max_parallel": v("max_parallel", merged["max_parallel"], _int(1, cap=MAX_PARALLEL)),
         "stop_grace": v("stop_grace", merged["stop_grace"], _duration(zero_ok=True)),
         "nice": v("nice", merged["nice"], _int(-20, 19)),
-        "max_interruptions": v("max_interruptions", merged["max_interruptions"], _int(0)),
+        "max_interruptions": v(
+            "max_interruptions", merged["max_interruptions"], _int(0, cap=MAX_COUNT)
+        ),
+        "max_retry_delay": v("max_retry_delay", merged["max_retry_delay"], _duration(zero_ok=True)),
         "probe_interval": v("probe_interval", merged["probe_interval"], _duration()),
         "scan_interval": v("scan_interval", merged["scan_interval"], _duration()),
         "report_language": v("report_language", merged["report_language"], _text()),
@@ -210,7 +225,7 @@ def _build(data: Mapping[str, Any], source: str) -> Config:
         model=v("llm.model", m["model"], _text()),
         fallback_models=v("llm.fallback_models", m["fallback_models"], _texts),
         api_key_env=v("llm.api_key_env", m["api_key_env"], _text(empty_ok=True)),
-        context_chars=v("llm.context_chars", m["context_chars"], _int(1)),
+        context_chars=v("llm.context_chars", m["context_chars"], _int(1, cap=MAX_CONTEXT_CHARS)),
         timeout=v("llm.timeout", m["timeout"], _duration()),
     )
     n = merged["notify"]
@@ -245,7 +260,9 @@ def _limits(value: Any, problems: _Problems) -> Mapping[str, Limit]:
             problems.add(path, f"give at least one of {_or(LIMIT_KEYS)}")
             continue
         got = {
-            k: problems.value(f"{path}.{k}", table[k], _int(1)) if k in table else None
+            k: problems.value(f"{path}.{k}", table[k], _int(1, cap=MAX_LIMIT))
+            if k in table
+            else None
             for k in LIMIT_KEYS
         }
         limits[name] = Limit(name=name, **got)
@@ -266,16 +283,22 @@ def _or(words: tuple[str, ...]) -> str:
 # --- value checks: each takes the TOML value and returns it converted or raises ValueError ---
 
 
-def _int(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
+def _int(
+    minimum: int, maximum: int | None = None, *, cap: int | None = None
+) -> Callable[[Any], int]:
+    """A whole number from `minimum` to `maximum` (a real range, shown in the message), or
+    from `minimum` up to `cap` (a sanity bound only, named only when it is passed)."""
     want = f"a whole number >= {minimum}"
     if maximum is not None:
         want = f"a whole number from {minimum} to {maximum}"
 
     def check(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected {want}, got {value!r}")
+            raise ValueError(f"expected {want}, got {_short(value)}")
         if value < minimum or (maximum is not None and value > maximum):
-            raise ValueError(f"expected {want}, got {value!r}")
+            raise ValueError(f"expected {want}, got {_short(value)}")
+        if cap is not None and value > cap:
+            raise ValueError(f"too large: at most {cap}, got {_short(value)}")
         return value
 
     return check
@@ -292,12 +315,12 @@ def _number(
     def check(value: Any) -> float:
         ok = isinstance(value, int | float) and not isinstance(value, bool) and value == value
         if ok and above is not None:
-            ok = above < value < float("inf")
+            ok = above < value <= MAX_NUMBER  # compared as is: float(10**400) overflows
         elif ok:
             ok = low <= value <= high  # type: ignore[operator]
         if not ok:
-            raise ValueError(f"expected {want}, got {value!r}")
-        return float(value)
+            raise ValueError(f"expected {want}, got {_short(value)}")
+        return float(value) + 0.0  # -0.0 is 0.0
 
     return check
 
@@ -307,10 +330,14 @@ def _duration(*, zero_ok: bool = False) -> Callable[[Any], float]:
         want = "a duration like 30s, 5m or 1h30m" + ("" if zero_ok else " (more than zero)")
         try:
             seconds = units.parse_duration(value)
+        except units.TooLong:
+            seconds = float("inf")
         except ValueError:
-            raise ValueError(f"expected {want}, got {value!r}") from None
+            raise ValueError(f"expected {want}, got {_short(value)}") from None
         if not zero_ok and seconds <= 0:
-            raise ValueError(f"expected {want}, got {value!r}")
+            raise ValueError(f"expected {want}, got {_short(value)}")
+        if seconds > units.MAX_DURATION:
+            raise ValueError(f"too long: at most {units.MAX_DURATION_TEXT}, got {_short(value)}")
         return seconds
 
     return check
@@ -318,9 +345,18 @@ def _duration(*, zero_ok: bool = False) -> Callable[[Any], float]:
 
 def _size(value: Any) -> int:
     try:
-        return units.parse_size(value)
+        n = units.parse_size(value)
     except ValueError:
-        raise ValueError(f"expected a size like 2GiB or 512MiB, got {value!r}") from None
+        raise ValueError(f"expected a size like 2GiB or 512MiB, got {_short(value)}") from None
+    if n > units.MAX_SIZE:
+        raise ValueError(f"too large: at most {units.MAX_SIZE_TEXT}, got {_short(value)}")
+    return n
+
+
+def _short(value: Any) -> str:
+    """`value!r`, cut to a readable length (a 400-digit number is not worth printing)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _text(*, empty_ok: bool = False) -> Callable[[Any], str]:
@@ -366,6 +402,7 @@ _COMMENTS = {
     ("", "stop_grace"): "SIGTERM -> SIGKILL for a stopping task",
     ("", "nice"): "workers run at this niceness",
     ("", "max_interruptions"): "a task stopped (not failed) more often than this fails",
+    ("", "max_retry_delay"): "retry_delay doubles after each failure, up to this",
     ("", "probe_interval"): "how often CPU, memory and GPU load are measured",
     ("", "scan_interval"): "how often the spool is rescanned",
     ("", "report_language"): "language of the morning report",

@@ -28,6 +28,15 @@ for _names, _seconds in (
     for _name in _names:
         _DURATION_UNITS[_name] = _seconds
 
+# The longest duration and the largest size a task file or config.toml takes. Anything beyond
+# is a typo or an attack: a 400-digit timeout became `inf` seconds, and a year-long retry
+# delay overflowed `datetime` in the supervisor. One year and 1 PiB leave room for any real
+# overnight job (a machine with 1 PiB of RAM or GPU memory does not exist yet).
+MAX_DURATION = 366 * 86400.0
+MAX_DURATION_TEXT = "366d"
+MAX_SIZE = 1024**5
+MAX_SIZE_TEXT = "1PiB"
+
 _NUMBER = r"\d+(?:\.\d*)?|\.\d+"
 _DURATION_PART = re.compile(rf"\s*({_NUMBER})\s*([a-z]+)\s*")
 _PLAIN_NUMBER = re.compile(rf"\s*(?:{_NUMBER})\s*")
@@ -38,16 +47,20 @@ def parse_duration(text: str | int | float) -> float:
     """Seconds in `text`: `30s`, `90m`, `4h`, `1d`, `1h30m`, `1h 30m`, `500ms`, or plain seconds.
 
     Numbers (int or float, or a numeric string) are seconds. Negative, empty, infinite and
-    unrecognised values raise ValueError.
+    unrecognised values raise ValueError, and so does a value too large for a float (a
+    400-digit number): the result is always a finite float. No upper bound beyond that:
+    callers that take durations from files compare with MAX_DURATION.
     """
     if isinstance(text, bool):
         raise ValueError(f"{text!r} is not a duration; {_DURATION_HELP}")
     if isinstance(text, int | float):
-        if not math.isfinite(text):
+        if isinstance(text, float) and math.isnan(text):
             raise ValueError(f"{text!r} is not a duration; {_DURATION_HELP}")
         if text < 0:
             raise ValueError(f"{text!r}: a duration cannot be negative")
-        return float(text)
+        if text > 1e300:  # compared as int: float() of a 400-digit int raises OverflowError
+            _too_long(text)
+        return float(text) + 0.0  # + 0.0 turns -0.0 into 0.0
     if not isinstance(text, str):
         raise ValueError(f"{text!r} is not a duration; {_DURATION_HELP}")
     raw = text.strip()
@@ -57,7 +70,7 @@ def parse_duration(text: str | int | float) -> float:
         raise ValueError(f"{text!r}: a duration cannot be negative")
     low = raw.lower()
     if _PLAIN_NUMBER.fullmatch(low):
-        return float(low)
+        return _finite(float(low), text)
     total = 0.0
     pos = 0
     while pos < len(low):
@@ -66,7 +79,24 @@ def parse_duration(text: str | int | float) -> float:
             raise ValueError(f"{text!r} is not a duration; {_DURATION_HELP}")
         total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
         pos = m.end()
-    return total
+    return _finite(total, text)
+
+
+def _finite(seconds: float, text: object) -> float:
+    # float("9" * 400) is inf, not an error; inf seconds would reach datetime arithmetic.
+    if not math.isfinite(seconds):
+        _too_long(text)
+    return seconds
+
+
+class TooLong(ValueError):
+    """A duration too large for a float (a 400-digit number of seconds)."""
+
+
+def _too_long(text: object) -> None:
+    shown = repr(text)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    raise TooLong(f"{shown} is too long to be a duration; {_DURATION_HELP}")
 
 
 def format_duration(seconds: float) -> str:

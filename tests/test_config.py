@@ -327,3 +327,45 @@ def test_uncommenting_the_example_limit_works(tmp_path: Path) -> None:
     text = text.replace("# per_minute", "per_minute").replace("# concurrent", "concurrent")
     config = load_text(tmp_path, text)
     assert config.limits["llm"] == Limit("llm", per_minute=50, per_hour=None, concurrent=2)
+
+
+# --- bounds and max_retry_delay (issue 11) ---------------------------------------------------
+
+
+def test_max_retry_delay_defaults_to_one_hour_and_init_writes_it(tmp_path: Path) -> None:
+    assert DEFAULTS["max_retry_delay"] == "1h"
+    assert config_from_mapping({}).max_retry_delay == 3600.0
+    assert config_from_mapping({"max_retry_delay": "10m"}).max_retry_delay == 600.0
+    assert config_from_mapping({"max_retry_delay": 0}).max_retry_delay == 0.0
+    text = default_config_text()
+    assert 'max_retry_delay = "1h"' in text and "up to this" in text
+    assert "max_retry_delay" in error_of({"max_retry_delay": "soon"})
+    assert "(did you mean 'max_retry_delay'?)" in error_of({"max_retry_dealy": "1h"})
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"max_parallel": 10**400}, "max_parallel: too large: at most 10000, got 1000"),
+        ({"max_parallel": 10**400}, "..."),  # the value is shortened
+        ({"stop_grace": 10**400}, "stop_grace: too long: at most 366d"),
+        ({"max_retry_delay": "400d"}, "max_retry_delay: too long: at most 366d"),
+        ({"scan_interval": float("inf")}, "scan_interval: too long: at most 366d"),
+        ({"max_interruptions": 1001}, "max_interruptions: too large: at most 1000"),
+        ({"throttle": {"max_load": 10**400}}, "throttle.max_load: expected a number > 0"),
+        ({"throttle": {"min_free_memory": "2PiB"}}, "too large: at most 1PiB"),
+        ({"throttle": {"gpu_min_free_memory": 10**400}}, "too large: at most 1PiB"),
+        ({"llm": {"context_chars": 10**12}}, "llm.context_chars: too large"),
+        ({"limits": {"api": {"per_minute": 10**400}}}, "limits.api.per_minute: too large"),
+    ],
+)
+def test_huge_numbers_are_refused_with_the_key(data: dict[str, object], expected: str) -> None:
+    message = error_of(data)
+    assert expected in message
+    assert len(message) < 300
+
+
+def test_negative_zero_in_config_is_zero() -> None:
+    assert str(config_from_mapping({"throttle": {"gpu_max_util": -0.0}}).throttle.gpu_max_util) == (
+        "0.0"
+    )

@@ -85,8 +85,35 @@ def test_retry_time_and_pause() -> None:
 
 @given(st.floats(min_value=0.1, max_value=3600), st.integers(min_value=1, max_value=10))
 def test_backoff_doubles(delay: float, failures: int) -> None:
-    assert backoff(delay, failures) == pytest.approx(delay * 2 ** (failures - 1))
-    assert backoff(delay, failures + 1) == pytest.approx(2 * backoff(delay, failures))
+    cap = 1e12  # far above: only the doubling shows
+    assert backoff(delay, failures, cap) == pytest.approx(delay * 2 ** (failures - 1))
+    assert backoff(delay, failures + 1, cap) == pytest.approx(2 * backoff(delay, failures, cap))
+
+
+def test_backoff_stops_at_the_cap_default_one_hour() -> None:
+    # Uncapped, retries: 10 with retry_delay: 1h waited 2**9 hours (21 days) before the last.
+    assert backoff(3600, 10) == 3600
+    assert backoff(60, 1) == 60 and backoff(60, 6) == 1920 and backoff(60, 7) == 3600
+    assert backoff(60, 3, 100) == 100
+    assert backoff(60, 10**6, 7200) == 7200
+    assert backoff(0, 50) == 0  # retry_delay: 0 stays 0
+    assert backoff(60, 0) == 60  # no failure counted yet: the first delay
+
+
+@given(
+    st.floats(min_value=0, max_value=366 * 86400, allow_nan=False),
+    st.integers(min_value=-5, max_value=10**12),
+    st.floats(min_value=0, max_value=366 * 86400, allow_nan=False),
+)
+def test_backoff_never_overflows_and_never_passes_the_cap(
+    delay: float, failures: int, cap: float
+) -> None:
+    # 2**failures with failures = 10**6 is a 300000-digit int, and float() of it raises.
+    wait = backoff(delay, failures, cap)
+    assert isinstance(wait, float)
+    assert 0 <= wait <= cap
+    assert wait == min(cap, delay) or failures > 1
+    assert backoff(delay, failures + 1, cap) >= wait  # never shorter after another failure
 
 
 @given(

@@ -922,8 +922,8 @@ def test_to_dict_is_json_and_complete() -> None:
     assert d["llm"] is None
     assert set(d) == {
         "name", "kind", "run", "steps", "python", "args", "llm", "cwd", "env", "priority",
-        "after", "retries", "retry_delay", "timeout", "resources", "window", "not_before",
-        "deadline", "approval", "category", "uses",
+        "after", "retries", "retry_delay", "max_retry_delay", "timeout", "resources", "window",
+        "not_before", "deadline", "approval", "category", "uses",
     }  # fmt: skip
 
 
@@ -974,3 +974,236 @@ def test_any_combination_of_keys_is_a_spec_or_a_task_file_error(doc: dict[str, o
     else:
         assert spec.kind in ("run", "steps", "python", "llm")
         json.dumps(spec.to_dict())
+
+
+# --- bounds: no number, duration, size or date reaches the supervisor unchecked (issue 11) ---
+
+_BIG = "9" * 400
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "says"),
+    [
+        (f"timeout: {_BIG}", "timeout", "too long: at most 366d"),
+        (f"timeout: {_BIG}d", "timeout", "too long: at most 366d"),
+        ("timeout: .inf", "timeout", "too long: at most 366d"),
+        ("timeout: 367d", "timeout", "too long: at most 366d"),
+        ("retry_delay: 100000000d", "retry_delay", "too long: at most 366d"),
+        (f"max_retry_delay: {_BIG}", "max_retry_delay", "too long: at most 366d"),
+        ("timeout: .nan", "timeout", "expected a duration"),
+        ("timeout: 1e400", "timeout", "expected a duration"),
+        (f"resources: {{cpus: {_BIG}}}", "resources.cpus", "at most 100000"),
+        ("resources: {cpus: 1.0e400}", "resources.cpus", "at most 100000"),
+        ("resources: {cpus: .inf}", "resources.cpus", "at most 100000"),
+        ("resources: {cpus: -0.0}", "resources.cpus", "CPUs > 0"),
+        (f"resources: {{memory: {_BIG}}}", "resources.memory", "too large: at most 1PiB"),
+        ("resources: {gpu_memory: 2PiB}", "resources.gpu_memory", "too large: at most 1PiB"),
+        (f"resources: {{gpus: {_BIG}}}", "resources.gpus", "too large: at most 1000,"),
+        ("retries: 1001", "retries", "too large: at most 1000,"),
+        ("priority: 1000001", "priority", "must be from -1000000 to 1000000"),
+        (f"priority: '-{_BIG}'", "priority", "must be from -1000000 to 1000000"),
+        (f"priority: {'9' * 5000}", "priority", "must be from -1000000"),  # 4300+ digits
+        (f"uses: {{api: {_BIG}}}", "uses.api", "too large: at most 1000000,"),
+        (f"after: [{_BIG}]", "after", "task ids go up to 1000000000000"),
+        ("after: [1000000000001]", "after", "task ids go up to 1000000000000"),
+        ("not_before: 9999-12-31T23:59:59-12:00", "not_before", "from 1970 to 9998"),
+        ("deadline: 0001-01-01T00:00:00+14:00", "deadline", "from 1970 to 9998"),
+        ("deadline: 1969-12-31", "deadline", "from 1970 to 9998"),
+    ],
+)
+def test_every_number_is_bounded_with_the_key_and_the_limit(
+    text: str, where: str, says: str
+) -> None:
+    problem = only(f"run: echo x\n{text}\n")
+    assert problem.key == where
+    assert says in problem.message, problem.message
+    assert len(str(problem)) < 200  # a 400-digit value is shortened
+
+
+def test_llm_numbers_are_bounded() -> None:
+    problem = only(f"llm: {{prompt: hi, max_tokens: {_BIG}}}\n")
+    assert problem.key == "llm.max_tokens" and "at most 100000000" in problem.message
+    problem = only(f"llm: {{prompt: hi, temperature: {_BIG}}}\n")
+    assert problem.key == "llm.temperature" and "from 0 to 2" in problem.message
+    assert parse("llm: {prompt: hi, temperature: -0.0}\n").llm["temperature"] == 0.0
+
+
+def test_the_largest_values_are_still_accepted() -> None:
+    spec = parse(
+        """\
+        run: echo x
+        timeout: 366d
+        retry_delay: 366d
+        max_retry_delay: 366d
+        retries: 1000
+        priority: -1000000
+        resources: {cpus: 100000, memory: 1PiB, gpus: 1000, gpu_memory: 1PiB}
+        uses: {api: 1000000}
+        after: [1000000000000]
+        not_before: 9998-12-31T23:59:59-12:00
+        deadline: 1970-01-01T00:00:00+14:00
+        """
+    )
+    assert spec.timeout == spec.retry_delay == spec.max_retry_delay == 366 * 86400
+    assert spec.resources == Resources(cpus=100000.0, memory=1024**5, gpus=1000, gpu_memory=1024**5)
+
+
+def test_negative_zero_is_zero() -> None:
+    spec = parse("run: x\nretry_delay: -0.0\nmax_retry_delay: -0\n")
+    assert spec.retry_delay == 0.0 and str(spec.retry_delay) == "0.0"
+    assert spec.max_retry_delay == 0.0
+    assert only("run: x\ntimeout: -0.0\n").message.startswith("must be more than zero")
+
+
+def test_max_retry_delay_caps_the_doubling_and_cannot_be_below_retry_delay() -> None:
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(max_retry_delay=3600.0)
+    assert parse("run: x\n").max_retry_delay is None
+    assert parse("run: x\n").retry_cap(config) == 3600.0
+    assert parse("run: x\nmax_retry_delay: 10m\n").retry_cap(config) == 600.0
+    # Config's cap never shortens a retry_delay the file asked for; the task's own may not be
+    # below it at all.
+    assert parse("run: x\nretry_delay: 2h\n").retry_cap(config) == 7200.0
+    problem = only("run: x\nretry_delay: 2h\nmax_retry_delay: 1h\n")
+    assert problem.key == "max_retry_delay"
+    assert "1h is less than retry_delay 2h" in problem.message
+    assert "max_retry_delay" in only("run: x\nmax_backoff: 1h\n").message
+    assert "max_retry_delay" in only("run: x\nmax_retry_dealy: 1h\n").message
+
+
+def test_a_control_character_is_reported_with_line_and_column() -> None:
+    problem = only(b"run: echo hi\nname: be\x07ll\n")
+    assert (problem.line, problem.column) == (2, 9)
+    assert "position" not in str(problem)
+    assert "control characters are not allowed, found U+0007" in problem.message
+    assert '"\\x07" inside double quotes' in problem.message
+    # After a byte order mark, and on the first line, too.
+    problem = only("\ufeffrun: a\x01b\n".encode())
+    assert (problem.line, problem.column) == (1, 7)
+
+
+def test_a_lone_surrogate_escape_is_not_text() -> None:
+    import yaml as _yaml
+
+    from bantzd.queue import taskfile
+
+    # libyaml refuses "\ud800" itself; the pure-Python loader (no libyaml) builds it.
+    try:
+        loader, taskfile._C_LOADER = taskfile._C_LOADER, None
+        problem = only('run: x\nenv: {A: "a\\ud800"}\n')
+    finally:
+        taskfile._C_LOADER = loader
+    assert "surrogate" in problem.message and problem.line == 2
+    assert _yaml.__name__ == "yaml"
+
+
+# Numbers the way people, YAML 1.1 and attackers write them.
+_number_texts = st.one_of(
+    st.integers().map(str),
+    st.integers(min_value=10**15, max_value=10**500).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(
+        [
+            ".inf",
+            "-.inf",
+            ".nan",
+            ".NaN",
+            "1e400",
+            "1.0e400",
+            "-1.0e400",
+            "-0",
+            "-0.0",
+            "+0",
+            "0x7fffffffffffffffffff",
+            "0o777",
+            "0b101",
+            "1_000",
+            "1:30",
+            "190:00:00",
+            "00",
+            "007",
+            "1e-400",
+            "4.9e-324",
+            "'12'",
+            '"-0"',
+            "~",
+            "[1, 2]",
+            "{a: 1}",
+        ]
+    ),
+)
+_with_unit = st.tuples(
+    _number_texts, st.sampled_from(["", "s", "m", "h", "d", "w", "ms", "GiB", "PiB", "KB"])
+).map(lambda t: f"{t[0]}{t[1]}" if t[0][:1].isdigit() else t[0])
+_when_texts = st.one_of(
+    st.builds(
+        lambda y, off: f"{y:04d}-06-01T00:00:00{off}",
+        st.integers(1, 9999),
+        st.sampled_from(["", "Z", "+14:00", "-12:00", "+23:59"]),
+    ),
+    st.builds(lambda y: f"{y:04d}-12-31", st.integers(1, 9999)),
+)
+NUMERIC_KEYS = [
+    "timeout: {}", "retry_delay: {}", "max_retry_delay: {}", "retries: {}", "priority: {}",
+    "resources: {{cpus: {}}}", "resources: {{memory: {}}}", "resources: {{gpus: {}}}",
+    "resources: {{gpu_memory: {}}}", "uses: {{api: {}}}", "after: [{}]", "after: {}",
+]  # fmt: skip
+LLM_NUMERIC_KEYS = ["max_tokens: {}", "temperature: {}"]
+
+
+def _check_bounded(spec: TaskSpec) -> None:
+    """What the supervisor does with a spec's numbers must not fail."""
+    from bantzd.supervisor.scheduler import backoff
+    from bantzd.supervisor.timing import resolve_when
+
+    json.dumps(spec.to_dict(), allow_nan=False)
+    for value in (spec.timeout, spec.retry_delay, spec.max_retry_delay):
+        assert value is None or 0 <= value <= 366 * 86400
+    wait = backoff(spec.retry_delay, 10**6, spec.max_retry_delay or 3600.0)
+    datetime.fromtimestamp(1.8e9 + wait, UTC)
+    now = datetime(2026, 11, 22, 23, 0, tzinfo=UTC)
+    for when in (spec.not_before, spec.deadline):
+        if when is not None:
+            resolve_when(when, now).timestamp()
+    float(spec.resources.cpus or 0)
+    float(spec.resources.memory or 0) + float(spec.resources.gpu_memory or 0)
+    assert abs(spec.priority) <= 1_000_000 and 0 <= spec.retries <= 1000
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(NUMERIC_KEYS), _with_unit)
+def test_any_number_for_any_numeric_key_is_a_spec_or_a_task_file_error(
+    key: str, value: str
+) -> None:
+    text = "run: echo x\n" + key.format(value) + "\n"
+    try:
+        spec = parse_task(text, default_name="fuzz")
+    except TaskFileError as e:
+        assert e.problems and str(e)
+    else:
+        _check_bounded(spec)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(LLM_NUMERIC_KEYS), _with_unit)
+def test_any_number_for_an_llm_key_is_a_spec_or_a_task_file_error(key: str, value: str) -> None:
+    text = "llm:\n  prompt: hi\n  " + key.format(value) + "\n"
+    try:
+        spec = parse_task(text, default_name="fuzz")
+    except TaskFileError as e:
+        assert e.problems and str(e)
+    else:
+        json.dumps(spec.to_dict(), allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["not_before", "deadline"]), _when_texts, st.booleans())
+def test_any_date_is_a_spec_or_a_task_file_error(key: str, value: str, quoted: bool) -> None:
+    shown = f'"{value}"' if quoted else value
+    try:
+        spec = parse_task(f"run: echo x\n{key}: {shown}\n", default_name="fuzz")
+    except TaskFileError as e:
+        assert e.problems and str(e)
+    else:
+        _check_bounded(spec)

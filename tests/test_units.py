@@ -296,3 +296,31 @@ def test_parse_when(text: str, expected: datetime | time) -> None:
 def test_parse_when_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="HH:MM or an ISO date-time"):
         parse_when(text)
+
+
+# --- no duration overflows (issue 11: a 400-digit timeout stopped intake for good) -----------
+
+
+@pytest.mark.parametrize(
+    "value", [10**400, "9" * 400, "9" * 400 + "d", "9" * 305 + "w", float("inf"), 1e301]
+)
+def test_parse_duration_of_a_huge_value_is_a_value_error_not_overflow(value: object) -> None:
+    from bantzd.units import TooLong
+
+    with pytest.raises(TooLong, match="too long to be a duration"):
+        parse_duration(value)  # type: ignore[arg-type]
+
+
+@given(st.one_of(st.integers(min_value=0), st.floats(min_value=0), st.text(max_size=60)))
+def test_parse_duration_is_finite_or_a_value_error(value: int | float | str) -> None:
+    import math
+
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        return
+    assert math.isfinite(seconds) and seconds >= 0
+
+
+def test_negative_zero_duration_is_zero() -> None:
+    assert str(parse_duration(-0.0)) == "0.0"

@@ -16,7 +16,12 @@ Choices worth knowing (the README's task file section should say them too):
   remove the key for that;
 * `gpu_memory` without `gpus` means one GPU; an explicit `gpus: 0` with `gpu_memory` is an error;
 * a relative `cwd` is taken from the user's home, like every other default in a task file;
-* `after:` items that are integers or digit strings are task ids, anything else a name.
+* `after:` items that are integers or digit strings are task ids, anything else a name;
+* every number, duration, size and date is bounded (LIMITS below, units.MAX_DURATION and
+  units.MAX_SIZE): one absurd value in one file must be rejected with its key, never reach
+  the supervisor's float or datetime arithmetic, where it used to stop a whole home;
+* `max_retry_delay` caps the doubling of `retry_delay`; without it config.toml's cap applies,
+  but never below the task's own `retry_delay`.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -36,13 +41,16 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from bantzd import units
 from bantzd.errors import BantzError
 
+if TYPE_CHECKING:
+    from bantzd.config import Config
+
 MAX_TASK_FILE_BYTES = 1024 * 1024
 PRIORITY_WORDS = {"high": 10, "normal": 0, "low": -10}
 WORKER_KEYS = ("run", "steps", "python", "llm")
 TASK_KEYS = (
     "name", "run", "steps", "python", "args", "llm", "cwd", "env", "priority", "after",
-    "retries", "retry_delay", "timeout", "resources", "window", "not_before", "deadline",
-    "approval", "category", "uses",
+    "retries", "retry_delay", "max_retry_delay", "timeout", "resources", "window", "not_before",
+    "deadline", "approval", "category", "uses",
 )  # fmt: skip
 RESOURCE_KEYS = ("cpus", "memory", "gpus", "gpu_memory")
 STEP_KEYS = ("name", "run")
@@ -59,6 +67,8 @@ _TOP_ALIASES = {
     "environment": "env", "max_retries": "retries", "attempts": "retries",
     "cpus": "resources.cpus", "memory": "resources.memory", "gpus": "resources.gpus",
     "gpu_memory": "resources.gpu_memory", "gpu": "resources.gpus",
+    "max_backoff": "max_retry_delay", "backoff_max": "max_retry_delay",
+    "max_delay": "max_retry_delay", "retry_max_delay": "max_retry_delay",
     "start_after": "not_before", "start_at": "not_before", "at": "not_before",
     "function": "python", "prompt": "llm.prompt",
 }  # fmt: skip
@@ -78,6 +88,20 @@ _MAX_NODES = 200_000  # an alias bomb expands past this long before it hurts
 # (iterative, no recursion), and only a file within _MAX_DEPTH is composed.
 _C_LOADER = getattr(yaml, "CSafeLoader", None)
 _MAX_DEPTH = 100
+
+# The largest value each whole-number key takes, with what it counts for the message.
+# Generous for any real use; beyond them a value is a typo or an attack.
+LIMITS = {
+    "retries": 1000,
+    "priority": 1_000_000,  # and at least -1_000_000
+    "gpus": 1000,
+    "uses": 1_000_000,
+    "max_tokens": 100_000_000,
+    "after": 10**12,  # task ids
+}
+MAX_CPUS = 100_000
+# not_before / deadline: years Python's datetime handles after any time zone shift.
+MIN_YEAR, MAX_YEAR = 1970, 9998
 
 DURATION_HINT = "a duration like 30s, 90m, 4h or 1h30m"
 SIZE_HINT = "a size like 512MiB, 16GiB or 2GB"
@@ -125,6 +149,7 @@ class TaskSpec:
     after: tuple[str | int, ...] = ()
     retries: int = 0
     retry_delay: float = 60.0
+    max_retry_delay: float | None = None
     timeout: float | None = None
     resources: Resources = field(default_factory=Resources)
     window: tuple[tuple[time, time], ...] = ()
@@ -134,6 +159,14 @@ class TaskSpec:
     approval: bool = False
     category: str | None = None
     uses: Mapping[str, int] = field(default_factory=_frozen)
+
+    def retry_cap(self, config: Config) -> float:
+        """The longest wait between attempts: the task's `max_retry_delay`, else config.toml's
+        `max_retry_delay` but never below the task's own `retry_delay` (the first wait is
+        always what the file asked for; only the doubling is capped)."""
+        if self.max_retry_delay is not None:
+            return self.max_retry_delay
+        return max(config.max_retry_delay, self.retry_delay)
 
     def expanded_cwd(self) -> str:
         """The working directory as an absolute path; a relative one is taken from home."""
@@ -159,6 +192,7 @@ class TaskSpec:
             "after": list(self.after),
             "retries": self.retries,
             "retry_delay": self.retry_delay,
+            "max_retry_delay": self.max_retry_delay,
             "timeout": self.timeout,
             "resources": {
                 "cpus": res.cpus,
@@ -276,6 +310,8 @@ def _compose(text: str) -> Node:
         if mark and _indented_with_tab(text, mark.line):
             message += "; YAML indents with spaces, not tabs"
         raise TaskFileError([Problem(message, line=line, column=column)]) from None
+    except yaml.reader.ReaderError as e:
+        raise TaskFileError([_reader_problem(text, e)]) from None
     except yaml.YAMLError as e:
         raise TaskFileError([Problem(f"YAML syntax error: {e}")]) from None
     except RecursionError:
@@ -283,6 +319,22 @@ def _compose(text: str) -> Node:
     if root is None or (isinstance(root, ScalarNode) and root.tag == _T + "null"):
         raise TaskFileError([Problem("empty task file")])
     return root
+
+
+def _reader_problem(text: str, e: yaml.reader.ReaderError) -> Problem:
+    """A character YAML refuses (a control character): with its line and column, as every
+    other YAML error, not the "position N" PyYAML gives."""
+    pos = e.position if isinstance(e.position, int) and 0 <= e.position <= len(text) else None
+    char = e.character if isinstance(e.character, int) else None
+    message = f"YAML syntax error: {e.reason}"
+    if char is not None:
+        message += f", found U+{char:04X}"
+    if char is not None and char < 0x20:
+        message += f'; write it as "\\x{char:02x}" inside double quotes'
+    if pos is None:
+        return Problem(message)
+    line = text.count("\n", 0, pos) + 1
+    return Problem(message, line=line, column=pos - (text.rfind("\n", 0, pos) + 1) + 1)
 
 
 def _indented_with_tab(text: str, line: int) -> bool:
@@ -349,6 +401,16 @@ def _show(node: Node) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _huge(node: Node) -> bool:
+    """A scalar with more digits than any bounded key takes: refused before int() or float()
+    see it (int() refuses more than 4300 digits, with a message about sys internals)."""
+    return isinstance(node, ScalarNode) and sum(c.isdigit() for c in node.value[:200]) > 100
+
+
+def _has_surrogate(text: str) -> bool:
+    return any("\ud800" <= c <= "\udfff" for c in text)
+
+
 def _check_name(name: str) -> str | None:
     if not name.strip():
         return "must not be empty"
@@ -410,6 +472,10 @@ class _Checker:
                     "that build objects are never run",
                     node=node,
                 )
+            if isinstance(node, ScalarNode) and _has_surrogate(node.value):
+                # "\ud800" in double quotes (the pure-Python loader allows it) is no text:
+                # it cannot be written to state.json or the journal.
+                self.problem("contains a lone UTF-16 surrogate escape; not text", node=node)
             total = 1
             if isinstance(node, SequenceNode):
                 total += sum(walk(child) for child in node.value)
@@ -435,7 +501,8 @@ class _Checker:
         try:
             return self._constructor.construct_object(node, deep=True)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as e:
-            raise _Bad(f"{_show(node)} is not a valid value: {e}", node) from None
+            why = "a number of more than 4300 digits" if "int_max_str_digits" in str(e) else e
+            raise _Bad(f"{_show(node)} is not a valid value: {why}", node) from None
 
     def text(self, node: Node, what: str = "text", *, empty_ok: bool = False) -> str:
         """The scalar as written. Numbers, booleans and dates are text too, in their own words."""
@@ -447,13 +514,20 @@ class _Checker:
             raise _Bad("contains a NUL character", node)
         return node.value
 
-    def integer(self, node: Node, what: str, minimum: int) -> int:
+    def integer(self, node: Node, what: str, minimum: int, maximum: int) -> int:
+        if _huge(node):
+            raise _Bad(f"too large: at most {maximum}, got {_show(node)}", node)
         value = self.construct(node) if isinstance(node, ScalarNode) else None
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise _Bad(f"expected {what}, got {_show(node)}", node)
+        if value > maximum:
+            raise _Bad(f"too large: at most {maximum}, got {_show(node)}", node)
         return value
 
-    def number(self, node: Node, what: str) -> float:
+    def number(self, node: Node, what: str, low: float, high: float) -> float:
+        """A number from `low` to `high` (so never inf or NaN); -0.0 comes back as 0.0."""
+        if _huge(node):
+            raise _Bad(f"expected {what}, got {_show(node)}", node)
         value = self.construct(node) if isinstance(node, ScalarNode) else None
         if isinstance(value, str):
             try:
@@ -462,14 +536,16 @@ class _Checker:
                 value = None
         if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
             raise _Bad(f"expected {what}, got {_show(node)}", node)
-        return float(value)
+        if not low <= value <= high:  # compared before float(): 10**400 overflows it
+            raise _Bad(f"expected {what}, got {_show(node)}", node)
+        return float(value) + 0.0
 
     def _unit_input(self, node: Node) -> str | int | float:
         # Sexagesimal ints (1:30) and octal-looking ints are YAML 1.1 surprises: use the text.
         if isinstance(node, ScalarNode) and node.tag in (_T + "int", _T + "float"):
             if ":" not in node.value and not node.value.lstrip("+-").startswith("0"):
                 return self.construct(node)
-            if node.value in ("0", "0.0", "+0", "-0"):
+            if node.value.strip("+-0.") == "":  # 0, -0, 0.0, -0.0, 00: zero as written
                 return 0
         return self.text(node, "a value")
 
@@ -478,10 +554,14 @@ class _Checker:
             raise _Bad(f"expected {DURATION_HINT}, got {_show(node)}", node)
         try:
             seconds = units.parse_duration(self._unit_input(node))
+        except units.TooLong:
+            seconds = float("inf")
         except ValueError:
             raise _Bad(f"expected {DURATION_HINT}, got {_show(node)}", node) from None
         if positive and seconds <= 0:
             raise _Bad(f"must be more than zero, got {_show(node)}", node)
+        if seconds > units.MAX_DURATION:
+            raise _Bad(f"too long: at most {units.MAX_DURATION_TEXT}, got {_show(node)}", node)
         return seconds
 
     def size(self, node: Node) -> int:
@@ -493,17 +573,23 @@ class _Checker:
             raise _Bad(f"expected {SIZE_HINT}, got {_show(node)}", node) from None
         if n <= 0:
             raise _Bad(f"must be more than zero, got {_show(node)}", node)
+        if n > units.MAX_SIZE:
+            raise _Bad(f"too large: at most {units.MAX_SIZE_TEXT}, got {_show(node)}", node)
         return n
 
     def when(self, node: Node) -> datetime | time:
         hint = "a time like 01:00 or 2026-11-22T01:00"
         if isinstance(node, ScalarNode) and node.tag == _T + "timestamp":
             value = self.construct(node)
-            return value if isinstance(value, datetime) else datetime.combine(value, time())
-        try:
-            return units.parse_when(self.text(node, hint))
-        except ValueError:
-            raise _Bad(f"expected {hint}, got {_show(node)}", node) from None
+            when = value if isinstance(value, datetime) else datetime.combine(value, time())
+        else:
+            try:
+                when = units.parse_when(self.text(node, hint))
+            except ValueError:
+                raise _Bad(f"expected {hint}, got {_show(node)}", node) from None
+        if isinstance(when, datetime) and not MIN_YEAR <= when.year <= MAX_YEAR:
+            raise _Bad(f"the year must be from {MIN_YEAR} to {MAX_YEAR}, got {_show(node)}", node)
+        return when
 
     # collections -------------------------------------------------------------------------
 
@@ -599,6 +685,14 @@ class _Checker:
                 f"{names} each say what to do; give only one of run, steps, python, llm",
                 node=entries[workers[1]][0],
             )
+        cap, first = values.get("max_retry_delay"), values.get("retry_delay", 60.0)
+        if cap is not None and first is not None and cap < first:
+            self.problem(
+                f"{units.format_duration(cap)} is less than retry_delay "
+                f"{units.format_duration(first)}; the longest wait cannot be below the first",
+                "max_retry_delay",
+                entries["max_retry_delay"][1],
+            )
         if "args" in entries and "python" not in entries:
             self.problem("only python tasks take args", "args", entries["args"][0])
 
@@ -691,7 +785,9 @@ class _Checker:
             "inputs": lambda n, p: self.text_list(n, p, "a file path or glob"),
             "model": lambda n, p: self.text(n, "a model name"),
             "system": lambda n, p: self.text(n, "the system prompt", empty_ok=True),
-            "max_tokens": lambda n, p: self.integer(n, "a whole number > 0", 1),
+            "max_tokens": lambda n, p: self.integer(
+                n, "a whole number > 0", 1, LIMITS["max_tokens"]
+            ),
             "temperature": self._temperature,
             "confirm": lambda n, p: self.text(n, "the question to confirm"),
             "choices": lambda n, p: self.text_list(n, p, "a choice"),
@@ -709,10 +805,7 @@ class _Checker:
         return MappingProxyType(out)
 
     def _temperature(self, node: Node, path: str) -> float:
-        value = self.number(node, "a number from 0 to 2")
-        if not 0 <= value <= 2:
-            raise _Bad(f"expected a number from 0 to 2, got {_show(node)}", node)
-        return value
+        return self.number(node, "a number from 0 to 2", 0, 2)
 
     def _cwd(self, node: Node, path: str) -> str:
         if isinstance(node, ScalarNode) and node.tag == _T + "null" and node.value == "~":
@@ -736,16 +829,21 @@ class _Checker:
         return MappingProxyType(env)
 
     def _priority(self, node: Node, path: str) -> int:
+        bound = LIMITS["priority"]
+        if _huge(node):
+            raise _Bad(f"must be from -{bound} to {bound}, got {_show(node)}", node)
         value = self.construct(node) if isinstance(node, ScalarNode) else None
         if isinstance(value, str):
             word = value.strip().lower()
             if word in PRIORITY_WORDS:
                 return PRIORITY_WORDS[word]
             try:
-                return int(word)
-            except ValueError:
-                pass
-        elif isinstance(value, int) and not isinstance(value, bool):
+                value = int(word)
+            except ValueError:  # also a text of more than 4300 digits
+                value = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not -bound <= value <= bound:
+                raise _Bad(f"must be from -{bound} to {bound}, got {_show(node)}", node)
             return value
         raise _Bad(f"expected high, normal, low or a whole number, got {_show(node)}", node)
 
@@ -756,9 +854,13 @@ class _Checker:
             what = "a task name or id"
             if isinstance(item, ScalarNode) and item.tag in (_T + "int", _T + "str"):
                 text = item.value.strip()
+                if text.isdigit() and len(text.lstrip("0")) > 13:  # before int(): 4300+ digits
+                    raise _Bad(f"task ids go up to {LIMITS['after']}, got {_show(item)}", item)
                 ref: str | int = int(text) if text.isdigit() else text
                 if isinstance(ref, int) and ref < 1:
                     raise _Bad(f"task ids start at 1, got {_show(item)}", item)
+                if isinstance(ref, int) and ref > LIMITS["after"]:
+                    raise _Bad(f"task ids go up to {LIMITS['after']}, got {_show(item)}", item)
                 if ref == "" or (item.tag == _T + "int" and not isinstance(ref, int)):
                     raise _Bad(f"expected {what}, got {_show(item)}", item)
             else:
@@ -768,9 +870,12 @@ class _Checker:
         return tuple(refs)
 
     def _retries(self, node: Node, path: str) -> int:
-        return self.integer(node, "a whole number >= 0", 0)
+        return self.integer(node, "a whole number >= 0", 0, LIMITS["retries"])
 
     def _retry_delay(self, node: Node, path: str) -> float:
+        return self.duration(node)
+
+    def _max_retry_delay(self, node: Node, path: str) -> float:
         return self.duration(node)
 
     def _timeout(self, node: Node, path: str) -> float:
@@ -781,7 +886,7 @@ class _Checker:
         checks: dict[str, Callable[[Node, str], Any]] = {
             "cpus": self._cpus,
             "memory": lambda n, p: self.size(n),
-            "gpus": lambda n, p: self.integer(n, "a whole number >= 0", 0),
+            "gpus": lambda n, p: self.integer(n, "a whole number >= 0", 0, LIMITS["gpus"]),
             "gpu_memory": lambda n, p: self.size(n),
         }
         got = {k: self.each(_join(path, k), v, checks[k]) for k, (_, v) in entries.items()}
@@ -802,9 +907,10 @@ class _Checker:
         )
 
     def _cpus(self, node: Node, path: str) -> float:
-        value = self.number(node, "a number of CPUs > 0")
-        if not 0 < value < float("inf"):
-            raise _Bad(f"expected a number of CPUs > 0, got {_show(node)}", node)
+        what = f"a number of CPUs > 0, at most {MAX_CPUS}"
+        value = self.number(node, what, 0, MAX_CPUS)
+        if value <= 0:
+            raise _Bad(f"expected {what}, got {_show(node)}", node)
         return value
 
     def _window(self, node: Node, path: str) -> tuple[tuple[str, tuple[time, time]], ...]:
@@ -838,7 +944,9 @@ class _Checker:
         uses = {}
         for key, (_, value_node) in entries.items():
             n = self.each(
-                _join(path, key), value_node, lambda n, p: self.integer(n, "a whole number > 0", 1)
+                _join(path, key),
+                value_node,
+                lambda n, p: self.integer(n, "a whole number > 0", 1, LIMITS["uses"]),
             )
             if n is not None:
                 uses[key] = n

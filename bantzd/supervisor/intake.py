@@ -7,16 +7,24 @@ queue or a network filesystem must never strand a file).
 A file still being written is not taken half-done: names starting with `.` or ending in
 `.tmp`, `.part`, `~` are ignored until renamed, and a file that was neither closed nor
 renamed under our eyes is only taken by a scan once it has been quiet for `SETTLE` seconds.
+
+A file name that is not UTF-8 (`\xff\xfe.yaml`) cannot be written to state.json or the
+journal, and once made the whole supervisor exit at every start. Such a file is renamed in
+the spool to a safe name first (each bad byte as `%XX`: `%FF%FE.yaml`) and then taken like any
+other file on the next look; its content decides, as always, whether it is accepted.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import logging
 import os
 import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bantzd.errors import BantzError
 from bantzd.paths import Home
@@ -63,7 +71,11 @@ class Rejected:
 
 
 def examine(path: Path, now: float, *, settled_required: bool) -> Accepted | Rejected | None:
-    """Read and validate one spool file. None: not ready yet, or gone (nothing to do)."""
+    """Read and validate one spool file. None: not ready yet, gone, or renamed to a safe
+    name (then the new name is examined on the next look)."""
+    if not _is_text(path.name):
+        rename_to_safe_name(path)
+        return None
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -97,6 +109,116 @@ def examine(path: Path, now: float, *, settled_required: bool) -> Accepted | Rej
     except TaskFileError as e:
         return Rejected(path, str(e))
     return Accepted(path, spec)
+
+
+def _is_text(name: str) -> bool:
+    try:
+        name.encode("utf-8")  # os.scandir hands undecodable bytes over as lone surrogates
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def safe_name(name: str) -> str:
+    """`name` with every byte that is not UTF-8 written as `%XX`; the rest is kept."""
+    raw = os.fsencode(name)
+    parts = []
+    while raw:
+        try:
+            parts.append(raw.decode("utf-8"))
+            break
+        except UnicodeDecodeError as e:
+            parts.append(raw[: e.start].decode("utf-8"))
+            parts.append("".join(f"%{b:02X}" for b in raw[e.start : e.end]))
+            raw = raw[e.end :]
+    return "".join(parts)
+
+
+def rename_to_safe_name(path: Path) -> Path | None:
+    """Give a spool file whose name is not UTF-8 a safe one beside it; never replaces a file.
+
+    The new name is claimed exclusively (move_exclusive; taken: try `STEM-2.yaml` and on).
+    Returns the new path, or None when the file is gone or cannot be renamed (logged; the
+    spool then keeps it, and no other file waits for it).
+    """
+    shown = ascii(os.fsencode(path.name))
+    stem, dot, ext = safe_name(path.name).rpartition(".")
+    n = 1
+    while True:
+        target = path.with_name(f"{stem}{'' if n == 1 else f'-{n}'}{dot}{ext}")
+        try:
+            move_exclusive(path, target)
+            break
+        except FileExistsError:
+            n += 1
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            why = e.strerror or e
+            log.warning("spool file %s: its name is not UTF-8, and renaming failed: %s", shown, why)
+            return None
+    fsync_dir(path.parent)
+    log.warning("spool file %s: its name is not UTF-8; renamed to %s", shown, target.name)
+    return target
+
+
+def move_exclusive(src: Path, target: Path) -> None:
+    """Move `src` to `target`, which must not exist (FileExistsError if it does).
+
+    Unlike a plain rename this never replaces a file another process placed there a moment
+    before. `renameat2(RENAME_NOREPLACE)` does it in one step and is seen by the watcher as a
+    move (taken at once); where the kernel, libc or filesystem lacks it, a hard link claims
+    the name (then the old one is removed); on a filesystem without hard links the last resort
+    is a check and a rename, exclusive only against the files already there.
+    """
+    if _rename_noreplace(src, target):
+        return
+    try:
+        os.link(src, target, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target)) from None
+        os.rename(src, target)
+        return
+    os.unlink(src)
+
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+
+
+@functools.cache
+def _renameat2() -> Any:
+    try:
+        import ctypes
+
+        func = ctypes.CDLL(None, use_errno=True).renameat2
+    except (ImportError, OSError, AttributeError):  # no ctypes, or a libc without it
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    return func
+
+
+def _rename_noreplace(src: Path, target: Path) -> bool:
+    """True when renamed; False when renameat2 is not available here (use the fallback)."""
+    func = _renameat2()
+    if func is None:
+        return False
+    import ctypes
+
+    if func(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):  # kernel or filesystem lacks it
+        return False
+    if err == errno.EEXIST:
+        raise FileExistsError(err, os.strerror(err), str(target))
+    raise OSError(err, os.strerror(err), str(src), None, str(target))
 
 
 def reject(home: Home, item: Rejected) -> Path | None:

@@ -220,6 +220,19 @@ def _timing(cand: Candidate, now: float, tz: tzinfo | None) -> TimingCheck:
     )
 
 
-def backoff(retry_delay: float, failures: int) -> float:
-    """Seconds before the next attempt after `failures` failed ones: doubled each time."""
-    return retry_delay * (2 ** max(0, failures - 1))
+DEFAULT_MAX_RETRY_DELAY = 3600.0  # config.toml's `max_retry_delay` default, "1h"
+
+
+def backoff(retry_delay: float, failures: int, cap: float = DEFAULT_MAX_RETRY_DELAY) -> float:
+    """Seconds before the next attempt after `failures` failed ones: `retry_delay`, doubled
+    after each further failure, and never more than `cap`.
+
+    Uncapped, `retries: 10` with `retry_delay: 1h` waited 21 days before the last attempt. The
+    doubling is done in floats with the exponent clamped, so no failure count can overflow
+    (2**1_000_000 would be an int with 300000 digits, and float() of it raises).
+    """
+    cap = max(0.0, float(cap))
+    if not retry_delay > 0:  # also NaN
+        return 0.0
+    doublings = min(max(0, failures - 1), 1023)  # 2.0**1024 raises OverflowError
+    return min(cap, retry_delay * 2.0**doublings)

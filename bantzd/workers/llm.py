@@ -248,7 +248,7 @@ class AnswerLog:
 
     def append(self, entry: dict[str, Any]) -> None:
         new = not self.path.exists()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, dumps(entry, compact=True))
             os.fsync(fd)
@@ -611,14 +611,26 @@ def main() -> int:
         ctx.fail(str(e))
 
 
+def _task_name(ctx: Context) -> str:
+    """The name intake gave the task (state.json), or `task-ID` if that cannot be read."""
+    try:
+        state = read_json(ctx.dir / "state.json", default={})
+    except (OSError, ValueError):
+        state = None
+    name = state.get("name") if isinstance(state, dict) else None
+    return name if isinstance(name, str) and name else f"task-{ctx.task_id}"
+
+
 def _run(ctx: Context) -> int:
     from bantzd.config import ConfigError, load_config
     from bantzd.queue.taskfile import TaskFileError, parse_task
 
     # The validated form (choices stay the strings the person wrote, `inputs` a list),
-    # with the same parser intake used: the file was checked there already.
+    # with the same parser intake used: the file was checked there already. Without a
+    # `name:` key the name came from the spool file's stem; task.yaml's stem is the id,
+    # which is no name, so the name intake gave (state.json) stands in for it.
     try:
-        task_spec = parse_task((ctx.dir / "task.yaml").read_bytes(), default_name=str(ctx.task_id))
+        task_spec = parse_task((ctx.dir / "task.yaml").read_bytes(), default_name=_task_name(ctx))
     except TaskFileError as e:
         raise TaskProblem(f"task.yaml: {e}") from None
     spec = task_spec.llm
