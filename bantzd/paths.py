@@ -7,8 +7,61 @@ systemd and a shell in any folder all see the same queue.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+# Everything bantzd writes is private to the user (SPEC "Security"): folders 0700, files
+# 0600. Explicit modes where files are created make this hold whatever the umask; the CLI
+# also sets PRIVATE_UMASK for its own process (`make_private`), which covers what libraries
+# create. Tasks run with the umask the user had (`user_umask`), not ours.
+PRIVATE_UMASK = 0o077
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+# The user's umask before `make_private` changed it; None until then.
+_user_umask: int | None = None
+# How many exposed paths `exposure_warnings` names before it only counts them.
+EXPOSED_NAMED = 5
+
+
+def current_umask() -> int:
+    """The process's umask, without changing it (Linux reads /proc; elsewhere set it back)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def make_private() -> None:
+    """Give bantzd's own process umask 077, remembering the user's for the tasks."""
+    global _user_umask
+    if _user_umask is None:
+        _user_umask = current_umask()
+    os.umask(PRIVATE_UMASK)
+
+
+def user_umask() -> int:
+    """The umask tasks should run with: the user's own, from before `make_private`."""
+    return _user_umask if _user_umask is not None else current_umask()
+
+
+def open_private(path: str | os.PathLike[str], flags: int = os.O_RDWR | os.O_CREAT) -> int:
+    """Open a file of ours (a lock file), created 0600 and made 0600 if it was not: a lock
+    another user can open is a lock another user can hold, and liveness must not hang on it."""
+    fd = os.open(path, flags | os.O_CLOEXEC, FILE_MODE)
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+            os.fchmod(fd, FILE_MODE)
+    except OSError:
+        pass  # a file we cannot chmod is reported by `status` (exposure_warnings)
+    return fd
 
 
 def default_home() -> Path:
@@ -87,13 +140,14 @@ class Home:
         return self.tasks / str(task_id)
 
     def ensure(self) -> None:
-        """Create the folders every command may need; the spool is private to the user."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        for d in (self.tasks, self.reports, self.control):
-            d.mkdir(exist_ok=True)
-        if not self.spool.exists():
-            self.spool.mkdir(mode=0o700)
-        self.rejected.mkdir(exist_ok=True)
+        """Create the folders every command may need, private to the user (0700).
+
+        Folders that already exist keep their mode: changing a home the user set up is
+        theirs to decide; `exposure_warnings` tells them when it is open to others.
+        """
+        self.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        for d in (self.tasks, self.reports, self.control, self.spool, self.rejected):
+            d.mkdir(mode=DIR_MODE, exist_ok=True)
 
 
 @dataclass(frozen=True)
@@ -157,3 +211,55 @@ class TaskPaths:
         """Written by the attempt's wrapper as it ends, so a restarted supervisor learns the
         outcome of an attempt it did not start."""
         return self.dir / "exit.json"
+
+
+def exposure_warnings(home: Home) -> list[str]:
+    """What in `home` other local users can reach, each with the fix; [] when private.
+
+    A home others cannot enter (no group/other bits on its folder) hides everything in it,
+    so only then is the rest looked at: the common case costs one stat.
+    """
+    try:
+        st = os.stat(home.root)
+    except OSError:
+        return []
+    fix = f"chmod -R go-rwx {home.root}"
+    warnings: list[str] = []
+    if st.st_uid != os.geteuid():
+        warnings.append(
+            f"the home {home.root} belongs to uid {st.st_uid}, not to you (uid "
+            f"{os.geteuid()}); its owner and root can read and change your tasks"
+        )
+    if not st.st_mode & 0o077:
+        return warnings
+    warnings.append(
+        f"the home {home.root} is open to other users (mode {stat.filemode(st.st_mode)}): "
+        f"they may read task files (with their env: secrets), outputs and the journal, and "
+        f"block the supervisor by locking bantzd.lock; fix: {fix}"
+    )
+    if not st.st_mode & (stat.S_IXGRP | stat.S_IXOTH):
+        return warnings  # readable listing, but nothing inside can be opened
+    exposed = list(_exposed_paths(home.root))
+    if exposed:
+        named = ", ".join(str(p.relative_to(home.root)) for p in exposed[:EXPOSED_NAMED])
+        more = f" and {len(exposed) - EXPOSED_NAMED} more" if len(exposed) > EXPOSED_NAMED else ""
+        warnings.append(
+            f"{len(exposed)} file(s) or folder(s) in it can be read or opened by others "
+            f"({named}{more}); fix: {fix}"
+        )
+    return warnings
+
+
+def _exposed_paths(root: Path) -> list[Path]:
+    """Files and folders under `root` with any group/other permission bit, sorted."""
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            path = Path(folder) / name
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:
+                continue
+            if not stat.S_ISLNK(mode) and mode & 0o077:
+                found.append(path)
+    return sorted(found)

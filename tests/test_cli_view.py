@@ -387,7 +387,9 @@ def test_status_json_has_exactly_the_documented_shape(home: Path) -> None:
         "waiting_human",
         "load",
         "throttled",
+        "warnings",
     }
+    assert report["warnings"] == []  # a home made by bantzd is private
     assert report["supervisor"] == {"running": False, "pid": None, "since": None}
     assert report["paused"] is True
     assert report["counts"] == {

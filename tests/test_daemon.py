@@ -99,14 +99,17 @@ def test_a_stale_pid_file_after_sigkill_does_not_block_a_start(daemon: Bantz) ->
     assert daemon("stop").returncode == 0
 
 
-def test_files_the_daemon_creates_follow_umask_027(daemon: Bantz, tmp_path: Path) -> None:
+def test_the_daemons_files_are_private_and_tasks_get_the_users_umask(
+    daemon: Bantz, tmp_path: Path
+) -> None:
     home = Home(daemon.home)
     out = tmp_path / "out"
     out.mkdir()
     daemon.drop("touch.yaml", f"run: touch made-by-task\ncwd: {out}\n")
-    # Started from a shell with umask 000: the daemon must not create world-writable files.
+    # Started from a shell with umask 002: bantzd's own files are private all the same, and
+    # what the task writes follows the user's umask, not bantzd's.
     res = subprocess.run(
-        ["sh", "-c", 'umask 000 && exec "$@"', "sh", *daemon.argv("start")],
+        ["sh", "-c", 'umask 002 && exec "$@"', "sh", *daemon.argv("start")],
         capture_output=True,
         text=True,
         env=daemon.env,
@@ -114,10 +117,11 @@ def test_files_the_daemon_creates_follow_umask_027(daemon: Bantz, tmp_path: Path
         timeout=30,
     )
     pid = started_pid(res)
-    assert "Umask:\t0027" in Path(f"/proc/{pid}/status").read_text()
+    assert "Umask:\t0077" in Path(f"/proc/{pid}/status").read_text()
     wait_for(lambda: daemon.status_of(1) == "done", timeout=15, what="the task to finish")
-    for path in (home.pidfile, home.log, home.lockfile, home.journal, out / "made-by-task"):
-        assert path.stat().st_mode & 0o777 == 0o640, path
+    for path in (home.pidfile, home.log, home.lockfile, home.journal):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    assert (out / "made-by-task").stat().st_mode & 0o777 == 0o664
 
 
 def test_stop_waits_then_names_the_tasks_still_running(daemon: Bantz) -> None:

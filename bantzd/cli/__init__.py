@@ -13,7 +13,7 @@ import sys
 import click
 
 from bantzd.errors import BantzError
-from bantzd.paths import Home
+from bantzd.paths import Home, make_private
 
 # Which module defines each command. Modules are imported when their command is used, so a
 # command run many times inside a task (`bantzd progress`, `checkpoint save`) does not pay
@@ -62,6 +62,9 @@ class BantzGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context, home: str | None) -> None:
     """bantzd: run your jobs overnight, durably, and tell you about it in the morning."""
+    # Whatever bantzd creates is the user's alone (task files carry secrets); tasks get the
+    # user's own umask back when they are spawned (paths.user_umask).
+    make_private()
     ctx.obj = Home.resolve(home)
 
 

@@ -37,11 +37,11 @@ from bantzd.cli.render import (
 )
 from bantzd.clock import iso
 from bantzd.errors import BantzError
-from bantzd.paths import Home, TaskPaths
+from bantzd.paths import Home, TaskPaths, exposure_warnings
 from bantzd.queue.lookup import resolve
 from bantzd.queue.store import read_state, scan_states
 from bantzd.queue.task import TaskState
-from bantzd.supervisor.lock import supervisor_info
+from bantzd.supervisor.lock import foreign_holders, foreign_lock_message, supervisor_info
 from bantzd.supervisor.probes import (
     LOAD_HISTORY_FILE,
     LoadHistory,
@@ -321,7 +321,23 @@ def collect_status(home: Home, reading: Reading) -> dict[str, Any]:
         "waiting_human": [task_object(s) for s in states if s.status == "waiting_human"],
         "load": reading.to_json(),
         "throttled": _throttled(home, reading, running=info is not None),
+        "warnings": home_warnings(home),
     }
+
+
+def home_warnings(home: Home) -> list[str]:
+    """What is wrong with the home itself, each with its fix: open to other users, its lock
+    held by another user's process, a damaged supervisor.json."""
+    warnings = exposure_warnings(home)
+    foreign = foreign_holders(home.lockfile)
+    if foreign:
+        warnings.append(foreign_lock_message(home.lockfile, foreign))
+    from bantzd.supervisor.control import read_pause_flag
+
+    problem = read_pause_flag(home)[1]
+    if problem:
+        warnings.append(problem)
+    return warnings
 
 
 # How old the supervisor's last load sample may be and still speak for it (a few intervals).
@@ -344,12 +360,11 @@ def _throttled(home: Home, reading: Reading, *, running: bool) -> str | None:
 
 
 def read_paused(home: Home) -> bool:
-    """The global pause flag (`bantzd pause`); a missing or unreadable file means no."""
-    try:
-        data = json.loads(home.supervisor_state.read_text())
-    except (OSError, ValueError):
-        return False
-    return bool(data.get("paused")) if isinstance(data, dict) else False
+    """The global pause flag (`bantzd pause`); a damaged file falls back to the journal
+    (and is named in the status warnings)."""
+    from bantzd.supervisor.control import read_pause_flag
+
+    return read_pause_flag(home)[0]
 
 
 def _throttle_limits(home: Home) -> tuple[float | None, int | None]:
@@ -415,6 +430,8 @@ def status_lines(report: dict[str, Any], now: float) -> list[str]:
     lines.append("throttled:  " + (click.style(throttled, fg="yellow") if throttled else "no"))
     counts = report["counts"]
     lines.append("tasks:      " + ", ".join(f"{n} {status}" for status, n in counts.items()))
+    for warning in report.get("warnings") or []:
+        lines.append("warning:    " + click.style(warning, fg="red"))
 
     lines += ["", click.style("running:", bold=True)]
     if not report["running"]:

@@ -7,22 +7,35 @@ returns the new file survives a power cut.
 `DurableBatch` does the same for many files at once: the expensive part of a durable write
 is the fsyncs, and ext4/xfs commit concurrent fsyncs together, so a supervisor tick that
 changes 50 tasks issues its fsyncs in parallel instead of paying for them one by one.
+
+Files are created 0600 (private to the user, whatever the umask). A power cut between the
+temp write and the rename leaves a `.NAME.PID.tmp` behind; `leftover_temps` finds those
+whose writer is gone, for the supervisor to remove at start.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bantzd.errors import IoPathError
+from bantzd.paths import FILE_MODE
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
 _POOL: ThreadPoolExecutor | None = None
+
+# `.NAME.PID.tmp`: the temp names `temp_path` gives (and `bantzd submit` uses in the spool).
+TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]{1,10})\.tmp$")
+# A temp file this old is a leftover even if its pid is alive again (reused after a reboot):
+# a real write takes milliseconds.
+STALE_TEMP_AGE = 60.0
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -55,9 +68,28 @@ def dumps(obj: Any, *, compact: bool = False, sort_keys: bool = False) -> bytes:
     return (text + "\n").encode()
 
 
+def temp_path(path: Path) -> Path:
+    """The temp file a write of `path` goes through: same folder, hidden, this pid's."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def open_private(path: Path) -> int:
+    """Create `path` for writing, mode 0600 whatever the umask.
+
+    O_EXCL, because O_TRUNC on a file left by an earlier process would keep *its* mode
+    (perhaps 0644); such a leftover is removed and the file created afresh.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, FILE_MODE)
+    except FileExistsError:
+        _unlink_quiet(path)
+        return os.open(path, flags, FILE_MODE)
+
+
 def _write_tmp(path: Path, data: bytes, fsync: bool) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    tmp = temp_path(path)
+    fd = open_private(tmp)
     try:
         view = memoryview(data)
         while view:
@@ -107,6 +139,67 @@ def read_json(path: str | os.PathLike[str], default: Any = None) -> Any:
             return json.loads(f.read())
     except FileNotFoundError:
         return default
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (of any user)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OverflowError:
+        return False
+    return True
+
+
+def leftover_temps(folder: Path, now: float | None = None) -> list[Path]:
+    """bantzd's own temp files in `folder` whose writer is gone: its pid is not alive, or
+    the file is older than STALE_TEMP_AGE. Other files (a user's own `.x.tmp`) are never
+    listed: only names of the `.NAME.PID.tmp` pattern count."""
+    now = time.time() if now is None else now
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = []
+    for entry in entries:
+        m = TEMP_NAME.match(entry.name)
+        if m is None:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not (entry.is_file(follow_symlinks=False) or entry.is_symlink()):
+            continue
+        if not pid_alive(int(m["pid"])) or now - st.st_mtime > STALE_TEMP_AGE:
+            found.append(Path(entry.path))
+    return sorted(found)
+
+
+def remove_leftover_temps(folders: Iterable[Path], now: float | None = None) -> list[Path]:
+    """Delete `leftover_temps` of each folder (and fsync the folders); returns what went."""
+    removed = []
+    touched = []
+    for folder in folders:
+        gone = []
+        for path in leftover_temps(folder, now):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise IoPathError(path, "removing the leftover temp file", e) from e
+            gone.append(path)
+        if gone:
+            removed += gone
+            touched.append(folder)
+    fsync_dirs(touched)
+    return removed
 
 
 def _concurrently(fn: Any, items: list[Any]) -> None:
@@ -185,8 +278,8 @@ class DurableBatch:
         fds: list[int] = []
         try:
             for path, data in pending.items():
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+                tmp = temp_path(path)
+                fd = open_private(tmp)
                 fds.append(fd)
                 tmps.append((tmp, path))
                 view = memoryview(data)

@@ -2,7 +2,7 @@
 
 Lines are appended with O_APPEND and fsynced once per batch. A crash can leave a torn last
 line; readers skip lines that do not parse instead of failing, and the next append starts
-on a fresh line.
+on a fresh line. The file is created 0600: its lines name every task and reason.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bantzd.errors import IoPathError
+from bantzd.paths import FILE_MODE
 
 
 class Journal:
@@ -56,7 +57,7 @@ class Journal:
             return
         data = b"".join(lines)
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
             try:
                 if _ends_torn(fd):
                     data = b"\n" + data

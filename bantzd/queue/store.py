@@ -12,7 +12,9 @@ many tasks pays for one round of fsyncs instead of one per task (see queue/atomi
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -20,15 +22,21 @@ from typing import Any
 
 from bantzd.clock import Clock, iso
 from bantzd.errors import IoPathError
-from bantzd.paths import Home, TaskPaths
-from bantzd.queue.atomic import DurableBatch, dumps, read_json
-from bantzd.queue.journal import Journal
+from bantzd.paths import DIR_MODE, Home, TaskPaths
+from bantzd.queue.atomic import DurableBatch, dumps, fsync_dir, read_json
+from bantzd.queue.journal import Journal, read_journal
 from bantzd.queue.states import Status, check_transition
 from bantzd.queue.task import TaskState
 from bantzd.supervisor.crash import crash_point
 
+log = logging.getLogger("bantzd")
+
 # Keep state.json bounded for tasks that are interrupted or retried many times.
 MAX_HISTORY = 200
+# The largest id next_id.json may hold: a bigger one is damage, not a counter (and would
+# make folder names too long for the file system).
+MAX_ID = 10**15
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 
 def read_state(path: Path) -> TaskState | None:
@@ -83,10 +91,28 @@ class Store:
     # ids ---------------------------------------------------------------------------------
 
     def _load_next_id(self) -> int:
-        data = read_json(self.home.next_id, default={}) or {}
-        counter = int(data.get("next", 1)) if isinstance(data, dict) else 1
+        """The next id: next_id.json's counter, never below the highest task folder + 1.
+
+        A missing or damaged counter (a 0-byte file after a power cut, an edit) is rebuilt
+        from what can be trusted: the task folders and every id the journal ever named, so
+        an id whose folder was cleaned is not handed out again. The file is rewritten with
+        the next allocation.
+        """
         existing = task_ids(self.home)
-        return max(counter, (existing[-1] + 1) if existing else 1)
+        floor = (existing[-1] + 1) if existing else 1
+        counter, problem = _read_counter(self.home.next_id)
+        if counter is not None:
+            return max(counter, floor)
+        seen = highest_journal_id(self.home.journal)
+        rebuilt = max(floor, seen + 1)
+        if problem is not None:
+            log.warning(
+                "%s %s; rebuilt the next task id as %d from the task folders and the journal",
+                self.home.next_id,
+                problem,
+                rebuilt,
+            )
+        return rebuilt
 
     def allocate_id(self) -> int:
         """A fresh id, never reused: the counter is persisted before the id is handed out,
@@ -111,9 +137,16 @@ class Store:
         """
         tdir = self.home.task_dir(state.id)
         try:
-            tdir.mkdir()
+            tdir.mkdir(mode=DIR_MODE)
         except OSError as e:
             raise IoPathError(tdir, "creating", e) from e
+        try:
+            # The new folder's name must be durable before the spool file leaves: otherwise
+            # a crash may keep the spool's removal and lose the folder, and with it the task.
+            fsync_dir(self.home.tasks)
+        except OSError as e:
+            os.rmdir(tdir)
+            raise IoPathError(self.home.tasks, "syncing", e) from e
         crash_point("intake.after_mkdir")
         try:
             os.rename(spool_file, tdir / "task.yaml")
@@ -152,13 +185,24 @@ class Store:
             self.on_transition(state, src)
 
     def update(self, state: TaskState, **changes: Any) -> None:
-        """Change fields other than status (reason, pid, progress) and stage the write."""
-        for key, value in changes.items():
+        """Change fields other than status (reason, pid, progress) and stage the write.
+
+        A new `reason` also goes to the history and the journal, like a transition, when its
+        wording changes (`reason_changed`): a reason whose only change is a measured number
+        (`memory: 4 GiB wanted, 3.1 GiB free`) updates state.json alone, so a task waiting
+        all night does not write a journal line per probe.
+        """
+        for key in changes:
             if key == "status":
                 raise ValueError("status changes go through transition()")
             if not hasattr(state, key):
                 raise AttributeError(f"TaskState has no field {key!r}")
+        old_reason = state.reason
+        for key, value in changes.items():
             setattr(state, key, value)
+        if "reason" in changes and reason_changed(old_reason, state.reason):
+            self._record_history(state, state.status)
+            self.journal.add(self._event(state, "reason"))
         self._stage(state)
 
     def note(self, event: str, **fields: Any) -> None:
@@ -283,6 +327,46 @@ class Store:
             if v is not None:
                 entry[k] = v
         return entry
+
+
+def reason_changed(old: str | None, new: str | None) -> bool:
+    """Whether going from reason `old` to `new` is worth a history entry and a journal
+    line: the words differ, not only the numbers in them."""
+    if old == new:
+        return False
+    if old is None or new is None:
+        return True
+    return _NUMBER.sub("#", old) != _NUMBER.sub("#", new)
+
+
+def _read_counter(path: Path) -> tuple[int | None, str | None]:
+    """next_id.json's `next`, or (None, what is wrong with it; None when it is missing)."""
+    try:
+        data = read_json(path)
+    except ValueError as e:
+        return None, f"is not valid JSON ({e})"
+    except OSError as e:
+        return None, f"cannot be read ({e.strerror or e})"
+    if data is None:
+        return None, None
+    value = data.get("next") if isinstance(data, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
+        return None, f'does not hold {{"next": N}} with N from 1 to {MAX_ID}'
+    return value, None
+
+
+def highest_journal_id(path: Path) -> int:
+    """The highest task id any journal line names (`id`, or the `ids` of a clean); 0."""
+    best = 0
+    for event in read_journal(path):
+        ids = [
+            event.get("id"),
+            *(event.get("ids") or [] if isinstance(event.get("ids"), list) else []),
+        ]
+        for value in ids:
+            if isinstance(value, int) and not isinstance(value, bool) and value <= MAX_ID:
+                best = max(best, value)
+    return best
 
 
 def dumps_state(state: TaskState) -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -60,7 +62,35 @@ class TaskState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TaskState:
-        known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known}
+        """The state `data` describes; ValueError naming the field when a value has the
+        wrong type (a damaged or hand-edited state.json, which recovery then rebuilds)."""
+        kwargs = {k: v for k, v in data.items() if k in _FIELD_TYPES}
+        for key, value in kwargs.items():
+            allowed = _FIELD_TYPES[key]
+            if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+                names = " or ".join(sorted({t.__name__ for t in allowed}))
+                raise ValueError(
+                    f"state.json: {key!r} should be {names}, not {type(value).__name__}"
+                )
         kwargs["status"] = Status(kwargs.get("status", "queued"))
         return cls(**kwargs)
+
+
+def _runtime_types(hint: Any) -> tuple[type, ...]:
+    """The types a JSON value may have for a field annotated `hint`."""
+    if hint is Any:
+        return (object,)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return tuple(t for arg in typing.get_args(hint) for t in _runtime_types(arg))
+    if typing.get_origin(hint) is not None:
+        return (typing.get_origin(hint),)
+    if hint is float:
+        return (int, float)
+    if hint is Status:
+        return (str,)
+    return (hint,)
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    f.name: _runtime_types(typing.get_type_hints(TaskState)[f.name]) for f in fields(TaskState)
+}

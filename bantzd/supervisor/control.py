@@ -14,6 +14,7 @@ side and is applied by the next lock holder.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -22,13 +23,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bantzd.clock import iso
-from bantzd.errors import EXIT_FAILURE, EXIT_NO_TASK, BantzError
-from bantzd.paths import Home
-from bantzd.queue.atomic import read_json, write_json_atomic
+from bantzd.errors import EXIT_FAILURE, EXIT_NO_TASK, BantzError, IoPathError
+from bantzd.paths import DIR_MODE, Home, exposure_warnings
+from bantzd.queue.atomic import read_json, remove_leftover_temps, write_json_atomic
+from bantzd.queue.journal import read_journal
 from bantzd.queue.states import FINISHED, Status
-from bantzd.queue.store import Store
+from bantzd.queue.store import Store, task_ids
 from bantzd.queue.task import TaskState
 from bantzd.supervisor.crash import crash_point
+
+log = logging.getLogger("bantzd")
 
 ACTIONS = frozenset({"cancel", "retry", "pause", "resume", "approve", "reject", "answer", "clean"})
 REPLY_WAIT = 10.0
@@ -56,10 +60,11 @@ def _request_path(home: Home) -> Path:
 def pending(home: Home) -> list[Path]:
     """Request files waiting to be applied, oldest first."""
     try:
-        names = os.listdir(home.control)
+        entries = list(os.scandir(home.control))
     except FileNotFoundError:
         return []
-    return [home.control / n for n in sorted(names) if n.endswith(".req.json")]
+    names = [e.name for e in entries if e.name.endswith(".req.json") and e.is_file()]
+    return [home.control / n for n in sorted(names)]
 
 
 def reply_path(req: Path) -> Path:
@@ -68,11 +73,11 @@ def reply_path(req: Path) -> Path:
 
 def send(home: Home, action: str, task_id: int | None, **params: Any) -> dict[str, Any]:
     """Ask the lock holder to apply `action`; returns its reply `{"ok", "message", "exit"}`."""
-    from bantzd.supervisor.lock import acquire, supervisor_info
+    from bantzd.supervisor.lock import LockHeldByOther, acquire, supervisor_info
 
     if action not in ACTIONS:
         raise ValueError(action)
-    home.control.mkdir(parents=True, exist_ok=True)
+    home.control.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     req = _request_path(home)
     write_json_atomic(req, {"action": action, "task": task_id, "params": params})
     deadline = time.monotonic() + REPLY_WAIT
@@ -83,6 +88,8 @@ def send(home: Home, action: str, task_id: int | None, **params: Any) -> dict[st
         if supervisor_info(home) is None:
             try:
                 lock = acquire(home, wait=2.0, role="cli")
+            except LockHeldByOther:
+                raise  # no supervisor of ours will come: say who blocks the home, and the fix
             except BantzError:
                 time.sleep(0.02)  # a supervisor is starting; it will apply the request
                 continue
@@ -101,11 +108,16 @@ def send(home: Home, action: str, task_id: int | None, **params: Any) -> dict[st
 
 
 def _take_reply(rep: Path) -> dict[str, Any]:
-    data = read_json(rep, default={}) or {}
+    try:
+        data = read_json(rep, default={})
+    except ValueError:
+        data = None
     try:
         rep.unlink()
     except FileNotFoundError:
         pass
+    if not isinstance(data, dict):
+        return _err(f"the reply {rep} could not be read; see `bantzd show` for the task")
     return data
 
 
@@ -115,12 +127,19 @@ def apply_pending(home: Home, handler: ControlHandler) -> int:
     for req in pending(home):
         try:
             data = read_json(req, default=None)
-        except ValueError:
+        except (OSError, ValueError):
             data = None
         if not isinstance(data, dict):
-            reply = {"ok": False, "exit": EXIT_FAILURE, "message": "unreadable request"}
+            log.warning("%s is not a readable request; answered and removed", req)
+            reply = _err(f"unreadable request {req.name}")
         else:
-            reply = handler.apply(data, request_id=req.name.removesuffix(".req.json"))
+            try:
+                reply = handler.apply(data, request_id=req.name.removesuffix(".req.json"))
+            except IoPathError:
+                raise  # a full disk: the request stays and is applied once there is room
+            except Exception as e:  # one bad request must not come back every tick
+                log.exception("applying the request %s failed", req.name)
+                reply = _err(f"internal error: {e}")
         handler.view.store.flush()
         crash_point("control.after_apply")
         write_json_atomic(reply_path(req), reply)
@@ -182,15 +201,85 @@ def apply_offline(home: Home) -> int:
 # the handler ---------------------------------------------------------------------------
 
 
+def read_pause_flag(home: Home) -> tuple[bool, str | None]:
+    """The global pause flag (`bantzd pause`) and what was wrong with supervisor.json.
+
+    A missing file means not paused. A damaged one (torn by a power cut, edited by hand)
+    is not a reason to stop: the flag is taken from the last `paused`/`resumed` line of the
+    journal, else it is off; the second value says so, naming the file and the fix.
+    """
+    path = home.supervisor_state
+    try:
+        data = read_json(path, default={})
+    except (OSError, ValueError) as e:
+        data, why = None, f"cannot be read ({getattr(e, 'strerror', None) or e})"
+    else:
+        why = None if isinstance(data, dict) else "does not hold a JSON object"
+        if isinstance(data, dict) and not isinstance(data.get("paused", False), bool):
+            data, why = None, "holds a `paused` that is not true or false"
+    if why is None:
+        return bool(data.get("paused")), None  # type: ignore[union-attr]
+    paused = journal_pause_flag(home)
+    said = "paused" if paused else "not paused"
+    source = "as the journal last recorded" if paused is not None else "by default"
+    return bool(paused), (
+        f"{path} {why}; treating the queue as {said} ({source}). The supervisor rewrites it "
+        f"at its next start; `bantzd pause` or `bantzd resume` sets it too"
+    )
+
+
+def journal_pause_flag(home: Home) -> bool | None:
+    """The pause flag the journal's last `paused`/`resumed` event says; None if none."""
+    flag = None
+    for event in read_journal(home.journal):
+        if event.get("event") == "paused":
+            flag = True
+        elif event.get("event") == "resumed":
+            flag = False
+    return flag
+
+
 def global_paused(home: Home) -> bool:
-    data = read_json(home.supervisor_state, default={}) or {}
-    return bool(data.get("paused")) if isinstance(data, dict) else False
+    """The global pause flag; a damaged supervisor.json is logged, not fatal."""
+    paused, problem = read_pause_flag(home)
+    if problem:
+        log.warning("%s", problem)
+    return paused
 
 
 def set_global_paused(home: Home, paused: bool) -> None:
-    data = read_json(home.supervisor_state, default={}) or {}
+    """Write the flag (only the lock holder calls this); other keys of the file are kept."""
+    try:
+        data = read_json(home.supervisor_state, default={})
+    except (OSError, ValueError):
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
     data["paused"] = paused
     write_json_atomic(home.supervisor_state, data)
+
+
+def recover_own_files(home: Home) -> None:
+    """At supervisor start, with the lock held: mend bantzd's own small files.
+
+    * temp files a crash left between write and rename (`.NAME.PID.tmp`, queue/atomic.py)
+      in the home, every task folder, control/, the spool and reports/ are removed (only
+      bantzd's own names, and only when their writer is gone);
+    * a damaged supervisor.json is rewritten with the flag `read_pause_flag` settled on;
+    * a home other users can reach is logged with the fix (`bantzd status` says it too).
+
+    next_id.json is mended where it is used (Store), and state.json by `recover`.
+    """
+    folders = [home.root, home.control, home.spool, home.rejected, home.reports, home.tasks]
+    folders += [home.task_dir(task_id) for task_id in task_ids(home)]
+    for path in remove_leftover_temps(folders):
+        log.info("removed %s, left by a write a crash interrupted", path)
+    paused, problem = read_pause_flag(home)
+    if problem:
+        log.warning("%s", problem)
+        set_global_paused(home, paused)
+    for warning in exposure_warnings(home):
+        log.warning("%s", warning)
 
 
 def _ok(message: str) -> dict[str, Any]:
@@ -217,13 +306,20 @@ class ControlHandler:
         action = req.get("action")
         task_id = req.get("task")
         params = req.get("params") or {}
-        if action not in ACTIONS:
+        if not isinstance(action, str) or action not in ACTIONS:
             return _err(f"unknown action {action!r}")
+        if not isinstance(params, dict):
+            return _err(f"malformed request: params should be an object, not {params!r}")
+        if task_id is not None and (isinstance(task_id, bool) or not isinstance(task_id, int)):
+            return _err(f"malformed request: task should be an id, not {task_id!r}")
         if task_id is None:
             if action in ("pause", "resume"):
                 return self._global(action == "pause")
             if action == "clean":
-                return self._clean(float(params.get("older_than", 0)))
+                older_than = params.get("older_than", 0)
+                if isinstance(older_than, bool) or not isinstance(older_than, int | float):
+                    return _err(f"malformed request: older_than {older_than!r}")
+                return self._clean(float(older_than))
             return _err(f"{action} needs a task")
         state = self.view.states.get(int(task_id))
         if state is None:

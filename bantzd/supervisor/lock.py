@@ -3,6 +3,12 @@
 A supervisor holds an exclusive flock on bantzd.lock for its whole life; the kernel drops
 it when the process dies, however it dies, so a stale bantzd.pid after SIGKILL never blocks
 a new start. The pid file is written only after the lock is held and is informational.
+
+A flock can be taken by anyone who can open the file, so the lock file is created 0600 and
+made 0600 again whenever its owner opens it (an old 0644 one stops being openable by
+others). A lock held anyway by a process of another user (one that opened the file while
+it was still readable) is not taken for a running bantzd: /proc/locks names the holder,
+and the error says who it is and what to do.
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bantzd.errors import AlreadyRunning
-from bantzd.paths import Home
+from bantzd.errors import AlreadyRunning, BantzError
+from bantzd.paths import DIR_MODE, Home, open_private
+
+PROC_LOCKS = "/proc/locks"
 
 
 @dataclass
@@ -31,9 +39,51 @@ class HomeLock:
             self.fd = -1
 
 
+@dataclass(frozen=True)
+class Holder:
+    """A process holding a flock on a file, as /proc/locks shows it."""
+
+    pid: int
+    uid: int | None  # None when the process cannot be seen (gone, or another pid namespace)
+
+    @property
+    def user(self) -> str:
+        """The holder's user name (or uid), for messages."""
+        if self.uid is None:
+            return "an unknown user"
+        try:
+            import pwd
+
+            return pwd.getpwuid(self.uid).pw_name
+        except (KeyError, ImportError):
+            return f"uid {self.uid}"
+
+
+class LockHeldByOther(BantzError):
+    """The home lock is held, but not by a process of this user: not a running bantzd."""
+
+    def __init__(self, path: Path, holders: list[Holder]) -> None:
+        self.path = path
+        self.holders = holders
+        super().__init__(foreign_lock_message(path, holders))
+
+
+def foreign_lock_message(path: Path, holders: list[Holder]) -> str:
+    """Who holds `path` instead of us, and the fix; the words `status` and `run` use."""
+    who = ", ".join(f"pid {h.pid} ({h.user})" for h in holders)
+    pids = " ".join(str(h.pid) for h in holders)
+    home = path.parent
+    return (
+        f"{path} is locked by {who}, not by a bantzd of yours, so no supervisor can run on "
+        f"this home. Other users could open the lock file because the home is not private. "
+        f"Fix: chmod -R go-rwx {home}, then end that process (as root or its user: "
+        f"kill {pids}) and start bantzd again"
+    )
+
+
 def try_lock(path: Path) -> int | None:
     """An fd holding an exclusive flock on `path`, or None when someone else holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = open_private(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -57,20 +107,78 @@ def is_locked(path: Path) -> bool:
     return False
 
 
+def parse_proc_locks(text: str, dev: int, ino: int) -> list[int]:
+    """Pids holding (not waiting for) a lock on the file `dev`/`ino`, from /proc/locks text.
+
+    A line reads `1: FLOCK  ADVISORY  WRITE 1234 fe:00:2146319 0 EOF`; waiters have a `->`
+    after the number. The device is `MAJOR:MINOR` in hex, the inode in decimal.
+    """
+    want = f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}"
+    pids = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 6 or parts[1] == "->":
+            continue
+        if parts[5] == want:
+            try:
+                pids.append(int(parts[4]))
+            except ValueError:
+                continue
+    return pids
+
+
+def lock_holders(path: Path) -> list[Holder] | None:
+    """The processes holding a lock on `path`, or None when the kernel cannot tell us
+    (no /proc/locks, or a file system whose inodes it names differently)."""
+    try:
+        st = os.stat(path)
+        with open(PROC_LOCKS) as f:
+            text = f.read()
+    except OSError:
+        return None
+    pids = parse_proc_locks(text, st.st_dev, st.st_ino)
+    if not pids:
+        return None
+    holders = []
+    for pid in dict.fromkeys(pids):
+        try:
+            uid: int | None = os.stat(f"/proc/{pid}").st_uid if pid > 0 else None
+        except OSError:
+            uid = None
+        holders.append(Holder(pid, uid))
+    return holders
+
+
+def foreign_holders(path: Path) -> list[Holder]:
+    """Holders of `path` that are not processes of this user ([] when none, or unknown).
+
+    Used to tell a lock taken by another user (who could open a 0644 lock file) from one of
+    ours, so that such a lock never passes for a live supervisor or attempt.
+    """
+    holders = lock_holders(path)
+    if not holders or any(h.uid == os.geteuid() for h in holders):
+        return []
+    return holders
+
+
 def acquire(home: Home, *, wait: float = 0.0, role: str = "supervisor") -> HomeLock:
-    """Take the home lock or raise `AlreadyRunning` naming the holder's pid.
+    """Take the home lock or raise `AlreadyRunning` naming the holder's pid, or
+    `LockHeldByOther` when only processes of other users hold it.
 
     `wait` covers the brief moments a CLI command holds the lock to apply a change while no
     supervisor runs; a real supervisor holds it for hours, so waiting longer is pointless.
     """
-    home.root.mkdir(parents=True, exist_ok=True)
+    home.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     deadline = time.monotonic() + wait
     while True:
         fd = try_lock(home.lockfile)
         if fd is not None:
             break
         if time.monotonic() >= deadline:
-            raise AlreadyRunning(holder_pid(home))
+            foreign = foreign_holders(home.lockfile)
+            if foreign:
+                raise LockHeldByOther(home.lockfile, foreign)
+            raise AlreadyRunning(_our_holder_pid(home))
         time.sleep(0.02)
     lock = HomeLock(fd, home.lockfile)
     info = {"pid": os.getpid(), "role": role, "since": time.time()}
@@ -82,6 +190,15 @@ def acquire(home: Home, *, wait: float = 0.0, role: str = "supervisor") -> HomeL
     return lock
 
 
+def _our_holder_pid(home: Home) -> int | None:
+    """The pid to name in "already running": the lock file's, when the kernel agrees that
+    process holds the lock (or cannot tell); else the holder /proc/locks names."""
+    named = holder_pid(home)
+    holders = lock_holders(home.lockfile)
+    ours = [h.pid for h in holders or [] if h.uid == os.geteuid()]
+    return named if named in ours or not ours else ours[0]
+
+
 def holder_pid(home: Home) -> int | None:
     """The pid of the supervisor holding the lock, if any (read from the lock file)."""
     try:
@@ -89,15 +206,16 @@ def holder_pid(home: Home) -> int | None:
     except (OSError, ValueError):
         return None
     pid = data.get("pid") if isinstance(data, dict) else None
-    return pid if isinstance(pid, int) else None
+    return pid if isinstance(pid, int) and not isinstance(pid, bool) else None
 
 
 def supervisor_info(home: Home) -> dict | None:
     """`{"pid", "since"}` of the supervisor holding this home, or None when none runs.
 
-    Decided by the lock, never by a pid (pids are reused), so a stale bantzd.pid is harmless.
+    Decided by the lock, never by a pid (pids are reused), so a stale bantzd.pid is harmless;
+    a lock only other users hold is no supervisor either (see `foreign_holders`).
     """
-    if not is_locked(home.lockfile):
+    if not is_locked(home.lockfile) or foreign_holders(home.lockfile):
         return None
     try:
         data = json.loads(home.lockfile.read_text() or "{}")
@@ -107,4 +225,13 @@ def supervisor_info(home: Home) -> dict | None:
         data = {}
     if data.get("role") == "cli":
         return None  # a CLI command applying a request for a moment, not a supervisor
-    return {"pid": data.get("pid"), "since": data.get("since")}
+    pid = data.get("pid")
+    holders = lock_holders(home.lockfile)
+    if holders is not None:
+        ours = [h.pid for h in holders if h.uid == os.geteuid()]
+        if pid not in ours and ours:
+            pid = ours[0]  # the file names an old pid; the kernel knows the real holder
+    return {
+        "pid": pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+        "since": data.get("since"),
+    }

@@ -17,7 +17,7 @@ import os
 import sys
 from logging.handlers import RotatingFileHandler
 
-from bantzd.paths import Home
+from bantzd.paths import DIR_MODE, FILE_MODE, Home
 
 MAX_BYTES = 10 * 1024 * 1024
 BACKUP_COUNT = 5
@@ -25,6 +25,23 @@ FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 STDERR_FORMAT = "bantzd: %(message)s"
 
 _daemon_mode = False
+
+
+class PrivateRotatingFileHandler(RotatingFileHandler):
+    """RotatingFileHandler whose files (bantzd.log and each new one after a rollover) are
+    0600 whatever the umask: the log names tasks, commands and errors."""
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        fd = os.open(
+            self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE
+        )
+        try:
+            st = os.fstat(fd)
+            if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+                os.fchmod(fd, FILE_MODE)
+        except OSError:
+            pass
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)
 
 
 def setup_logging(
@@ -53,8 +70,8 @@ def setup_logging(
         root.removeHandler(handler)
         handler.close()
     if keep is None:
-        home.root.mkdir(parents=True, exist_ok=True)
-        keep = RotatingFileHandler(
+        home.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        keep = PrivateRotatingFileHandler(
             path, maxBytes=MAX_BYTES, backupCount=BACKUP_COUNT, encoding="utf-8"
         )
         keep.setFormatter(logging.Formatter(FILE_FORMAT))

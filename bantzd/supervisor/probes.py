@@ -368,7 +368,8 @@ class LoadHistory:
     costs the report five seconds of graph, which is not worth a disk flush every sample.
     The file stays bounded: past `2 * keep` lines it is rewritten (atomically) with the
     newest `keep`. 20,000 lines is 28 hours at the default 5 s interval, about 3 MB.
-    Only the supervisor appends (it holds the home lock); anyone may read.
+    Only the supervisor appends (it holds the home lock); anyone may read. The file is 0600,
+    and a line torn by a crash is skipped by readers and not glued to the next sample.
     """
 
     def __init__(self, path: str | os.PathLike[str], keep: int = 20_000) -> None:
@@ -391,8 +392,16 @@ class LoadHistory:
         line = (json.dumps(sample, separators=(",", ":")) + "\n").encode()
         if self._lines is None:
             self._lines = self._count()
-        with open(self.path, "ab") as f:
-            f.write(line)
+        from bantzd.paths import FILE_MODE
+
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line  # a crash cut the last line: start this one afresh
+            os.write(fd, line)
+        finally:
+            os.close(fd)
         self._lines += 1
         if self._lines > 2 * self.keep:
             self._compact()
@@ -443,5 +452,16 @@ def _samples(lines: Iterable[bytes]) -> Iterable[dict[str, Any]]:
             sample = json.loads(line)
         except ValueError:
             continue  # a line torn by a crash mid-write
-        if isinstance(sample, dict) and isinstance(sample.get("t"), int | float):
+        # Other fields are checked where they are used (reports/machine.py, view.py).
+        if isinstance(sample, dict) and _finite(sample.get("t")):
             yield sample
+
+
+def _finite(value: object) -> bool:
+    """A real number (not a bool, NaN or infinity): what a sample's fields must be."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and value == value
+        and abs(value) != float("inf")
+    )
