@@ -1,8 +1,9 @@
 """`bantzd start` / `stop` / `restart`: the supervisor of `run`, as a daemon (python-daemon).
 
 `start` forks; the child detaches with python-daemon's DaemonContext (new session, umask
-0o027, working directory = the home, stdin/stdout/stderr on /dev/null, every other file
-closed except bantzd.log and a pipe back to the parent) and runs `run_supervisor`, which
+0o077 so that bantzd's own files are private (the tasks get back the user's umask), working
+directory = the home, stdin/stdout/stderr on /dev/null, every other file closed except
+bantzd.log and a pipe back to the parent) and runs `run_supervisor`, which
 takes the single-instance lock and writes bantzd.pid, so both belong to the daemon process.
 The parent waits until the lock shows the daemon's pid, then prints `started, pid N`.
 
@@ -36,7 +37,7 @@ from bantzd.supervisor.lock import supervisor_info
 
 log = logging.getLogger("bantzd")
 
-UMASK = 0o027
+UMASK = 0o077
 START_TIMEOUT = 10.0
 DEFAULT_STOP_TIMEOUT = "60"
 POLL = 0.05
@@ -164,16 +165,17 @@ def _run_daemon(home: Home, until: float | None) -> int:
     from bantzd.supervisor.loop import run_supervisor
 
     log.info("daemon started (pid %d)%s", os.getpid(), f", until {iso(until)}" if until else "")
+    # The report is written while the supervisor still holds the home lock: a next
+    # supervisor (cron, systemd) cannot start before it is complete.
+    report = (lambda: _write_report(home)) if until is not None else None
     try:
-        code = run_supervisor(home, until=until)
+        code = run_supervisor(home, until=until, before_release=report)
     except BantzError as e:  # e.g. another supervisor won the race for the lock
         log.error("%s", e)
         return e.exit_code
     except Exception:
         log.exception("the supervisor failed")
         return EXIT_FAILURE
-    if until is not None:
-        _write_report(home)
     log.info("daemon exiting with status %d", code)
     return code
 

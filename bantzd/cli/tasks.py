@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
 import sys
 from pathlib import Path
 
 import click
 
 from bantzd.cli import get_home, main
-from bantzd.errors import EXIT_FAILURE, UsageError
+from bantzd.errors import EXIT_FAILURE, BantzError, UsageError
 from bantzd.paths import Home
 from bantzd.queue.atomic import fsync_dir
 
@@ -40,9 +42,9 @@ def run(ctx: click.Context, until_text: str | None, once: bool, verbose: bool) -
             until = resolve_until(until_text, local_now()).timestamp()
         except ValueError as e:
             raise UsageError(f"--until: {e}") from e
-    code = run_supervisor(home, once=once, until=until, verbose=verbose)
-    if until is not None:
-        _write_report(home)
+    # The report is written while the supervisor still holds the home lock.
+    report = (lambda: _write_report(home)) if until is not None else None
+    code = run_supervisor(home, once=once, until=until, verbose=verbose, before_release=report)
     click.echo(summary_line(home))
     sys.exit(code)
 
@@ -74,24 +76,66 @@ def _check(path: Path) -> tuple[bytes | None, str | None]:
 
 
 def place_in_spool(home: Home, name: str, data: bytes) -> Path:
-    """Write a task file into the spool atomically: a hidden temp name, then a rename."""
-    home.ensure()
+    """Write a task file into the spool atomically and without replacing any file there.
+
+    A hidden temp file is written and fsynced, then moved to the first free name among
+    NAME.yaml, NAME-2.yaml, ... with an exclusive move (intake.move_exclusive). A check for
+    a free name followed by a rename lost files: 20 parallel submits of `job.yaml` renamed
+    over each other. Raises SpoolWriteError with the path and the fix.
+    """
+    from bantzd.supervisor.intake import move_exclusive
+
     stem, _, ext = name.rpartition(".")
     if ext not in ("yaml", "yml"):
         stem, ext = name, "yaml"
-    target = home.spool / f"{stem}.{ext}"
-    n = 1
-    while target.exists():
-        n += 1
-        target = home.spool / f"{stem}-{n}.{ext}"
-    tmp = home.spool / f".{target.name}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, target)
-    fsync_dir(home.spool)
+    stem = stem or "task"
+    try:
+        home.ensure()
+    except OSError as e:
+        raise SpoolWriteError(e.filename or home.root, e) from None
+    tmp = home.spool / f".{stem}.{ext}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            with open(fd, "wb", closefd=False) as f:
+                f.write(data)
+                f.flush()
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        n = 1
+        while True:
+            target = home.spool / (f"{stem}.{ext}" if n == 1 else f"{stem}-{n}.{ext}")
+            try:
+                move_exclusive(tmp, target)
+                break
+            except FileExistsError:
+                n += 1
+        fsync_dir(home.spool)
+    except OSError as e:
+        raise SpoolWriteError(home.spool, e) from None
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # the spool refused the temp file too: nothing was left there
     return target
+
+
+class SpoolWriteError(BantzError):
+    """The spool cannot take the file: a full disk, a home that is not the user's, ..."""
+
+    def __init__(self, where: object, cause: OSError) -> None:
+        if cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            fix = "the disk is full; free some space and submit again"
+        elif cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            fix = (
+                "you cannot write there; use a home of your own (--home or $BANTZ_HOME) "
+                "or fix the folder's owner and permissions"
+            )
+        else:
+            fix = "nothing was submitted"
+        super().__init__(f"cannot write to {where}: {cause.strerror or cause}; {fix}")
 
 
 @main.command()
@@ -108,7 +152,12 @@ def submit(ctx: click.Context, files: tuple[str, ...]) -> None:
             bad += 1
             click.echo(f"{name}: not submitted\n{_indent(problems or '')}", err=True)
             continue
-        target = place_in_spool(home, path.name, data)
+        try:
+            target = place_in_spool(home, path.name, data)
+        except SpoolWriteError as e:
+            bad += 1
+            click.echo(f"{name}: not submitted: {e}", err=True)
+            continue
         click.echo(f"{name}: submitted as {target.name}")
     sys.exit(EXIT_FAILURE if bad else 0)
 

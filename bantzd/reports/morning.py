@@ -45,6 +45,7 @@ from bantzd.reports.render import (
     took,
 )
 from bantzd.reports.secrets import looks_secret, secret_values
+from bantzd.supervisor.crash import fault_point
 
 if TYPE_CHECKING:
     from bantzd.config import Config
@@ -286,19 +287,28 @@ def gather(
     commands: dict[int, str] = {}
     secrets = environment_secrets(os.environ if environ is None else environ)
     for state in states:
-        paths = TaskPaths(home.task_dir(state.id))
-        doc = read_task_file(paths, only_with=None if state.status is Status.HELD else b"env")
-        secrets += secret_values(doc.get("env"))
-        if state.status is Status.FAILED:
-            tails[state.id] = tail_lines(paths.output)
-        elif state.status is Status.DONE and (line := result_line(paths)):
-            results[state.id] = line
-        elif state.status is Status.HELD:
-            category = doc.get("category")
-            if isinstance(category, str) and category in approval_categories:
-                categories[state.id] = category
-            if command := command_text(doc):
-                commands[state.id] = command
+        try:
+            fault_point("report", state.id)
+            paths = TaskPaths(home.task_dir(state.id))
+            doc = read_task_file(paths, only_with=None if state.status is Status.HELD else b"env")
+            secrets += secret_values(doc.get("env"))
+            if state.status is Status.FAILED:
+                tails[state.id] = tail_lines(paths.output)
+            elif state.status is Status.DONE and (line := result_line(paths)):
+                results[state.id] = line
+            elif state.status is Status.HELD:
+                category = doc.get("category")
+                if isinstance(category, str) and category in approval_categories:
+                    categories[state.id] = category
+                if command := command_text(doc):
+                    commands[state.id] = command
+        except Exception:
+            # The task keeps its line in the report (its status is not the report's to
+            # change), only without its log tail / result / command; the rest goes on.
+            # Its secrets may not have been read: drop its extras so none can leak.
+            log.exception("report: task %d: its details could not be read", state.id)
+            for extras in (tails, results, categories, commands):
+                extras.pop(state.id, None)
     return NightFacts(
         date=date,
         states=states,

@@ -32,3 +32,35 @@ def crash_point(name: str) -> None:
     _remaining -= 1
     if _remaining <= 0:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+# Injected faults, for tests that check one task's trouble cannot take the loop down.
+#
+# `BANTZ_FAULT_AT=STEP:KEY` makes `fault_point(STEP, KEY)` raise RuntimeError, where KEY is
+# the task id (or, for "intake", the spool file's name): the supervisor must fail (or leave)
+# that one task and go on with the others (tests/test_loop_faults.py). Read once at import;
+# unset, each point costs one comparison.
+FAULT_STEPS = (
+    "recover",  # recovery of one task at start-up
+    "reap",  # an ended attempt, reaped, before its outcome is decided
+    "finish",  # deciding what an ended attempt means (after its process is gone)
+    "limits",  # the timeout / stop-grace check of one running attempt
+    "intake",  # one spool file (KEY = its name)
+    "progress",  # copying one running task's progress.json / tokens.json
+    "start",  # one task being started (its resources taken, not yet spawned)
+    "report",  # one task's section of the morning report
+)
+
+_fault_step, _, _fault_key = os.environ.get("BANTZ_FAULT_AT", "").partition(":")
+
+
+class InjectedFault(RuntimeError):
+    """The exception `fault_point` raises (a RuntimeError, like any unexpected bug)."""
+
+
+def fault_point(step: str, key: int | str) -> None:
+    """Raise InjectedFault here when BANTZ_FAULT_AT names this step and this task."""
+    if step != _fault_step:
+        return
+    if str(key) == _fault_key:
+        raise InjectedFault(f"fault injected at {step}:{key}")

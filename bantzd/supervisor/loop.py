@@ -19,8 +19,9 @@ import os
 import select
 import shutil
 import signal
+import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -29,15 +30,15 @@ from typing import Any
 from bantzd.clock import Clock, SystemClock, hms, iso
 from bantzd.config import Config, load_config
 from bantzd.errors import IoPathError
-from bantzd.paths import Home, TaskPaths
+from bantzd.paths import Home, TaskPaths, user_umask
 from bantzd.queue.atomic import read_json
-from bantzd.queue.states import Status
+from bantzd.queue.states import Status, can_transition
 from bantzd.queue.store import Store, read_state, task_ids
 from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskFileError, TaskSpec, parse_task
 from bantzd.ratelimit import LimitsView, RateLimits
 from bantzd.supervisor import control, intake, memwatch
-from bantzd.supervisor.crash import crash_point
+from bantzd.supervisor.crash import crash_point, fault_point
 from bantzd.supervisor.lock import HomeLock, acquire
 from bantzd.supervisor.logsetup import setup_logging
 from bantzd.supervisor.probes import (
@@ -59,6 +60,7 @@ from bantzd.supervisor.scheduler import (
 )
 from bantzd.supervisor.timing import local_now, resolve_when
 from bantzd.units import format_size
+from bantzd.workers import escape
 from bantzd.workers.spawn import (
     Attempt,
     Outcome,
@@ -100,12 +102,18 @@ class Supervisor:
         *,
         once: bool = False,
         until: float | None = None,
+        before_release: Callable[[], None] | None = None,
     ) -> None:
         self.home = home
         self.config = config
         self.clock = clock or SystemClock()
         self.once = once
         self.until = until
+        # Run at the end of a normal exit while the home lock is still held (the morning
+        # report of `--until`): the next supervisor cannot start until it is done.
+        self.before_release = before_release
+        # Tasks whose progress could not be copied: logged once, not every tick.
+        self._progress_broken: set[int] = set()
         self.store = Store(home, self.clock)
         self.states: dict[int, TaskState] = {}
         # The queued ones, kept by every transition: a tick looks at these, not at every
@@ -153,6 +161,7 @@ class Supervisor:
         old_handlers: dict[int, Any] = {}
         try:
             self.home.ensure()
+            control.recover_own_files(self.home)
             intake.check_spool_permissions(self.home.spool)
             try:
                 self.home.pidfile.write_text(f"{os.getpid()}\n")
@@ -161,6 +170,7 @@ class Supervisor:
             old_handlers = self._install_signals()
             self.started_at = self.clock.time()
             self.paused = control.global_paused(self.home)
+            escape.setup(self.home.root)  # cgroups or subreaper, before adopting attempts
             self.recover()
             self._watcher = intake.SpoolWatcher([self.home.spool, self.home.control], self._wake_w)
             self._watcher.start()
@@ -183,13 +193,16 @@ class Supervisor:
                 notify.drain()  # a failure just before the end is still told
             self.store.note("supervisor_stopped", pid=os.getpid())
             self.flush()
+            code = 0
             if self.disk_full:
                 log.error(
                     "stopped with the disk still full; the last changes were not "
                     "written, and the next start works them out again"
                 )
-                return 1
-            return 0
+                code = 1
+            if self.before_release is not None:
+                self.before_release()  # still under the lock: see __init__
+            return code
         finally:
             if self._watcher:
                 self._watcher.stop()
@@ -203,7 +216,11 @@ class Supervisor:
             self._lock.release()
 
     def tick(self) -> None:
-        """One pass of the loop; exceptions in a step are logged and the loop goes on."""
+        """One pass of the loop; exceptions in a step are logged and the loop goes on.
+
+        Within a step, each task is handled on its own: one task's exception fails that
+        task (`_task_error`), and the step goes on with the others.
+        """
         for step in (
             self.handle_signals,
             self.reap_finished,
@@ -376,34 +393,64 @@ class Supervisor:
 
     def reap_finished(self) -> None:
         for att in list(self.attempts.values()):
-            if exited(att):
-                outcome = reap(att)
-                crash_point("exit.after_reap")
-                self.finish_attempt(att, outcome)
+            try:
+                if exited(att):
+                    outcome = reap(att)
+                    crash_point("exit.after_reap")
+                    fault_point("reap", att.task_id)
+                    self.finish_attempt(att, outcome)
+            except Exception as e:
+                # Left as it was, the task would stay `running` and hit this every tick.
+                self._task_error(att.task_id, "reap", e)
+        escape.reap_orphans()  # escaped processes that ended as our (subreaper's) children
 
     def enforce_time_limits(self) -> None:
         mono = self.clock.monotonic()
-        for att in self.attempts.values():
-            spec = self.specs.get(att.task_id)
-            timed_out = (
-                spec is not None
-                and spec.timeout is not None
-                and (mono - att.started_mono >= spec.timeout)
-            )
-            if att.term_at is None and timed_out:
-                log.info("task %d: timeout after %gs", att.task_id, spec.timeout)
-                self.terminate(att, "timeout")
-            grace_over = att.term_at is not None and mono - att.term_at >= self.config.stop_grace
-            if grace_over and not att.killed:
-                kill_group(att.pgid, signal.SIGKILL)
-                att.killed = True
+        for att in list(self.attempts.values()):
+            try:
+                self._enforce_time_limit(att, mono)
+            except Exception as e:
+                # Failed, not left running: a timeout nobody checks lets a task run forever.
+                self._task_error(att.task_id, "time limits", e)
+
+    def _enforce_time_limit(self, att: Attempt, mono: float) -> None:
+        fault_point("limits", att.task_id)
+        spec = self.specs.get(att.task_id)
+        timed_out = (
+            spec is not None
+            and spec.timeout is not None
+            and (mono - att.started_mono >= spec.timeout)
+        )
+        if att.term_at is None and timed_out:
+            log.info("task %d: timeout after %gs", att.task_id, spec.timeout)
+            self.terminate(att, "timeout")
+        grace_over = att.term_at is not None and mono - att.term_at >= self.config.stop_grace
+        if grace_over and not att.killed:
+            kill_group(att.pgid, signal.SIGKILL)
+            att.killed = True
 
     def finish_attempt(self, att: Attempt, outcome: Outcome) -> None:
-        """Decide what an ended attempt means for its task (the parent owns the outcome)."""
+        """Decide what an ended attempt means for its task (the parent owns the outcome).
+
+        What the attempt held (cpus, memory, GPUs, rate-limit units) is given back once
+        its outcome is recorded, on every way out: after `_settle`, or by `_task_error`
+        when deciding raised (which records `failed` first). A `steps:` task whose next
+        step was launched keeps it all.
+        """
+        task_id = att.task_id
+        self.attempts.pop(task_id, None)
+        try:
+            self._settle(att, outcome)
+        except Exception as e:
+            self._task_error(task_id, "finishing its attempt", e)
+            return
+        if task_id not in self.attempts:
+            self._release(task_id)
+
+    def _settle(self, att: Attempt, outcome: Outcome) -> None:
         state = self.states[att.task_id]
         spec = self.specs.get(att.task_id)
-        del self.attempts[att.task_id]
-        self._release(att.task_id)
+        fault_point("finish", att.task_id)
         self._sync_reports(att, last=True)  # a last look before the attempt is forgotten
         now = self.clock.time()
         if att.stop_reason == "cancelled":
@@ -475,6 +522,68 @@ class Supervisor:
             except OSError as e:
                 log.error("task %d: could not release its rate-limit units: %s", task_id, e)
 
+    def _task_error(
+        self, task_id: int, step: str, error: Exception, *, recovering: bool = False
+    ) -> None:
+        """An unexpected exception while handling one task: that task, not the loop, pays.
+
+        The traceback goes to the log; a running attempt is killed (its group) and what it
+        held is given back; the task becomes `failed` with `internal error: ...`. Failed
+        rather than left as it was, because a task left `running` or `queued` would hit
+        the same exception every tick (or, in recovery, at every start). A task whose status
+        cannot become failed (held, waiting for an answer, already finished) is left as it
+        is: its outcome, if any, is already recorded. This never raises.
+        """
+        log.error("task %d: internal error in %s", task_id, step, exc_info=error)
+        why = f"internal error: {type(error).__name__}: {error}"
+        try:
+            state = self.states.get(task_id)
+            # A worker found in recovery is killed only for a task that is then failed.
+            self._kill_attempt_now(task_id, recovering=recovering and state is not None)
+            if state is None:
+                log.error("task %d: left as it is on disk (its state could not be loaded)", task_id)
+            elif not can_transition(state.status, Status.FAILED):
+                log.error("task %d: left %s after the internal error", task_id, state.status)
+            else:
+                self._close_log(state, "failed")
+                self.store.transition(
+                    state,
+                    Status.FAILED,
+                    why,
+                    error=why,
+                    finished=iso(self.clock.time()),
+                    pid=None,
+                    step=None,
+                )
+                self._notify("failed", state)
+        except Exception:
+            log.exception("task %d: could not be marked failed after an internal error", task_id)
+        finally:
+            try:
+                self._release(task_id)
+            except Exception:
+                log.exception("task %d: could not release its resources", task_id)
+
+    def _kill_attempt_now(self, task_id: int, *, recovering: bool) -> None:
+        """SIGKILL the task's attempt, if one runs, and forget it."""
+        att = self.attempts.pop(task_id, None)
+        if att is not None and att.popen is not None:
+            if att.popen.returncode is not None:
+                return  # reaped already: its pgid may be someone else's now
+            kill_group(att.pgid, signal.SIGKILL)
+            try:
+                att.popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                log.error("task %d: pid %d did not die after SIGKILL", task_id, att.pgid)
+            return
+        if att is not None or recovering:
+            # Not our child (adopted, or found in recovery): worker.lock held means its
+            # group is still there, so the pgid is not a stranger's.
+            paths = TaskPaths(self.home.task_dir(task_id))
+            info = read_lock_info(paths)
+            if info is not None and worker_alive(paths):
+                kill_group(info.pid, signal.SIGKILL)
+
     def _asked(self, att: Attempt) -> dict[str, Any] | None:
         """The question this attempt asked before it ended, if any."""
         try:
@@ -527,7 +636,7 @@ class Supervisor:
             "step": None,
         }
         if failures <= retries and spec is not None:
-            at = now + backoff(spec.retry_delay, failures)
+            at = now + backoff(spec.retry_delay, failures, spec.retry_cap(self.config))
             self.store.transition(
                 state, Status.QUEUED, f"retry at {hms(at)}", retry_at=at, **common
             )
@@ -630,6 +739,7 @@ class Supervisor:
                 nice=self.config.nice,
                 marker=marker_line(state.attempts, iso(self.clock.time()) or "", what),
                 step_index=step_index,
+                umask=user_umask(),  # the task's files get the user's modes, not bantzd's 077
             )
         except SpawnError as e:
             self._append_log(paths, f"bantzd: {e}\n")
@@ -706,16 +816,40 @@ class Supervisor:
             found.append((mtime, entry.name))
         for _, name in sorted(found):
             path = self.home.spool / name
-            result = intake.examine(path, now, settled_required=str(path) not in ready)
-            if result is None:
-                if path.exists():
-                    self._unsettled = True
-                continue
-            if isinstance(result, intake.Rejected):
-                if intake.reject(self.home, result):
-                    self.store.note("rejected", file=name, problem=result.problem)
-                continue
-            self.accept(result)
+            try:
+                self._take_in(path, now, settled_required=str(path) not in ready)
+            except IoPathError:
+                raise  # the disk (full?), not this file: it stays in the spool for later
+            except Exception as e:
+                self._intake_error(path, e)
+
+    def _take_in(self, path: Path, now: float, *, settled_required: bool) -> None:
+        fault_point("intake", path.name)
+        result = intake.examine(path, now, settled_required=settled_required)
+        if result is None:
+            if path.exists():
+                self._unsettled = True
+            return
+        if isinstance(result, intake.Rejected):
+            if intake.reject(self.home, result):
+                self.store.note("rejected", file=path.name, problem=result.problem)
+            return
+        self.accept(result)
+
+    def _intake_error(self, path: Path, error: Exception) -> None:
+        """One spool file raised while being taken in: reject it (never retry it forever).
+
+        Left in the spool it would raise again at every scan and keep `run --once` from
+        ever exiting. If it got as far as its task folder, the task exists and the next
+        start's recovery loads it as queued; this supervisor leaves it alone.
+        """
+        log.error("internal error taking in %s", path.name, exc_info=error)
+        why = f"internal error: {type(error).__name__}: {error}"
+        try:
+            if os.path.lexists(path) and intake.reject(self.home, intake.Rejected(path, why)):
+                self.store.note("rejected", file=path.name, problem=why)
+        except Exception:
+            log.exception("could not reject %s after an internal error", path.name)
 
     def accept(self, item: intake.Accepted) -> None:
         spec = item.spec
@@ -742,9 +876,23 @@ class Supervisor:
         log.info("accepted %s as task %d (%s)", item.path.name, state.id, state.name)
 
     def sync_progress(self) -> None:
-        """Copy what workers wrote (progress.json, tokens.json) into state.json."""
-        for att in self.attempts.values():
-            self._sync_reports(att)
+        """Copy what workers wrote (progress.json, tokens.json) into state.json.
+
+        A task whose files cannot be copied is left running, the traceback logged once:
+        progress is only shown, and failing a healthy task for it would lose real work.
+        """
+        for att in list(self.attempts.values()):
+            try:
+                fault_point("progress", att.task_id)
+                self._sync_reports(att)
+            except Exception as e:
+                if att.task_id not in self._progress_broken:
+                    self._progress_broken.add(att.task_id)
+                    log.error(
+                        "task %d: its progress cannot be copied (the task goes on)",
+                        att.task_id,
+                        exc_info=e,
+                    )
 
     def _sync_reports(self, att: Attempt, *, last: bool = False) -> None:
         for path, field_name in ((att.paths.progress, "progress"), (att.paths.tokens, "tokens")):
@@ -858,24 +1006,36 @@ class Supervisor:
         self._last_decision = decision
         self._note_throttle(admission.throttled)
         for task_id, why in decision.fail.items():
-            state = self.states[task_id]
-            self.store.transition(state, Status.FAILED, why, error=why, finished=iso(now))
-            self._notify("failed", state)
+            try:
+                state = self.states[task_id]
+                self.store.transition(state, Status.FAILED, why, error=why, finished=iso(now))
+                self._notify("failed", state)
+            except Exception as e:
+                self._task_error(task_id, "start", e)
         for task_id in decision.start:
-            spec = self.specs[task_id]
-            if spec.uses:
-                # The snapshot said yes; a worker may have taken the room since.
-                why = self.limits.take(spec.uses, task_id, now)
-                if why:
-                    decision.waiting[task_id] = why
-                    continue
-            self._start(self.states[task_id], spec, now, admission.gpu_assignment.get(task_id))
+            try:
+                self._start_one(task_id, now, admission.gpu_assignment.get(task_id), decision)
+            except Exception as e:
+                # Failed: left queued, it would be picked, and raise, again every tick.
+                self._task_error(task_id, "start", e)
         for task_id, why in decision.waiting.items():
             state = self.states[task_id]
             # Waiting for its turn is what `queued` means; not worth a write per task.
             reason = None if why == FREE_SLOT else why
             if state.reason != reason:
                 self.store.update(state, reason=reason)
+
+    def _start_one(
+        self, task_id: int, now: float, gpus: list[int] | None, decision: Decision
+    ) -> None:
+        spec = self.specs[task_id]
+        if spec.uses:
+            # The snapshot said yes; a worker may have taken the room since.
+            why = self.limits.take(spec.uses, task_id, now)
+            if why:
+                decision.waiting[task_id] = why
+                return
+        self._start(self.states[task_id], spec, now, gpus)
 
     def _start(self, state: TaskState, spec: TaskSpec, now: float, gpus: list[int] | None) -> None:
         attempt = state.attempts + 1
@@ -895,9 +1055,14 @@ class Supervisor:
         self.held[state.id] = Held(
             state.id, cpus=res.cpus, memory=res.memory, gpus=tuple(gpus or ()), started=now
         )
+        fault_point("start", state.id)
         # Spawned before "running" is durable (it is, at the end of this tick): a crash in
         # between leaves a live worker that worker.lock names, and recovery adopts it.
         self.launch(state, spec)
+        if state.id not in self.attempts:
+            # It did not start (missing cwd, unknown command, no fds): its attempt is over
+            # and recorded, so what it took above goes back, or the next task waits forever.
+            self._release(state.id)
 
     def _note_throttle(self, throttled: str | None) -> None:
         """Journal the start and end of each throttling episode (the report sums them)."""
@@ -933,48 +1098,66 @@ class Supervisor:
             return
         rss = memwatch.tree_rss_many([att.pgid for att in limited.values()])
         for task_id, att in limited.items():
-            held = self.held[task_id]
-            used = rss.get(att.pgid, 0)
-            self.held[task_id] = replace(held, rss=used)
-            if held.memory is not None and used > held.memory:
-                real = memwatch.over_limit(att.pgid, held.memory)
-                if real is not None:
-                    log.info(
-                        "task %d: memory limit (%s > %s)",
-                        task_id,
-                        format_size(real),
-                        format_size(held.memory),
-                    )
-                    self.terminate(att, "memory limit")
+            try:
+                self._check_memory(att, rss.get(att.pgid, 0))
+            except Exception as e:
+                # Failed, like a timeout nobody can check: the limit is what keeps the
+                # machine alive for the other tasks.
+                self._task_error(task_id, "memory limits", e)
+
+    def _check_memory(self, att: Attempt, used: int) -> None:
+        held = self.held[att.task_id]
+        self.held[att.task_id] = replace(held, rss=used)
+        if held.memory is not None and used > held.memory:
+            real = memwatch.over_limit(att.pgid, held.memory)
+            if real is not None:
+                log.info(
+                    "task %d: memory limit (%s > %s)",
+                    att.task_id,
+                    format_size(real),
+                    format_size(held.memory),
+                )
+                self.terminate(att, "memory limit")
 
     # recovery ----------------------------------------------------------------------------
 
     def recover(self) -> None:
-        """Load every task; finish half-done intakes; adopt or requeue running attempts."""
+        """Load every task; finish half-done intakes; adopt or requeue running attempts.
+
+        One task whose recovery raises is failed (`_task_error`), and the others, and
+        every later start, go on: an exception here used to make every `bantzd run` exit 1.
+        """
         for task_id in task_ids(self.home):
-            tdir = self.home.task_dir(task_id)
-            if not (tdir / "task.yaml").exists():
-                # The intake did not reach its commit point (the rename of the spool file).
-                shutil.rmtree(tdir, ignore_errors=True)
-                continue
-            state = read_state(tdir) or self._rebuild_state(task_id)
-            self._add_state(state)
-            if state.finished_state:
-                continue
             try:
-                self.specs[task_id] = parse_task(
-                    (tdir / "task.yaml").read_bytes(), default_name=state.name
-                )
-            except (TaskFileError, OSError) as e:
-                why = f"task.yaml can no longer be read: {e}"
-                if state.status is not Status.RUNNING:
-                    self.store.transition(state, Status.FAILED, why, error=why)
-                continue
-            self._recover_attempt(state)
+                self._recover_task(task_id)
+            except Exception as e:
+                self._task_error(task_id, "recovery", e, recovering=True)
         if self.config.limits:
             # Units held by tasks that ended while no supervisor was there to release them.
             self.limits.keep_only(self.attempts)
         self.flush()
+
+    def _recover_task(self, task_id: int) -> None:
+        tdir = self.home.task_dir(task_id)
+        if not (tdir / "task.yaml").exists():
+            # The intake did not reach its commit point (the rename of the spool file).
+            shutil.rmtree(tdir, ignore_errors=True)
+            return
+        state = read_state(tdir) or self._rebuild_state(task_id)
+        self._add_state(state)
+        if state.finished_state:
+            return
+        fault_point("recover", task_id)
+        try:
+            self.specs[task_id] = parse_task(
+                (tdir / "task.yaml").read_bytes(), default_name=state.name
+            )
+        except (TaskFileError, OSError) as e:
+            why = f"task.yaml can no longer be read: {e}"
+            if state.status is not Status.RUNNING:
+                self.store.transition(state, Status.FAILED, why, error=why)
+            return
+        self._recover_attempt(state)
 
     def _rebuild_state(self, task_id: int) -> TaskState:
         tdir = self.home.task_dir(task_id)
@@ -1140,11 +1323,16 @@ def run_supervisor(
     until: float | None = None,
     clock: Clock | None = None,
     verbose: bool = False,
+    before_release: Callable[[], None] | None = None,
 ) -> int:
-    """Load the config and run a supervisor in the foreground; returns the exit code."""
+    """Load the config and run a supervisor in the foreground; returns the exit code.
+
+    `before_release` runs after a normal end while the home lock is still held (the
+    morning report), so no next supervisor can start before it is written.
+    """
     config = load_config(home.config)
     setup_logging(home, verbose=verbose)
-    sup = Supervisor(home, config, clock, once=once, until=until)
+    sup = Supervisor(home, config, clock, once=once, until=until, before_release=before_release)
     code = sup.run()
     return code
 
