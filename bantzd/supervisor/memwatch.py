@@ -1,11 +1,13 @@
 """How much memory a task's processes use, for `resources: {memory: ...}` limits.
 
 A task's processes are its process group (the worker runs in its own session, so its pgid is
-the wrapper's pid) plus every descendant of that pid, which catches children that moved to a
-group or session of their own. One pass over /proc/*/stat finds them all and gives their
-resident size: about 15 µs of CPU per process on the machine, so a few ms for a few hundred
-processes, once per probe interval. `tree_rss_many` measures every running task in that one
-pass.
+the wrapper's pid), every descendant of that pid, and, where the attempt has a cgroup of
+its own (`bantzd.workers.escape`), everything in that cgroup: so a process that left with
+`setsid` and whose parent has died is still counted. Without a cgroup such a process (now
+the supervisor's child, not the wrapper's) is not. One pass over /proc/*/stat finds them
+all and gives their resident size: about 15 µs of CPU per process on the machine, so a few
+ms for a few hundred processes, once per probe interval. `tree_rss_many` measures every
+running task in that one pass.
 
 RSS counts pages shared between processes once per process: a PyTorch job whose DataLoader
 workers were forked from a 10 GiB parent reads as 10 GiB per worker. `tree_pss` shares each
@@ -22,6 +24,8 @@ import sys
 from collections.abc import Iterable
 
 import psutil
+
+from bantzd.workers import escape
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _PROC = "/proc"
@@ -119,6 +123,8 @@ def _members(root: int, table: dict[int, tuple[int, int, int]]) -> set[int]:
             members.add(pid)
     if root in table:
         members.add(root)
+        # The wrapper's cgroup: one small read while the attempt runs.
+        members.update(p for p in escape.in_cgroup(escape.cgroup_of(root)) if p in table)
     stack = list(members)
     while stack:
         for child in children.get(stack.pop(), ()):

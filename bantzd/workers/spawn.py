@@ -9,12 +9,28 @@ tens of milliseconds per task). The wrapper:
   worker.lock. The kernel releases that lock only when the last of those processes is
   gone, which is how a restarted supervisor tells a live attempt from a dead one without
   trusting a pid;
+* first moves itself into the attempt's own cgroup where there is one, before the task's
+  command starts, so nothing the task forks can leave it (see `escape`);
 * traps SIGTERM/SIGINT/SIGHUP only to outlive its child, then writes exit.json with the
   child's status and the attempt number, so the outcome of an attempt survives the death
-  of the supervisor that started it.
+  of the supervisor that started it. The record is durable before the wrapper exits:
+  written to exit.json.tmp, renamed, then fsynced with its folder (`sync FILE DIR`), so a
+  power cut after the wrapper's end cannot lose an outcome the supervisor acted on.
 
 The parent owns the outcome: `reap` decides from the wait status, and only when the
 supervisor is gone does the exit record speak.
+
+Signal or exit code: the wrapper only sees `$?`, which is 128+N both for a child killed by
+signal N and for a child that ran `exit 128+N` (no shell tells them apart, and only the
+direct parent ever sees the real wait status). The record therefore also says which
+signal reached the wrapper, i.e. the attempt's group (`sig`). 128+N reads as "killed by
+signal N" when N reached the group, or when N is not one of the polite stop signals
+(HUP, INT, TERM: a segfault, an abort, the OOM killer's SIGKILL are never deliberate exit
+codes in practice). It reads as "exit 128+N" when N is HUP/INT/TERM and the group got no
+such signal: a script's own `exit 143`. What stays ambiguous: a task killed by SIGTERM
+sent to its main pid alone (not the group) reads as exit 143, and a deliberate
+`exit 139` reads as SIGSEGV. When the wrapper itself is killed (SIGKILL after the grace),
+the supervisor sees that exactly.
 """
 
 from __future__ import annotations
@@ -24,23 +40,57 @@ import fcntl
 import functools
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bantzd.paths import TaskPaths
+from bantzd.paths import TaskPaths, open_private
+from bantzd.workers import escape
 
-# "$@" is the command; its status is written before the wrapper exits with it. The traps
-# are handlers (not ''), so the command itself starts with default dispositions.
-WRAPPER = (
-    'rec="$1"; att="$2"; step="$3"; shift 3; '
-    "trap 'bantz_sig=1' TERM INT HUP; "
-    '"$@"; rc=$?; '
-    'printf \'{"rc": %d, "attempt": %d, "step": %d}\\n\' "$rc" "$att" "$step" > "$rec"; '
-    'exit "$rc"'
-)
+
+@functools.cache
+def _tool(name: str) -> str | None:
+    """An absolute path for a tool the wrapper runs: the task's own `env: PATH` must not
+    decide whether its exit record is written."""
+    return shutil.which(name, path=os.pathsep.join((os.defpath, "/usr/bin", "/bin")))
+
+
+@functools.cache
+def wrapper_script() -> str:
+    """The /bin/sh wrapper: args are RECORD ATTEMPT STEP CGROUP_PROCS, then the command.
+
+    "$@" is the command; its status is written before the wrapper exits with it. The traps
+    are handlers (not ''), so the command itself starts with default dispositions; each
+    remembers which signal reached the group. The command runs with the user's umask; the
+    record is written with 077 (bantzd's own files are private).
+    """
+    mv, sync = _tool("mv"), _tool("sync")
+    if mv is not None:
+        write = '> "$rec.tmp" && ' + shlex.quote(mv) + ' -f "$rec.tmp" "$rec"'
+    else:
+        write = '> "$rec"'
+    if sync is not None:
+        write += " && " + shlex.quote(sync) + ' "$rec" "${rec%/*}" 2>/dev/null'
+    # A record that could not be written (a full disk) leaves no temp file behind; the
+    # supervisor, the wrapper's parent, still has the exit status.
+    rm = _tool("rm")
+    cleanup = (shlex.quote(rm) + ' -f "$rec.tmp"') if rm is not None else "true"
+    return (
+        'rec="$1"; att="$2"; step="$3"; cg="$4"; shift 4; '
+        '[ -z "$cg" ] || { echo $$ > "$cg"; } 2>/dev/null; '
+        "trap 'bs=1' HUP; trap 'bs=2' INT; trap 'bs=15' TERM; "
+        '"$@"; rc=$?; umask 077; '
+        '{ printf \'{"rc": %d, "sig": %d, "attempt": %d, "step": %d}\\n\' '
+        '"$rc" "${bs:-0}" "$att" "$step" ' + write + "; } || " + cleanup + "; "
+        'exit "$rc"'
+    )
+
+
+# Signals whose 128+N is also a usual deliberate exit code ("stopped on request").
+_POLITE_SIGNALS = frozenset({signal.SIGHUP, signal.SIGINT, signal.SIGTERM})
 
 
 # Failures that say nothing about the task: it goes back to the queue, no attempt is used.
@@ -98,6 +148,10 @@ class Attempt:
     term_at: float | None = None
     killed: bool = False
     extra: dict[str, object] = field(default_factory=dict)
+    # The spawn's environment marker and cgroup (see `escape`); read from worker.lock
+    # when not set here.
+    token: str | None = None
+    cgroup: str | None = None
 
 
 def command_argv(run: str | tuple[str, ...] | list[str]) -> list[str]:
@@ -126,6 +180,8 @@ def _nice_path() -> str | None:
 def check_runnable(argv: list[str], cwd: str, env: dict[str, str]) -> None:
     """Fail early, with a clear reason, on the mistakes that otherwise end as exit 127."""
     if not os.path.isdir(cwd):
+        if os.path.lexists(cwd):
+            raise SpawnError(f"cwd is not a folder: {cwd}")
         raise SpawnError(f"cwd does not exist: {cwd}")
     prog = argv[0]
     if "/" in prog:
@@ -148,13 +204,16 @@ def spawn(
     nice: int,
     marker: str,
     step_index: int = -1,
+    umask: int | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start `argv` as a new attempt (or the next step of one); returns the wrapper's Popen
-    (its pid is the pgid). worker.lock then says `PID ATTEMPT STEP`, so a supervisor that
-    restarts before recording the start still knows what runs (see `read_lock_info`)."""
+    (its pid is the pgid). worker.lock then says `PID ATTEMPT STEP TOKEN CGROUP`, so a
+    supervisor that restarts before recording the start still knows what runs, and can
+    still find what it left (see `read_lock_info`). `umask`: the task's (the user's own,
+    while bantzd itself runs with 077); None keeps ours."""
     check_runnable(argv, cwd, env)
     run_argv = niced(argv, nice)
-    lock_fd = os.open(paths.worker_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    lock_fd = open_private(paths.worker_lock)
     try:
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -166,18 +225,22 @@ def spawn(
                 os.unlink(stale)
             except FileNotFoundError:
                 pass
-        log_fd = os.open(paths.output, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        token = escape.new_token()
+        cgroup = escape.make_cgroup(paths.dir.name, token)
+        env = {**env, escape.TOKEN_ENV: token}
+        log_fd = os.open(paths.output, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             os.write(log_fd, marker.encode(errors="replace"))
             popen = subprocess.Popen(
                 [
                     "/bin/sh",
                     "-c",
-                    WRAPPER,
+                    wrapper_script(),
                     "bantzd-attempt",
                     str(paths.exit_record),
                     str(attempt),
                     str(step_index),
+                    str(cgroup / "cgroup.procs") if cgroup else "",
                     *run_argv,
                 ],
                 stdin=subprocess.DEVNULL,
@@ -188,13 +251,17 @@ def spawn(
                 close_fds=True,
                 pass_fds=(lock_fd,),
                 start_new_session=True,
+                umask=-1 if umask is None else umask,
             )
         except OSError as e:
+            if cgroup is not None:
+                escape.remove_cgroup(cgroup)
             if e.errno in MACHINE_ERRNOS:
                 raise  # the machine's problem (disk full, no fds): the task is not to blame
             raise SpawnError(f"could not start: {e.strerror or e}") from e
         finally:
             os.close(log_fd)
+        escape.register_wrapper(popen.pid)
         if nice and run_argv is argv:
             # No nice(1) here: renice the wrapper, a moment late for what it forks at once.
             try:
@@ -202,7 +269,8 @@ def spawn(
             except OSError:
                 pass  # the wrapper already exited, or we may not lower it: not fatal
         os.ftruncate(lock_fd, 0)
-        os.pwrite(lock_fd, f"{popen.pid} {attempt} {step_index}\n".encode(), 0)
+        line = f"{popen.pid} {attempt} {step_index} {token} {cgroup or '-'}\n"
+        os.pwrite(lock_fd, line.encode(errors="surrogateescape"), 0)
         return popen
     finally:
         os.close(lock_fd)
@@ -216,31 +284,57 @@ def exited(att: Attempt) -> bool:
         except ChildProcessError:
             return True
         return res is not None
+    # Adopted: its wrapper wrote the exit record as its last act, or every process that
+    # held worker.lock is gone (a process that escaped and still holds it must not keep an
+    # ended attempt "running": `reap` ends it).
+    if _from_record(att.paths, att.attempt, att.step_index) is not None:
+        return True
     return not worker_alive(att.paths)
 
 
 def reap(att: Attempt) -> Outcome:
-    """Collect the outcome of an exited attempt and kill what it left in its group.
+    """Collect the outcome of an exited attempt and kill everything it left.
 
-    The leftovers are killed *before* the wrapper is reaped, while its pid (= the pgid)
-    cannot be reused, so `killpg` can never hit a stranger's group. An adopted attempt
-    (not our child) is only reaped once worker.lock is free, i.e. when every process that
-    inherited it is gone; its pgid may belong to someone else by then, so it is left alone.
+    The leftovers are killed *before* the wrapper is reaped, while its pid (= the pgid and
+    session id) cannot be reused, so `killpg` can never hit a stranger's group. Then the
+    processes that left the group: the attempt's cgroup, or those carrying its marker
+    (`escape.end_attempt`). An adopted attempt (not our child) is reaped once its exit
+    record is there or worker.lock is free; its pgid may belong to someone else by then,
+    so only the cgroup and the marker are used.
     """
+    token, cgroup = _containment(att)
     if att.popen is not None:
         kill_group(att.pgid, signal.SIGKILL)
+        escape.end_attempt(token, cgroup, session=att.pgid)
         rc = att.popen.wait()
+        escape.forget_wrapper(att.popen.pid)
         if rc < 0:
             return Outcome(signal=-rc)
         return _from_record(att.paths, att.attempt) or _from_shell_status(rc)
+    escape.end_attempt(token, cgroup, adopted=True)
     record = _from_record(att.paths, att.attempt, att.step_index)
     return record or Outcome(known=False)
 
 
-def _from_shell_status(rc: int) -> Outcome:
-    # sh reports a child killed by signal N as 128+N.
+def _containment(att: Attempt) -> tuple[str | None, Path | None]:
+    """The attempt's marker and cgroup: from the Attempt, else from worker.lock (written by
+    the spawn of this very wrapper: nothing else spawns while it is unreaped)."""
+    token, cgroup = att.token, att.cgroup
+    if token is None:
+        info = read_lock_info(att.paths)
+        if info is not None and info.pid == att.pgid and info.attempt == att.attempt:
+            token, cgroup = info.token, info.cgroup
+    return token, Path(cgroup) if cgroup else None
+
+
+def _from_shell_status(rc: int, sig: int | None = None) -> Outcome:
+    """Outcome from `$?` as the wrapper saw it; `sig`: the signal that reached the
+    attempt's group (None: not known, an old record). See the module docstring."""
+    # sh reports a child killed by signal N as 128+N, and `exit 128+N` the same way.
     if rc > 128 and rc - 128 < signal.NSIG:
-        return Outcome(signal=rc - 128)
+        n = rc - 128
+        if sig is None or sig == n or n not in _POLITE_SIGNALS:
+            return Outcome(signal=n)
     return Outcome(exit_code=rc)
 
 
@@ -256,7 +350,8 @@ def _from_record(paths: TaskPaths, attempt: int, step_index: int | None = None) 
     rc = data.get("rc")
     if not isinstance(rc, int):
         return None
-    return _from_shell_status(rc)
+    sig = data.get("sig")
+    return _from_shell_status(rc, sig if isinstance(sig, int) else None)
 
 
 def worker_alive(paths: TaskPaths) -> bool:
@@ -301,6 +396,8 @@ class LockInfo:
     pid: int
     attempt: int
     step_index: int
+    token: str | None = None
+    cgroup: str | None = None
 
 
 def read_reason(paths: TaskPaths, limit: int = 300) -> str | None:
@@ -317,13 +414,16 @@ def read_reason(paths: TaskPaths, limit: int = 300) -> str | None:
 
 
 def read_lock_info(paths: TaskPaths) -> LockInfo | None:
-    """`PID ATTEMPT STEP` written into worker.lock at spawn, or None."""
+    """`PID ATTEMPT STEP [TOKEN CGROUP]` written into worker.lock at spawn, or None."""
     try:
-        parts = Path(paths.worker_lock).read_text().split()
+        text = Path(paths.worker_lock).read_bytes().decode(errors="surrogateescape")
     except OSError:
         return None
+    parts = text.rstrip("\n").split(" ", 4)
     try:
         pid, attempt, step = (int(p) for p in parts[:3])
     except ValueError:
         return None
-    return LockInfo(pid, attempt, step)
+    token = parts[3] if len(parts) > 3 and parts[3] else None
+    cgroup = parts[4] if len(parts) > 4 and parts[4] not in ("", "-") else None
+    return LockInfo(pid, attempt, step, token, cgroup)
