@@ -58,7 +58,7 @@ def assert_next_run_works(bantz: Bantz) -> None:
     assert by_name(bantz)["z"]["status"] == "done"
 
 
-@pytest.mark.parametrize("step", ["reap", "finish", "limits", "start"])
+@pytest.mark.parametrize("step", ["reap", "finish", "limits", "candidate", "start"])
 def test_a_fault_in_one_task_fails_only_that_task(bantz: Bantz, step: str) -> None:
     (bantz.home / "config.toml").write_text(config_text("max_parallel = 3"))
     drop_three(bantz)
@@ -160,7 +160,17 @@ def test_a_fault_in_one_report_section_keeps_the_rest_of_the_report(bantz: Bantz
     assert "boom-from-b" in report.read_text()
 
 
-FAULT_TESTS = {"reap", "finish", "limits", "start", "progress", "intake", "recover", "report"}
+FAULT_TESTS = {
+    "reap",
+    "finish",
+    "limits",
+    "candidate",
+    "start",
+    "progress",
+    "intake",
+    "recover",
+    "report",
+}
 
 
 def test_every_fault_step_is_tested() -> None:

@@ -47,6 +47,7 @@ FAULT_STEPS = (
     "limits",  # the timeout / stop-grace check of one running attempt
     "intake",  # one spool file (KEY = its name)
     "progress",  # copying one running task's progress.json / tokens.json
+    "candidate",  # the scheduler's view of one queued task, built for a start decision
     "start",  # one task being started (its resources taken, not yet spawned)
     "report",  # one task's section of the morning report
 )

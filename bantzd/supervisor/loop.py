@@ -21,7 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -966,6 +966,20 @@ class Supervisor:
         self._candidates[s.id] = (key, cand)
         return cand
 
+    def _candidates_of(self, order: list[TaskState]) -> Iterator[Candidate]:
+        """The scheduler's view of each queued task; one whose view cannot be built fails
+        alone (left queued it would stop every start, every tick)."""
+        for s in order:
+            if s.status is not Status.QUEUED or s.id not in self.specs:
+                continue
+            try:
+                fault_point("candidate", s.id)
+                cand = self._candidate(s)
+            except Exception as e:
+                self._task_error(s.id, "start", e)
+                continue
+            yield cand
+
     def start_ready(self) -> None:
         if self.stopping:
             self._last_decision = Decision()
@@ -977,11 +991,7 @@ class Supervisor:
         full = len(self.queued) <= FULL_PASS_QUEUE or mono - self._last_full_pass >= FULL_PASS_EVERY
         if full:
             self._last_full_pass = mono
-        candidates = (
-            self._candidate(s)
-            for s in self._queue_order(rebuild=full)
-            if s.status is Status.QUEUED and s.id in self.specs
-        )
+        candidates = self._candidates_of(self._queue_order(rebuild=full))
         briefs = (TaskBrief(s.id, s.name, s.status) for s in self.states.values())
         reading = self.reading or self.probe_machine()
         admission = Admission(
