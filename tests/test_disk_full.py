@@ -12,27 +12,18 @@ from pathlib import Path
 import pytest
 
 from bantzd.paths import Home
-from tests.conftest import Bantz, config_text, wait_for
+from tests.conftest import Bantz, config_text, tmpfs, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def small_home(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    res = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True, text=True
-    )
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip() or res.returncode}")
-    try:
+    with tmpfs(tmp_path / "small", "3m") as mnt:
         home = mnt / "home"
         Home(home).ensure()
         (home / "config.toml").write_text(config_text("max_parallel = 1"))
         yield home
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_disk_full_pauses_and_recovers(small_home: Path, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bantzd.paths import Home
-from tests.conftest import Bantz, config_text
+from tests.conftest import Bantz, config_text, tmpfs
 
 BIG = "9" * 400
 POISON = {  # key: (task file, what the message says about the value)
@@ -251,17 +251,8 @@ def _submit_failure(res: subprocess.CompletedProcess[str], name: str) -> str:
 
 @pytest.fixture
 def mount_point(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    res = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True
-    )
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip() or res.returncode}")
-    try:
+    with tmpfs(tmp_path / "mnt", "1m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_submit_on_a_full_disk_says_so_in_one_line(mount_point: Path, tmp_path: Path) -> None:

@@ -83,14 +83,8 @@ def _process_table() -> dict[int, tuple[int, int, int]]:
     for name in os.listdir(_PROC):
         if not name.isdigit():
             continue
-        try:
-            # os.open/os.read: half the cost of open(), which builds a buffered file object.
-            fd = os.open(f"{_PROC}/{name}/stat", os.O_RDONLY)
-            try:
-                data = os.read(fd, 4096)
-            finally:
-                os.close(fd)
-        except OSError:  # gone since listdir, or not ours to read
+        data = escape.read_proc_stat(name)
+        if data is None:  # gone since listdir, or not ours to read
             continue
         # The command name (field 2) is in parentheses and may hold spaces or ")".
         fields = data[data.rfind(b")") + 2 :].split()
