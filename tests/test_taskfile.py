@@ -1086,14 +1086,14 @@ def test_a_control_character_is_reported_with_line_and_column() -> None:
 def test_a_lone_surrogate_escape_is_not_text() -> None:
     import yaml as _yaml
 
-    from bantzd.queue import taskfile
+    from bantzd.queue import yamlnodes
 
     # libyaml refuses "\ud800" itself; the pure-Python loader (no libyaml) builds it.
     try:
-        loader, taskfile._C_LOADER = taskfile._C_LOADER, None
+        loader, yamlnodes._C_LOADER = yamlnodes._C_LOADER, None
         problem = only('run: x\nenv: {A: "a\\ud800"}\n')
     finally:
-        taskfile._C_LOADER = loader
+        yamlnodes._C_LOADER = loader
     assert "surrogate" in problem.message and problem.line == 2
     assert _yaml.__name__ == "yaml"
 

@@ -39,7 +39,8 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bantzd import units
-from bantzd.errors import BantzError
+from bantzd.queue.yamlnodes import TAG as _T
+from bantzd.queue.yamlnodes import Problem, TaskFileError, compose, decode
 
 if TYPE_CHECKING:
     from bantzd.config import Config
@@ -73,7 +74,6 @@ _TOP_ALIASES = {
     "function": "python", "prompt": "llm.prompt",
 }  # fmt: skip
 
-_T = "tag:yaml.org,2002:"
 _SAFE_TAGS = frozenset(
     _T + t
     for t in ("null", "bool", "int", "float", "str", "timestamp", "seq", "map", "merge",
@@ -81,13 +81,6 @@ _SAFE_TAGS = frozenset(
 )  # fmt: skip
 _TEXT_TAGS = frozenset(_T + t for t in ("str", "int", "float", "bool", "timestamp"))
 _MAX_NODES = 200_000  # an alias bomb expands past this long before it hurts
-
-# libyaml is ten times faster than the pure-Python loader on a big file, but its composer
-# recurses in C: a file of 100000 `[` crashes the process (SIGSEGV) instead of raising
-# RecursionError. So with libyaml the nesting depth is measured first from the parser's events
-# (iterative, no recursion), and only a file within _MAX_DEPTH is composed.
-_C_LOADER = getattr(yaml, "CSafeLoader", None)
-_MAX_DEPTH = 100
 
 # The largest value each whole-number key takes, with what it counts for the message.
 # Generous for any real use; beyond them a value is a typo or an attack.
@@ -225,33 +218,6 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a task file; line and column are 1-based, None when unknown."""
-
-    message: str
-    key: str | None = None
-    line: int | None = None
-    column: int | None = None
-
-    def __str__(self) -> str:
-        where = ""
-        if self.line is not None and self.column is not None:
-            where = f"line {self.line}, column {self.column}: "
-        elif self.line is not None:
-            where = f"line {self.line}: "
-        what = f"{self.key}: {self.message}" if self.key else self.message
-        return where + what
-
-
-class TaskFileError(BantzError):
-    """A task file that cannot be accepted; `problems` lists everything wrong, in file order."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
-
-
 # --- entry point ----------------------------------------------------------------------------
 
 
@@ -265,8 +231,8 @@ def parse_task(data: bytes | str, *, default_name: str) -> TaskSpec:
         raise TaskFileError(
             [Problem(f"file is {units.format_size(len(raw))}; task files are limited to 1 MiB")]
         )
-    text = _decode(raw)
-    root = _compose(text)
+    text = decode(raw)
+    root = compose(text)
     checker = _Checker()
     checker.check_nodes(root)
     if checker.problems:
@@ -277,89 +243,6 @@ def parse_task(data: bytes | str, *, default_name: str) -> TaskSpec:
             sorted(checker.problems, key=lambda p: (p.line is not None, p.line or 0, p.column or 0))
         )
     return spec
-
-
-def _decode(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        message = f"not UTF-8 text: byte 0x{raw[e.start]:02x} at offset {e.start}"
-        raise TaskFileError([Problem(message, line=line, column=column)]) from None
-
-
-def _compose(text: str) -> Node:
-    try:
-        if _C_LOADER is not None:
-            _check_depth(text)
-            root = yaml.compose(text, Loader=_C_LOADER)
-        else:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        problem = e.problem or "invalid YAML"
-        if "nesting depth" in problem:
-            # PyYAML >= 6.0.3 has its own depth limit; say it the way _check_depth does.
-            message = f"the YAML is nested too deeply ({problem})"
-        elif e.context and problem.startswith("but "):
-            message = f"YAML syntax error: {e.context} {problem}"
-        else:
-            message = f"YAML syntax error: {problem}" + (f" ({e.context})" if e.context else "")
-        mark = e.problem_mark or e.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        if mark and _indented_with_tab(text, mark.line):
-            message += "; YAML indents with spaces, not tabs"
-        raise TaskFileError([Problem(message, line=line, column=column)]) from None
-    except yaml.reader.ReaderError as e:
-        raise TaskFileError([_reader_problem(text, e)]) from None
-    except yaml.YAMLError as e:
-        raise TaskFileError([Problem(f"YAML syntax error: {e}")]) from None
-    except RecursionError:
-        raise TaskFileError([Problem("the YAML is nested too deeply")]) from None
-    if root is None or (isinstance(root, ScalarNode) and root.tag == _T + "null"):
-        raise TaskFileError([Problem("empty task file")])
-    return root
-
-
-def _reader_problem(text: str, e: yaml.reader.ReaderError) -> Problem:
-    """A character YAML refuses (a control character): with its line and column, as every
-    other YAML error, not the "position N" PyYAML gives."""
-    pos = e.position if isinstance(e.position, int) and 0 <= e.position <= len(text) else None
-    char = e.character if isinstance(e.character, int) else None
-    message = f"YAML syntax error: {e.reason}"
-    if char is not None:
-        message += f", found U+{char:04X}"
-    if char is not None and char < 0x20:
-        message += f'; write it as "\\x{char:02x}" inside double quotes'
-    if pos is None:
-        return Problem(message)
-    line = text.count("\n", 0, pos) + 1
-    return Problem(message, line=line, column=pos - (text.rfind("\n", 0, pos) + 1) + 1)
-
-
-def _indented_with_tab(text: str, line: int) -> bool:
-    lines = text.splitlines()
-    if line >= len(lines):
-        return False
-    body = lines[line]
-    return "\t" in body[: len(body) - len(body.lstrip())]
-
-
-def _check_depth(text: str) -> None:
-    depth = 0
-    for event in yaml.parse(text, Loader=_C_LOADER):
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > _MAX_DEPTH:
-                mark = event.start_mark
-                problem = Problem(
-                    f"the YAML is nested more than {_MAX_DEPTH} levels deep",
-                    line=mark.line + 1,
-                    column=mark.column + 1,
-                )
-                raise TaskFileError([problem])
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
 
 
 # --- the checker ----------------------------------------------------------------------------
