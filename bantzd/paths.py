@@ -114,6 +114,11 @@ class Home:
         return self.root / "bantzd.log"
 
     @property
+    def load_history(self) -> Path:
+        """One line per machine probe, for `status` and the report's Machine section."""
+        return self.root / "load.jsonl"
+
+    @property
     def pidfile(self) -> Path:
         return self.root / "bantzd.pid"
 

@@ -26,7 +26,7 @@ as transient). A name that config.toml does not define, or a request larger than
 itself (`uses: {llm: 5}` with `per_minute = 3`), can never start; those reasons start with
 `uses:` so that `run --once` does not wait for them.
 
-Imported by workers (`ctx.take`): keep it free of click, pydantic and rich.
+Imported by workers (`ctx.take`): keep it free of click and rich.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 `bantzd.worker.context()`. Underneath it is only files in the task folder and environment
 variables, so a worker in any language can do the same (README: "The worker protocol").
 
-This module is imported inside tasks: it must stay light (no click, pydantic or rich).
+This module is imported inside tasks: it must stay light (no click or rich).
 """
 
 from __future__ import annotations

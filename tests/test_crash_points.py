@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from bantzd.supervisor.crash import POINTS
+from bantzd.crash import POINTS
 from tests.conftest import Bantz, wait_for
 
 pytestmark = pytest.mark.slow

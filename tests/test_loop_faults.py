@@ -1,7 +1,7 @@
 """One task's trouble cannot take the supervisor loop down (issue 11, items 2, 7 and 9).
 
 Faults are injected through the real CLI with BANTZ_FAULT_AT=STEP:KEY (see
-bantzd/supervisor/crash.py): the faulty task ends `failed` with `internal error: ...` (or is
+bantzd/crash.py): the faulty task ends `failed` with `internal error: ...` (or is
 left as it was where loop.py says that is safer), the other tasks finish, `run --once`
 exits 0, and the next run without the fault works. Also: an attempt that fails to start
 gives back what it took, and the end-of-night report is written under the home lock.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bantzd.supervisor.crash import FAULT_STEPS
+from bantzd.crash import FAULT_STEPS
 from bantzd.supervisor.lock import is_locked
 from bantzd.supervisor.probes import cores
 from tests.conftest import Bantz, config_text, wait_for

@@ -43,7 +43,6 @@ from bantzd.queue.store import read_state, scan_states
 from bantzd.queue.task import TaskState
 from bantzd.supervisor.lock import foreign_holders, foreign_lock_message, supervisor_info
 from bantzd.supervisor.probes import (
-    LOAD_HISTORY_FILE,
     LoadHistory,
     Reading,
     read_machine,
@@ -352,7 +351,7 @@ def _throttled(home: Home, reading: Reading, *, running: bool) -> str | None:
     rule is applied to `reading` and config.toml's [throttle].
     """
     if running:
-        sample = LoadHistory(home.root / LOAD_HISTORY_FILE).last()
+        sample = LoadHistory(home.load_history).last()
         if sample is not None and time.time() - sample["t"] <= SAMPLE_FRESH:
             why = sample.get("throttled")
             return why.removeprefix("throttled: ") if isinstance(why, str) else None

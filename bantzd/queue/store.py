@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from bantzd.clock import Clock, iso
+from bantzd.crash import crash_point
 from bantzd.errors import IoPathError
 from bantzd.paths import DIR_MODE, Home, TaskPaths
 from bantzd.queue.atomic import DurableBatch, dumps, fsync_dir, read_json
 from bantzd.queue.journal import Journal, read_journal
 from bantzd.queue.states import Status, check_transition
 from bantzd.queue.task import TaskState
-from bantzd.supervisor.crash import crash_point
 
 log = logging.getLogger("bantzd")
 

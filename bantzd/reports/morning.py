@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bantzd.crash import fault_point
 from bantzd.paths import Home, TaskPaths
 from bantzd.queue.atomic import read_json, write_bytes_atomic, write_json_atomic
 from bantzd.queue.journal import read_journal
@@ -45,7 +46,6 @@ from bantzd.reports.render import (
     took,
 )
 from bantzd.reports.secrets import looks_secret, secret_values
-from bantzd.supervisor.crash import fault_point
 
 if TYPE_CHECKING:
     from bantzd.config import Config
@@ -79,7 +79,6 @@ MAX_RESULT = 200
 RESULT_BYTES = 64 * 1024
 MAX_COMMAND = 160
 MARKER = ".last.json"
-LOAD_HISTORY = "load.jsonl"
 # Secrets found in the environment the report is written from are masked from this length
 # on: the environment holds many short secret-looking settings that are not secrets.
 MIN_ENV_SECRET = 8
@@ -313,7 +312,7 @@ def gather(
         date=date,
         states=states,
         events=events,
-        samples=read_samples(home.root / LOAD_HISTORY, since, until),
+        samples=read_samples(home.load_history, since, until),
         language=language,
         output_tails=tails,
         results=results,

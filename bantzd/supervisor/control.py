@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bantzd.clock import iso
+from bantzd.crash import crash_point
 from bantzd.errors import EXIT_FAILURE, EXIT_NO_TASK, BantzError, IoPathError
 from bantzd.paths import DIR_MODE, Home, exposure_warnings
 from bantzd.queue.atomic import read_json, remove_leftover_temps, write_json_atomic
@@ -30,7 +31,6 @@ from bantzd.queue.journal import read_journal
 from bantzd.queue.states import FINISHED, Status
 from bantzd.queue.store import Store, task_ids
 from bantzd.queue.task import TaskState
-from bantzd.supervisor.crash import crash_point
 
 log = logging.getLogger("bantzd")
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from bantzd.clock import Clock, SystemClock, hms, iso
 from bantzd.config import Config, load_config
+from bantzd.crash import crash_point, fault_point
 from bantzd.errors import IoPathError
 from bantzd.paths import Home, TaskPaths, user_umask
 from bantzd.queue.atomic import read_json
@@ -38,11 +39,9 @@ from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskFileError, TaskSpec, parse_task
 from bantzd.ratelimit import LimitsView, RateLimits
 from bantzd.supervisor import control, intake, memwatch
-from bantzd.supervisor.crash import crash_point, fault_point
 from bantzd.supervisor.lock import HomeLock, acquire
 from bantzd.supervisor.logsetup import setup_logging
 from bantzd.supervisor.probes import (
-    LOAD_HISTORY_FILE,
     LoadHistory,
     Reading,
     cores,
@@ -150,7 +149,7 @@ class Supervisor:
         self.throttled: str | None = None
         self.cores = cores()
         self.gpu_probe = default_gpu_probe()
-        self.history = LoadHistory(home.root / LOAD_HISTORY_FILE)
+        self.history = LoadHistory(home.load_history)
         self.limits = RateLimits(home, config.limits, self.clock)
         self._last_probe = float("-inf")
 

@@ -36,7 +36,6 @@ from bantzd.units import format_size
 log = logging.getLogger("bantzd")
 
 MiB = 1024 * 1024
-LOAD_HISTORY_FILE = "load.jsonl"
 # What nvidia-smi is asked for; sizes come in MiB with `nounits`. `memory.free` rather than
 # total - used: since driver 510 `used` leaves out the driver's reservation, and NVML's
 # `free` (what the NVML path reports) does not include it either.

@@ -4,6 +4,9 @@
 SIGKILL itself there, like a power cut between two writes. The variable is read once at
 import; unset, each point costs one comparison. Tests crash at every point in `POINTS`
 in turn and check that a restart loses nothing (tests/test_crash_points.py).
+
+It sits at the bottom of the package, importing nothing of bantzd, because the points are in
+every layer (queue/store.py as much as the supervisor) and a lower layer never imports an upper.
 """
 
 from __future__ import annotations
