@@ -45,7 +45,7 @@ from bantzd.reports.render import (
     summary_line,
     took,
 )
-from bantzd.reports.secrets import looks_secret, secret_values
+from bantzd.reports.secrets import environment_secrets, read_task_file, secret_values
 
 if TYPE_CHECKING:
     from bantzd.config import Config
@@ -79,9 +79,6 @@ MAX_RESULT = 200
 RESULT_BYTES = 64 * 1024
 MAX_COMMAND = 160
 MARKER = ".last.json"
-# Secrets found in the environment the report is written from are masked from this length
-# on: the environment holds many short secret-looking settings that are not secrets.
-MIN_ENV_SECRET = 8
 
 
 def human_duration(seconds: float) -> str:
@@ -218,24 +215,6 @@ def _shorten(text: str) -> str:
     return text if len(text) <= MAX_RESULT else text[:MAX_RESULT] + " …"
 
 
-def read_task_file(paths: TaskPaths, *, only_with: bytes | None = None) -> dict[str, Any]:
-    """task.yaml parsed with the safe loader; {} when it cannot be read.
-
-    With `only_with`, a file that does not contain those bytes is not parsed at all (a
-    report over thousands of queued tasks need not parse every file to find their `env`).
-    """
-    import yaml
-
-    try:
-        data = paths.task_yaml.read_bytes()
-        if only_with is not None and only_with not in data:
-            return {}
-        doc = yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except (OSError, ValueError, yaml.YAMLError, RecursionError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
 def command_text(doc: Mapping[str, Any]) -> str | None:
     """What a task file runs, in one short line (for approving a held task)."""
     if isinstance(doc.get("run"), list):
@@ -253,11 +232,6 @@ def command_text(doc: Mapping[str, Any]) -> str | None:
         return None
     text = " ".join(str(text).split())
     return text if len(text) <= MAX_COMMAND else text[:MAX_COMMAND] + " …"
-
-
-def environment_secrets(env: Mapping[str, str]) -> list[str]:
-    """Long secret-looking values of the environment the report is written from."""
-    return [v for k, v in env.items() if looks_secret(k) and len(v) >= MIN_ENV_SECRET]
 
 
 def gather(

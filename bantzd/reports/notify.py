@@ -186,8 +186,7 @@ def drain(timeout: float = REPORT_WAIT) -> bool:
 
 def _task_masker(task_dir: Path) -> Any:
     from bantzd.paths import TaskPaths
-    from bantzd.reports.morning import environment_secrets, read_task_file
-    from bantzd.reports.secrets import Masker, secret_values
+    from bantzd.reports.secrets import Masker, environment_secrets, read_task_file, secret_values
 
     doc = read_task_file(TaskPaths(Path(task_dir)))
     return Masker([*secret_values(doc.get("env")), *environment_secrets(os.environ)])

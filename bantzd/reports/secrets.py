@@ -1,4 +1,5 @@
-"""Keeping secret values out of reports and notifications.
+"""Keeping secret values out of reports and notifications (and reading the task files
+whose `env` holds them, for both: here, so that neither imports the other).
 
 The known secrets are the values of `env` keys that look secret (`*KEY*`, `*TOKEN*`,
 `*SECRET*`, `*PASSWORD*`) in the tasks' task.yaml, and the same in the environment the
@@ -15,11 +16,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
+
+from bantzd.paths import TaskPaths
 
 MASK = "***"
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 MIN_ANYWHERE = 6
 MIN_WORD = 3
+# Secrets found in the environment the report is written from are masked from this length
+# on: the environment holds many short secret-looking settings that are not secrets.
+MIN_ENV_SECRET = 8
 NOT_SECRET = frozenset(
     {"true", "false", "yes", "no", "on", "off", "null", "none", "auto", "all", "1", "0"}
 )
@@ -75,3 +82,26 @@ class Masker:
         if self._pattern is None or not text:
             return text
         return self._pattern.sub(MASK, text)
+
+
+def environment_secrets(env: Mapping[str, str]) -> list[str]:
+    """Long secret-looking values of the environment the report is written from."""
+    return [v for k, v in env.items() if looks_secret(k) and len(v) >= MIN_ENV_SECRET]
+
+
+def read_task_file(paths: TaskPaths, *, only_with: bytes | None = None) -> dict[str, Any]:
+    """task.yaml parsed with the safe loader; {} when it cannot be read.
+
+    With `only_with`, a file that does not contain those bytes is not parsed at all (a
+    report over thousands of queued tasks need not parse every file to find their `env`).
+    """
+    import yaml
+
+    try:
+        data = paths.task_yaml.read_bytes()
+        if only_with is not None and only_with not in data:
+            return {}
+        doc = yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (OSError, ValueError, yaml.YAMLError, RecursionError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
