@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from bantzd.paths import TaskPaths
 from bantzd.queue.atomic import dumps, read_json, write_bytes_atomic, write_json_atomic
 
 __all__ = ["Context", "NotInTask", "context"]
@@ -36,6 +37,7 @@ class Context:
         attempt: int | None = None,
     ) -> None:
         self.dir = Path(task_dir)
+        self.paths = TaskPaths(self.dir)  # the file names of the worker protocol, in one place
         self.task_id = task_id if task_id is not None else int(self.dir.name)
         self.attempt = attempt if attempt is not None else 1
         self._checkpoint_loaded = False
@@ -46,7 +48,7 @@ class Context:
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.dir / "checkpoint.json"
+        return self.paths.checkpoint
 
     @property
     def checkpoint(self) -> Any:
@@ -68,19 +70,17 @@ class Context:
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Report progress (0..1) and a short message; `bantzd status` shows it."""
         percent = max(0.0, min(100.0, float(fraction) * 100.0))
-        write_json_atomic(
-            self.dir / "progress.json", {"percent": round(percent, 1), "message": message}
-        )
+        write_json_atomic(self.paths.progress, {"percent": round(percent, 1), "message": message})
 
     def result(self, obj: Any) -> None:
         """Write result.json; a `summary` key is what the morning report quotes."""
-        write_json_atomic(self.dir / "result.json", obj)
+        write_json_atomic(self.paths.result_json, obj)
 
     def fail(self, reason: str, code: int = 1) -> NoReturn:
         """End this attempt as failed, saying why in one line (reason.txt): the task's
         reason reads `exit 1: REASON` instead of a bare exit code. `retries:` apply."""
         text = " ".join(str(reason).split()) or "failed"
-        write_bytes_atomic(self.dir / "reason.txt", (text + "\n").encode())
+        write_bytes_atomic(self.paths.reason, (text + "\n").encode())
         print(f"bantzd: {text}", file=sys.stderr, flush=True)
         sys.exit(code)
 
@@ -88,7 +88,7 @@ class Context:
 
     def answer(self, key: str) -> str | None:
         """The person's answer to question `key`, or None while unanswered."""
-        state = read_json(self.dir / "state.json", default={}) or {}
+        state = read_json(self.paths.state, default={}) or {}
         answers = state.get("answers") or {}
         value = answers.get(key)
         return value if isinstance(value, str) else None
@@ -142,7 +142,7 @@ def write_question(
 ) -> None:
     """Save a question where the supervisor looks for it when the attempt ends."""
     write_json_atomic(
-        Path(task_dir) / "question.json",
+        TaskPaths(Path(task_dir)).question,
         {
             "key": key,
             "text": question,

@@ -47,6 +47,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bantzd.paths import TaskPaths
+
 log = logging.getLogger("bantzd")
 
 TOKEN_ENV = "BANTZ_ATTEMPT_TOKEN"
@@ -386,7 +388,7 @@ def sweep(base: Path, home_root: Path) -> None:
             _rmdir(path)
             continue
         task, _, token = name.rpartition("-")
-        lock = _read_text(str(home_root / "tasks" / task / "worker.lock")) or ""
+        lock = _read_text(str(TaskPaths(home_root / "tasks" / task).worker_lock)) or ""
         if _populated(path) and token in lock.split():
             continue  # an attempt still running: recovery adopts it
         _end_cgroup(path)

@@ -362,7 +362,7 @@ class LlmTask:
         return entry
 
     def _load_tokens(self) -> dict[str, int]:
-        data = read_json(self.ctx.dir / "tokens.json", default=None)
+        data = read_json(self.ctx.paths.tokens, default=None)
         out = {"prompt": 0, "completion": 0}
         if isinstance(data, dict):
             for key in out:
@@ -374,7 +374,7 @@ class LlmTask:
     def _count(self, reply: Reply) -> None:
         self.tokens["prompt"] += reply.prompt_tokens
         self.tokens["completion"] += reply.completion_tokens
-        write_json_atomic(self.ctx.dir / "tokens.json", self.tokens, compact=True)
+        write_json_atomic(self.ctx.paths.tokens, self.tokens, compact=True)
 
     def _progress(self, fraction: float, message: str) -> None:
         self._shown = (fraction, message)
@@ -570,7 +570,7 @@ class LlmTask:
         lines.append(
             f"Tokens: {self.tokens['prompt']:,} prompt + {self.tokens['completion']:,} completion"
         )
-        write_bytes_atomic(self.ctx.dir / "result.md", ("\n".join(lines) + "\n").encode())
+        write_bytes_atomic(self.ctx.paths.result_md, ("\n".join(lines) + "\n").encode())
         self._progress(1.0, "result.md written")
 
     def _confirm(self) -> None:
@@ -580,7 +580,7 @@ class LlmTask:
             choices = list(self.spec.get("choices") or []) or None
             self.ctx.ask(CONFIRM_KEY, question, choices)  # does not return
             return
-        path = self.ctx.dir / "result.md"
+        path = self.ctx.paths.result_md
         try:
             text = path.read_text(encoding="utf-8")
         except OSError:
@@ -614,7 +614,7 @@ def main() -> int:
 def _task_name(ctx: Context) -> str:
     """The name intake gave the task (state.json), or `task-ID` if that cannot be read."""
     try:
-        state = read_json(ctx.dir / "state.json", default={})
+        state = read_json(ctx.paths.state, default={})
     except (OSError, ValueError):
         state = None
     name = state.get("name") if isinstance(state, dict) else None

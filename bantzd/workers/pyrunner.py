@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
         print(f"bantzd: {module_name} has no function {func_name}", file=sys.stderr)
         return 1
     result = func(ctx, args)
-    if result is not None and not (ctx.dir / "result.json").exists():
+    if result is not None and not ctx.paths.result_json.exists():
         try:
             ctx.result(result)
         except TypeError:
