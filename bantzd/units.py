@@ -14,6 +14,8 @@ import math
 import re
 from datetime import datetime, time
 
+from bantzd.errors import BantzError
+
 # --- durations ------------------------------------------------------------------------------
 
 _DURATION_UNITS: dict[str, float] = {}
@@ -89,7 +91,7 @@ def _finite(seconds: float, text: object) -> float:
     return seconds
 
 
-class TooLong(ValueError):
+class TooLong(BantzError, ValueError):
     """A duration too large for a float (a 400-digit number of seconds)."""
 
 

@@ -16,13 +16,14 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from bantzd.errors import BantzError
 from bantzd.paths import TaskPaths
 from bantzd.queue.atomic import dumps, read_json, write_bytes_atomic, write_json_atomic
 
 __all__ = ["Context", "NotInTask", "context"]
 
 
-class NotInTask(RuntimeError):
+class NotInTask(BantzError, RuntimeError):
     """Raised by `context()` outside a bantzd task (no BANTZ_TASK_DIR)."""
 
 

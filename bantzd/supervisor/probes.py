@@ -31,6 +31,7 @@ from typing import Any
 
 import psutil
 
+from bantzd.errors import BantzError
 from bantzd.units import format_size
 
 log = logging.getLogger("bantzd")
@@ -144,7 +145,7 @@ def _num(x: float) -> str:
 # --- GPUs -----------------------------------------------------------------------------------
 
 
-class GpuProbeError(Exception):
+class GpuProbeError(BantzError):
     """A GPU backend that worked stopped answering (GPU lost, driver unloaded, hung)."""
 
 

@@ -60,7 +60,7 @@ MAX_CHUNKS_PER_DOC = 50
 BINARY_SNIFF = 8192
 
 
-class TaskProblem(Exception):
+class TaskProblem(BantzError):
     """The task cannot run as written (no prompt file, no inputs matched); says why."""
 
 

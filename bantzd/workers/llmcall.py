@@ -32,6 +32,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bantzd.errors import BantzError
+
 RATE_LIMITED_TRIES = 30
 ERROR_TRIES = 4
 MAX_RETRY_AFTER = 900.0  # seconds: a server asking for more is asked again after this
@@ -39,7 +41,7 @@ BACKOFF_CAP = 120.0
 ERROR_PAUSE = 0.5  # first pause after a timeout or a dropped connection; then doubled
 
 
-class CallFailed(Exception):
+class CallFailed(BantzError):
     """The call cannot succeed in this attempt; the message is the attempt's failure reason."""
 
 

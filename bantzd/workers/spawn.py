@@ -50,6 +50,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bantzd.errors import BantzError
 from bantzd.paths import TaskPaths, open_private
 from bantzd.workers import escape
 
@@ -105,7 +106,7 @@ MACHINE_ERRNOS = frozenset(
 )
 
 
-class SpawnError(Exception):
+class SpawnError(BantzError):
     """The attempt could not start at all (missing cwd, unknown command); message says why."""
 
 
