@@ -1060,11 +1060,11 @@ def test_max_retry_delay_caps_the_doubling_and_cannot_be_below_retry_delay() -> 
 
     config = SimpleNamespace(max_retry_delay=3600.0)
     assert parse("run: x\n").max_retry_delay is None
-    assert parse("run: x\n").retry_cap(config) == 3600.0
-    assert parse("run: x\nmax_retry_delay: 10m\n").retry_cap(config) == 600.0
+    assert parse("run: x\n").retry_cap(config.max_retry_delay) == 3600.0
+    assert parse("run: x\nmax_retry_delay: 10m\n").retry_cap(config.max_retry_delay) == 600.0
     # Config's cap never shortens a retry_delay the file asked for; the task's own may not be
     # below it at all.
-    assert parse("run: x\nretry_delay: 2h\n").retry_cap(config) == 7200.0
+    assert parse("run: x\nretry_delay: 2h\n").retry_cap(config.max_retry_delay) == 7200.0
     problem = only("run: x\nretry_delay: 2h\nmax_retry_delay: 1h\n")
     assert problem.key == "max_retry_delay"
     assert "1h is less than retry_delay 2h" in problem.message

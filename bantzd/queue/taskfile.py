@@ -43,7 +43,7 @@ from bantzd.queue.yamlnodes import TAG as _T
 from bantzd.queue.yamlnodes import Problem, TaskFileError, compose, decode
 
 if TYPE_CHECKING:
-    from bantzd.config import Config
+    pass
 
 MAX_TASK_FILE_BYTES = 1024 * 1024
 PRIORITY_WORDS = {"high": 10, "normal": 0, "low": -10}
@@ -153,13 +153,13 @@ class TaskSpec:
     category: str | None = None
     uses: Mapping[str, int] = field(default_factory=_frozen)
 
-    def retry_cap(self, config: Config) -> float:
-        """The longest wait between attempts: the task's `max_retry_delay`, else config.toml's
-        `max_retry_delay` but never below the task's own `retry_delay` (the first wait is
-        always what the file asked for; only the doubling is capped)."""
+    def retry_cap(self, default: float) -> float:
+        """The longest wait between attempts: the task's `max_retry_delay`, else `default`
+        (config.toml's `max_retry_delay`) but never below the task's own `retry_delay` (the
+        first wait is always what the file asked for; only the doubling is capped)."""
         if self.max_retry_delay is not None:
             return self.max_retry_delay
-        return max(config.max_retry_delay, self.retry_delay)
+        return max(default, self.retry_delay)
 
     def expanded_cwd(self) -> str:
         """The working directory as an absolute path; a relative one is taken from home."""

@@ -5,7 +5,7 @@ The loop is a short list of named steps (STYLE 3); each tick:
     handle_signals -> reap_finished -> enforce_time_limits -> apply_control
     -> intake_spool -> sync_progress -> start_ready -> flush
 
-Decisions come from pure functions (scheduler.decide, scheduler.backoff); this module does
+Decisions come from pure functions (scheduler.decide, outcome.settle); this module does
 the I/O. Signal handlers only set flags and poke a wake-up pipe (STYLE 5): the first
 SIGTERM/SIGINT stops new starts and asks running attempts to stop (they go back to the queue
 as `interrupted`); a second one kills them at once.
@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bantzd.clock import Clock, SystemClock, hms, iso
+from bantzd.clock import Clock, SystemClock, iso
 from bantzd.config import Config, load_config
 from bantzd.crash import crash_point, fault_point
 from bantzd.errors import IoPathError
@@ -41,6 +41,15 @@ from bantzd.ratelimit import LimitsView, RateLimits
 from bantzd.supervisor import control, intake, memwatch
 from bantzd.supervisor.lock import HomeLock, acquire
 from bantzd.supervisor.logsetup import setup_logging
+from bantzd.supervisor.outcome import (
+    Ended,
+    Policy,
+    Verdict,
+    closed_log,
+    internal_error,
+    next_step,
+    settle,
+)
 from bantzd.supervisor.probes import (
     LoadHistory,
     Reading,
@@ -54,7 +63,6 @@ from bantzd.supervisor.scheduler import (
     Candidate,
     Decision,
     TaskBrief,
-    backoff,
     decide,
 )
 from bantzd.supervisor.timing import local_now, resolve_when
@@ -447,69 +455,62 @@ class Supervisor:
             self._release(task_id)
 
     def _settle(self, att: Attempt, outcome: Outcome) -> None:
+        """Gather what is known of the ended attempt (files it left) and apply `settle`."""
         state = self.states[att.task_id]
         spec = self.specs.get(att.task_id)
         fault_point("finish", att.task_id)
         self._sync_reports(att, last=True)  # a last look before the attempt is forgotten
-        now = self.clock.time()
-        if att.stop_reason == "cancelled":
-            self._close_log(state, "cancelled")
-            self.store.transition(
-                state, Status.CANCELLED, "cancelled by user", finished=iso(now), pid=None, step=None
+        cancelled = att.stop_reason == "cancelled"
+        ended = Ended(
+            outcome,
+            stop_reason=att.stop_reason,
+            step=att.step,
+            question=None if cancelled else self._asked(att),
+            worker_reason=read_reason(att.paths) if outcome.known and not outcome.ok else None,
+        )
+        self._end(state, spec, ended, started_mono=att.started_mono)
+
+    def _end(
+        self,
+        state: TaskState,
+        spec: TaskSpec | None,
+        ended: Ended,
+        *,
+        started_mono: float | None = None,
+    ) -> None:
+        """Settle an ended (or never started) attempt and apply the verdict."""
+        policy = Policy(
+            max_interruptions=self.config.max_interruptions,
+            max_retry_delay=self.config.max_retry_delay,
+            stopping=self.stopping,
+        )
+        verdict = settle(ended, state, spec, policy, self.clock.time())
+        self._apply(state, spec, verdict, started_mono=started_mono)
+
+    def _apply(
+        self,
+        state: TaskState,
+        spec: TaskSpec | None,
+        verdict: Verdict,
+        *,
+        started_mono: float | None = None,
+    ) -> None:
+        """The one place a verdict reaches the store, the log, the person, and the next step."""
+        changes = dict(verdict.fields)
+        if verdict.log_outcome is not None:
+            changes["attempt_log"] = closed_log(
+                state.attempt_log, verdict.log_outcome, self.clock.time()
             )
-            return
-        question = self._asked(att)
-        if question is not None:
-            self._close_log(state, "asked")
-            self.store.transition(
-                state,
-                Status.WAITING_HUMAN,
-                f"question: {question['key']}",
-                question=question,
-                pid=None,
-            )
-            self._notify("question", state)
-            return
-        if outcome.ok and spec is not None and spec.kind == "steps":
-            done = [*state.steps_done, att.step] if att.step else list(state.steps_done)
-            self.store.update(state, steps_done=done)
-            if self._next_step(spec, done) is not None:
-                if self.stopping or att.stop_reason:
-                    self._interrupted(state, outcome)
-                else:
-                    self.launch(state, spec, started_mono=att.started_mono)
-                return
-        if outcome.ok:
-            self._close_log(state, "done")
-            self.store.transition(
-                state,
-                Status.DONE,
-                None,
-                finished=iso(now),
-                exit_code=0,
-                signal=None,
-                error=None,
-                pid=None,
-                step=None,
-            )
-            return
-        if att.stop_reason == "interrupted" or not outcome.known:
-            self._interrupted(state, outcome)
-            return
-        if att.stop_reason == "memory limit":
-            self._failed_attempt(state, outcome, "memory limit")
-            return
-        if att.stop_reason == "timeout":
-            timeout = spec.timeout if spec else 0
-            self._failed_attempt(state, outcome, f"timeout after {fmt_seconds(timeout)}")
-            return
-        what = outcome.describe()
-        reason = read_reason(att.paths) if outcome.known else None
-        if reason:
-            what = f"{what}: {reason}"
-        if att.step:
-            what = f"step {att.step}: {what}"
-        self._failed_attempt(state, outcome, what)
+        if verdict.status is None:
+            self.store.update(state, **changes)
+        else:
+            self.store.transition(state, verdict.status, verdict.reason, **changes)
+        if verdict.message:
+            log.info("%s", verdict.message)
+        if verdict.notify:
+            self._notify(verdict.notify, state)
+        if verdict.launch_next and spec is not None:
+            self.launch(state, spec, started_mono=started_mono)
 
     def _release(self, task_id: int) -> None:
         """Give back what an ended attempt held: rate-limit units, cpus, memory, GPUs."""
@@ -544,17 +545,8 @@ class Supervisor:
             elif not can_transition(state.status, Status.FAILED):
                 log.error("task %d: left %s after the internal error", task_id, state.status)
             else:
-                self._close_log(state, "failed")
-                self.store.transition(
-                    state,
-                    Status.FAILED,
-                    why,
-                    error=why,
-                    finished=iso(self.clock.time()),
-                    pid=None,
-                    step=None,
-                )
-                self._notify("failed", state)
+                verdict = internal_error(why, self.clock.time())
+                self._apply(state, self.specs.get(task_id), verdict)
         except Exception:
             log.exception("task %d: could not be marked failed after an internal error", task_id)
         finally:
@@ -594,64 +586,6 @@ class Supervisor:
             return None
         return {k: data.get(k) for k in ("key", "text", "choices")}
 
-    def _interrupted(self, state: TaskState, outcome: Outcome) -> None:
-        self._close_log(state, "interrupted")
-        count = state.interruptions + 1
-        if count > self.config.max_interruptions:
-            why = f"interrupted {count} times (max_interruptions = "
-            why += f"{self.config.max_interruptions})"
-            self.store.transition(
-                state,
-                Status.FAILED,
-                why,
-                error=why,
-                interruptions=count,
-                finished=iso(self.clock.time()),
-                pid=None,
-                step=None,
-                exit_code=outcome.exit_code,
-                signal=outcome.signal,
-            )
-            self._notify("failed", state)
-            return
-        self.store.transition(
-            state, Status.QUEUED, "interrupted", interruptions=count, pid=None, step=None
-        )
-
-    def _failed_attempt(
-        self, state: TaskState, outcome: Outcome, why: str, spec: TaskSpec | None = None
-    ) -> None:
-        spec = spec or self.specs.get(state.id)
-        failures = state.failures + 1
-        self._close_log(state, "failed")
-        retries = spec.retries if spec else 0
-        now = self.clock.time()
-        common = {
-            "exit_code": outcome.exit_code,
-            "signal": outcome.signal,
-            "error": why,
-            "failures": failures,
-            "pid": None,
-            "step": None,
-        }
-        if failures <= retries and spec is not None:
-            at = now + backoff(spec.retry_delay, failures, spec.retry_cap(self.config))
-            self.store.transition(
-                state, Status.QUEUED, f"retry at {hms(at)}", retry_at=at, **common
-            )
-            log.info(
-                "task %d failed (%s); retry %d of %d at %s",
-                state.id,
-                why,
-                failures,
-                retries,
-                hms(at),
-            )
-            return
-        self.store.transition(state, Status.FAILED, why, finished=iso(now), **common)
-        log.info("task %d (%s) failed: %s", state.id, state.name, why)
-        self._notify("failed", state)
-
     def _notify(self, event: str, state: TaskState) -> None:
         """Tell the person (apprise, [notify]) in the background; never fails the loop."""
         if not self.config.notify.urls or event not in self.config.notify.on:
@@ -664,20 +598,6 @@ class Supervisor:
         except Exception:
             log.exception("task %d: could not send the %s notification", state.id, event)
 
-    def _close_log(self, state: TaskState, outcome: str) -> None:
-        if state.attempt_log and state.attempt_log[-1].get("end") is None:
-            entry = dict(state.attempt_log[-1])
-            entry["end"] = iso(self.clock.time())
-            entry["outcome"] = outcome
-            state.attempt_log = [*state.attempt_log[:-1], entry]
-
-    @staticmethod
-    def _next_step(spec: TaskSpec, done: list[str]) -> Any:
-        for step in spec.steps:
-            if step.name not in done:
-                return step
-        return None
-
     def launch(
         self, state: TaskState, spec: TaskSpec, *, started_mono: float | None = None
     ) -> None:
@@ -686,7 +606,7 @@ class Supervisor:
         step_name = None
         step_index = -1
         if spec.kind == "steps":
-            step = self._next_step(spec, state.steps_done)
+            step = next_step(spec, state.steps_done)
             step_name = step.name
             step_index = spec.steps.index(step)
             argv = command_argv(step.run)
@@ -704,7 +624,7 @@ class Supervisor:
                 str(llm.get("prompt") or f"prompt_file {llm.get('prompt_file')}")
             )
         else:
-            self._failed_attempt(state, Outcome(), f"{spec.kind} tasks are not supported yet", spec)
+            self._end(state, spec, Ended(spawn_error=f"{spec.kind} tasks are not supported yet"))
             return
         env = dict(os.environ)
         env.update(spec.env)
@@ -742,20 +662,12 @@ class Supervisor:
             )
         except SpawnError as e:
             self._append_log(paths, f"bantzd: {e}\n")
-            self._failed_attempt(state, Outcome(exit_code=None), str(e), spec)
+            self._end(state, spec, Ended(spawn_error=str(e)))
             return
         except OSError as e:
             # Not the task's fault (disk full, fd limit): back to the queue, no attempt used.
             log.error("task %d: could not start: %s", state.id, e)
-            self.store.transition(
-                state,
-                Status.QUEUED,
-                f"not started: {e.strerror or e}",
-                attempts=state.attempts - 1,
-                pid=None,
-                step=None,
-                attempt_log=state.attempt_log[:-1],
-            )
+            self._end(state, spec, Ended(not_started=e.strerror or str(e)))
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 self._io_failed(IoPathError(paths.output, "starting", e))
             return
@@ -1317,12 +1229,6 @@ def _show(run: str | tuple[str, ...] | list[str]) -> str:
     text = run if isinstance(run, str) else " ".join(run)
     text = " ".join(text.split())  # the marker is one line, whatever the script looks like
     return text if len(text) <= 120 else text[:117] + "..."
-
-
-def fmt_seconds(seconds: float) -> str:
-    from bantzd.units import format_duration
-
-    return format_duration(seconds)
 
 
 def run_supervisor(

@@ -1,0 +1,93 @@
+"""Tier 2: one supervisor tick at a time, on a tmp_path home, with a fake clock.
+
+The `Harness` builds a real `Supervisor` without calling `run()` (no home lock, no signal
+handlers, no spool watcher), calls `recover()` and `tick()` directly, and reads the files the
+store wrote. Attempts are real processes (`true`, `false`): this slice has no fake executor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bantzd.clock import FakeClock
+from bantzd.config import load_config
+from bantzd.paths import Home
+from bantzd.supervisor.loop import Supervisor
+from bantzd.workers.spawn import kill_group
+from tests.conftest import config_text
+
+
+class Harness:
+    """A supervisor on its own home, stepped by hand; the clock only moves when told to."""
+
+    def __init__(self, root: Path, *config_lines: str) -> None:
+        self.home = Home(root)
+        self.home.ensure()
+        self.home.config.write_text(config_text(*config_lines))
+        # Wall time starts at the real time, so that spool files written now have settled
+        # once the fake clock is moved past intake's settle time.
+        self.clock = FakeClock(now=time.time(), mono=1000.0)
+        self.sup = Supervisor(self.home, load_config(self.home.config), self.clock)
+
+    def submit(self, name: str, text: str) -> Path:
+        """Drop a task file into the spool, already settled (written a minute ago)."""
+        path = self.home.spool / name
+        path.write_text(text)
+        old = self.clock.time() - 60
+        os.utime(path, (old, old))
+        return path
+
+    def tick(self) -> None:
+        """One tick, then wait for its writes: the test reads the files next."""
+        self.sup.tick()
+        self.sup.flush()
+
+    def tick_until(self, cond: Callable[[], object], what: str, timeout: float = 20.0) -> object:
+        """Tick (the clock standing still) until `cond()` holds: real attempts take real
+        time to exit, so this polls, with a deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.tick()
+            value = cond()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out after {timeout}s waiting for {what}")
+            time.sleep(0.02)
+
+    def state(self, task_id: int) -> dict[str, Any] | None:
+        """The task's state.json as on disk, or None before it exists."""
+        path = self.home.task_dir(task_id) / "state.json"
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+
+    def status(self, task_id: int) -> str | None:
+        data = self.state(task_id)
+        return data["status"] if data else None
+
+    def close(self) -> None:
+        """Kill what still runs (a failed test must not leave processes behind)."""
+        for att in list(self.sup.attempts.values()):
+            kill_group(att.pgid, signal.SIGKILL)
+            if att.popen is not None:
+                att.popen.wait(timeout=5)
+        self.sup.store.flush()
+        os.close(self.sup._wake_r)
+        os.close(self.sup._wake_w)
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    h = Harness(tmp_path / "home", "max_parallel = 2")
+    yield h
+    h.close()
