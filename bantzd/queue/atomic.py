@@ -73,7 +73,7 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
-def open_private(path: Path) -> int:
+def create_private(path: Path) -> int:
     """Create `path` for writing, mode 0600 whatever the umask.
 
     O_EXCL, because O_TRUNC on a file left by an earlier process would keep *its* mode
@@ -89,7 +89,7 @@ def open_private(path: Path) -> int:
 
 def _write_tmp(path: Path, data: bytes, fsync: bool) -> Path:
     tmp = temp_path(path)
-    fd = open_private(tmp)
+    fd = create_private(tmp)
     try:
         view = memoryview(data)
         while view:
@@ -279,7 +279,7 @@ class DurableBatch:
         try:
             for path, data in pending.items():
                 tmp = temp_path(path)
-                fd = open_private(tmp)
+                fd = create_private(tmp)
                 fds.append(fd)
                 tmps.append((tmp, path))
                 view = memoryview(data)

@@ -359,11 +359,8 @@ def highest_journal_id(path: Path) -> int:
     """The highest task id any journal line names (`id`, or the `ids` of a clean); 0."""
     best = 0
     for event in read_journal(path):
-        ids = [
-            event.get("id"),
-            *(event.get("ids") or [] if isinstance(event.get("ids"), list) else []),
-        ]
-        for value in ids:
+        many = event.get("ids")
+        for value in [event.get("id"), *(many if isinstance(many, list) else [])]:
             if isinstance(value, int) and not isinstance(value, bool) and value <= MAX_ID:
                 best = max(best, value)
     return best
