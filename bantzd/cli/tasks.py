@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import click
 from bantzd.cli import get_home, main
 from bantzd.errors import EXIT_FAILURE, BantzError, UsageError
 from bantzd.paths import Home
-from bantzd.queue.atomic import fsync_dir
+from bantzd.queue.atomic import create_private, fsync_dir, temp_path
 
 
 @main.command()
@@ -79,11 +78,11 @@ def place_in_spool(home: Home, name: str, data: bytes) -> Path:
     """Write a task file into the spool atomically and without replacing any file there.
 
     A hidden temp file is written and fsynced, then moved to the first free name among
-    NAME.yaml, NAME-2.yaml, ... with an exclusive move (intake.move_exclusive). A check for
+    NAME.yaml, NAME-2.yaml, ... with an exclusive move (intake.move_to_free_name). A check for
     a free name followed by a rename lost files: 20 parallel submits of `job.yaml` renamed
     over each other. Raises SpoolWriteError with the path and the fix.
     """
-    from bantzd.supervisor.intake import move_exclusive
+    from bantzd.supervisor.intake import move_to_free_name
 
     stem, _, ext = name.rpartition(".")
     if ext not in ("yaml", "yml"):
@@ -93,9 +92,11 @@ def place_in_spool(home: Home, name: str, data: bytes) -> Path:
         home.ensure()
     except OSError as e:
         raise SpoolWriteError(e.filename or home.root, e) from None
-    tmp = home.spool / f".{stem}.{ext}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    wanted = home.spool / f"{stem}.{ext}"
+    # bantzd's own temp name (`.NAME.PID.tmp`): the supervisor removes one a crash left.
+    tmp = temp_path(wanted)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fd = create_private(tmp)
         try:
             with open(fd, "wb", closefd=False) as f:
                 f.write(data)
@@ -103,14 +104,7 @@ def place_in_spool(home: Home, name: str, data: bytes) -> Path:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        n = 1
-        while True:
-            target = home.spool / (f"{stem}.{ext}" if n == 1 else f"{stem}-{n}.{ext}")
-            try:
-                move_exclusive(tmp, target)
-                break
-            except FileExistsError:
-                n += 1
+        target = move_to_free_name(tmp, wanted)
         fsync_dir(home.spool)
     except OSError as e:
         raise SpoolWriteError(home.spool, e) from None

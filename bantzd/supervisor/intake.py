@@ -142,24 +142,33 @@ def rename_to_safe_name(path: Path) -> Path | None:
     spool then keeps it, and no other file waits for it).
     """
     shown = ascii(os.fsencode(path.name))
-    stem, dot, ext = safe_name(path.name).rpartition(".")
-    n = 1
-    while True:
-        target = path.with_name(f"{stem}{'' if n == 1 else f'-{n}'}{dot}{ext}")
-        try:
-            move_exclusive(path, target)
-            break
-        except FileExistsError:
-            n += 1
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            why = e.strerror or e
-            log.warning("spool file %s: its name is not UTF-8, and renaming failed: %s", shown, why)
-            return None
+    try:
+        target = move_to_free_name(path, path.with_name(safe_name(path.name)))
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        why = e.strerror or e
+        log.warning("spool file %s: its name is not UTF-8, and renaming failed: %s", shown, why)
+        return None
     fsync_dir(path.parent)
     log.warning("spool file %s: its name is not UTF-8; renamed to %s", shown, target.name)
     return target
+
+
+def move_to_free_name(src: Path, wanted: Path) -> Path:
+    """Move `src` to `wanted`, or to the first free one of `STEM-2.EXT`, `STEM-3.EXT`...
+    beside it, each claimed exclusively (`move_exclusive`); returns where it went."""
+    stem, dot, ext = wanted.name.rpartition(".")
+    if not dot:
+        stem, ext = ext, ""
+    n = 1
+    while True:
+        target = wanted.with_name(f"{stem}{'' if n == 1 else f'-{n}'}{dot}{ext}")
+        try:
+            move_exclusive(src, target)
+            return target
+        except FileExistsError:
+            n += 1
 
 
 def move_exclusive(src: Path, target: Path) -> None:
