@@ -71,6 +71,7 @@ class Containment:
 
     cgroup_base: Path | None = None  # per-home parent of the attempts' cgroups
     cgroup_kill: bool = False  # the kernel has cgroup.kill
+    mount: Path | None = None  # where cgroup2 is mounted, when cgroup_base is set
     subreaper: bool = False
 
     def describe(self) -> str:
@@ -101,7 +102,8 @@ def setup(home_root: Path) -> Containment:
     kill = False
     if os.environ.get(NO_CGROUP_ENV, "") in ("", "0"):
         base, kill = find_cgroup_base(home_root)
-    _current = Containment(cgroup_base=base, cgroup_kill=kill, subreaper=subreaper)
+    mount = cgroup2_mount() if base is not None else None
+    _current = Containment(cgroup_base=base, cgroup_kill=kill, mount=mount, subreaper=subreaper)
     if base is not None:
         sweep(base, home_root)
         # Bases of homes whose supervisors are gone (a deleted test home, say): only empty
@@ -332,12 +334,11 @@ def in_cgroup(path: Path | None) -> list[int]:
 
 def cgroup_of(pid: int) -> Path | None:
     """The attempt cgroup (under this supervisor's base) that `pid` is in, else None."""
-    base = _current.cgroup_base
-    if base is None:
+    base, mount = _current.cgroup_base, _current.mount
+    if base is None or mount is None:
         return None
     path = own_cgroup(_read_text(f"{_PROC}/{pid}/cgroup"))
-    mount = cgroup2_mount()
-    if not path or mount is None:
+    if not path:
         return None
     full = mount / path.lstrip("/")
     return full if full.parent == base else None
@@ -350,7 +351,7 @@ def _end_cgroup(path: Path) -> bool:
         return True
     deadline = time.monotonic() + END_WAIT
     if _populated(path):
-        if (path / "cgroup.kill").exists():
+        if _current.cgroup_kill:
             try:
                 (path / "cgroup.kill").write_text("1")
             except OSError as e:

@@ -155,10 +155,6 @@ class Attempt:
     term_at: float | None = None
     killed: bool = False
     extra: dict[str, object] = field(default_factory=dict)
-    # The spawn's environment marker and cgroup (see `escape`); read from worker.lock
-    # when not set here.
-    token: str | None = None
-    cgroup: str | None = None
 
 
 def command_argv(run: str | tuple[str, ...] | list[str]) -> list[str]:
@@ -324,14 +320,12 @@ def reap(att: Attempt) -> Outcome:
 
 
 def _containment(att: Attempt) -> tuple[str | None, Path | None]:
-    """The attempt's marker and cgroup: from the Attempt, else from worker.lock (written by
-    the spawn of this very wrapper: nothing else spawns while it is unreaped)."""
-    token, cgroup = att.token, att.cgroup
-    if token is None:
-        info = read_lock_info(att.paths)
-        if info is not None and info.pid == att.pgid and info.attempt == att.attempt:
-            token, cgroup = info.token, info.cgroup
-    return token, Path(cgroup) if cgroup else None
+    """The attempt's marker and cgroup (see `escape`), from worker.lock: written by the
+    spawn of this very wrapper, and nothing else spawns for the task while it is unreaped."""
+    info = read_lock_info(att.paths)
+    if info is None or info.pid != att.pgid or info.attempt != att.attempt:
+        return None, None
+    return info.token, Path(info.cgroup) if info.cgroup else None
 
 
 def _from_shell_status(rc: int, sig: int | None = None) -> Outcome:
