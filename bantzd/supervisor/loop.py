@@ -19,7 +19,6 @@ import os
 import select
 import shutil
 import signal
-import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
@@ -556,24 +555,23 @@ class Supervisor:
                 log.exception("task %d: could not release its resources", task_id)
 
     def _kill_attempt_now(self, task_id: int, *, recovering: bool) -> None:
-        """SIGKILL the task's attempt, if one runs, and forget it."""
+        """SIGKILL the task's attempt, if one runs, with what escaped its group, and forget it."""
         att = self.attempts.pop(task_id, None)
-        if att is not None and att.popen is not None:
-            if att.popen.returncode is not None:
-                return  # reaped already: its pgid may be someone else's now
-            kill_group(att.pgid, signal.SIGKILL)
-            try:
-                att.popen.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                log.error("task %d: pid %d did not die after SIGKILL", task_id, att.pgid)
+        if att is not None and att.popen is not None and att.popen.returncode is not None:
+            return  # reaped already: its pgid may be someone else's now
+        if att is None and not recovering:
             return
-        if att is not None or recovering:
+        if att is None or att.popen is None:
             # Not our child (adopted, or found in recovery): worker.lock held means its
             # group is still there, so the pgid is not a stranger's.
             paths = TaskPaths(self.home.task_dir(task_id))
             info = read_lock_info(paths)
             if info is not None and worker_alive(paths):
                 kill_group(info.pid, signal.SIGKILL)
+        if att is not None:
+            # The same end as any attempt's: SIGKILL to the group (our child), then what
+            # left it (its cgroup, its marker), and the wrapper reaped and forgotten.
+            reap(att)
 
     def _asked(self, att: Attempt) -> dict[str, Any] | None:
         """The question this attempt asked before it ended, if any."""
