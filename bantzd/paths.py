@@ -52,8 +52,9 @@ def user_umask() -> int:
 
 
 def open_private(path: str | os.PathLike[str], flags: int = os.O_RDWR | os.O_CREAT) -> int:
-    """Open a file of ours (a lock file), created 0600 and made 0600 if it was not: a lock
-    another user can open is a lock another user can hold, and liveness must not hang on it."""
+    """Open a file of ours that lives on (a lock file, bantzd.log), created 0600 and made
+    0600 if an older one was not: a lock another user can open is a lock another user can
+    hold, and liveness must not hang on it; a log others can read names every task."""
     fd = os.open(path, flags | os.O_CLOEXEC, FILE_MODE)
     try:
         st = os.fstat(fd)

@@ -59,7 +59,7 @@ class Journal:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
             try:
-                if _ends_torn(fd):
+                if ends_torn(fd):
                     data = b"\n" + data
                 view = memoryview(data)
                 while view:
@@ -71,7 +71,7 @@ class Journal:
             raise IoPathError(self.path, "appending to", e) from e
 
 
-def _ends_torn(fd: int) -> bool:
+def ends_torn(fd: int) -> bool:
     """True when the file's last byte is not a newline (a crash cut the last line)."""
     size = os.fstat(fd).st_size
     if size == 0:

@@ -17,7 +17,7 @@ import os
 import sys
 from logging.handlers import RotatingFileHandler
 
-from bantzd.paths import DIR_MODE, FILE_MODE, Home
+from bantzd.paths import DIR_MODE, Home, open_private
 
 MAX_BYTES = 10 * 1024 * 1024
 BACKUP_COUNT = 5
@@ -32,15 +32,7 @@ class PrivateRotatingFileHandler(RotatingFileHandler):
     0600 whatever the umask: the log names tasks, commands and errors."""
 
     def _open(self):  # type: ignore[no-untyped-def]
-        fd = os.open(
-            self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE
-        )
-        try:
-            st = os.fstat(fd)
-            if st.st_mode & 0o077 and st.st_uid == os.geteuid():
-                os.fchmod(fd, FILE_MODE)
-        except OSError:
-            pass
+        fd = open_private(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         return open(fd, "a", encoding=self.encoding, errors=self.errors)
 
 

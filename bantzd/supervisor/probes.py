@@ -393,11 +393,11 @@ class LoadHistory:
         if self._lines is None:
             self._lines = self._count()
         from bantzd.paths import FILE_MODE
+        from bantzd.queue.journal import ends_torn
 
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         try:
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
+            if ends_torn(fd):
                 line = b"\n" + line  # a crash cut the last line: start this one afresh
             os.write(fd, line)
         finally:
