@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -41,9 +41,6 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from bantzd import units
 from bantzd.queue.yamlnodes import TAG as _T
 from bantzd.queue.yamlnodes import Problem, TaskFileError, compose, decode
-
-if TYPE_CHECKING:
-    pass
 
 MAX_TASK_FILE_BYTES = 1024 * 1024
 PRIORITY_WORDS = {"high": 10, "normal": 0, "low": -10}

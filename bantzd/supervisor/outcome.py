@@ -226,7 +226,6 @@ def _failed(
         "step": None,
     }
     if spec is not None and failures <= retries:
-        # retry_cap reads only max_retry_delay from what it is given: Policy has it.
         at = now + backoff(spec.retry_delay, failures, spec.retry_cap(policy.max_retry_delay))
         return Verdict(
             Status.QUEUED,
