@@ -255,8 +255,7 @@ def recover_in_process(root: Path) -> tuple[int | None, list[str]]:
     finally:
         logger.removeHandler(errors)
         if sup is not None:
-            os.close(sup._wake_r)
-            os.close(sup._wake_w)
+            sup.signals.close()  # not close(): what recovery staged is never written
     problems += [f"recovery logged an error: {m}" for m in errors.messages]
     return next_id, problems
 

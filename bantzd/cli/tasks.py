@@ -30,7 +30,7 @@ from bantzd.queue.atomic import create_private, fsync_dir, temp_path
 @click.pass_context
 def run(ctx: click.Context, until_text: str | None, once: bool, verbose: bool) -> None:
     """Run the supervisor in the foreground."""
-    from bantzd.supervisor.loop import run_supervisor, summary_line
+    from bantzd.supervisor.loop import run_supervisor
     from bantzd.supervisor.timing import local_now, resolve_until
 
     home = get_home(ctx)
@@ -44,8 +44,22 @@ def run(ctx: click.Context, until_text: str | None, once: bool, verbose: bool) -
     # The report is written while the supervisor still holds the home lock.
     report = (lambda: _write_report(home)) if until is not None else None
     code = run_supervisor(home, once=once, until=until, verbose=verbose, before_release=report)
-    click.echo(summary_line(home))
+    click.echo(queue_summary_line(home))
     sys.exit(code)
+
+
+def queue_summary_line(home: Home) -> str:
+    """One line for cron's mail after `run`: what the queue holds now."""
+    from collections import Counter
+
+    from bantzd.queue.store import scan_states
+
+    counts = Counter(str(s.status) for s in scan_states(home))
+    parts = [
+        f"{counts.get(k, 0)} {k}"
+        for k in ("done", "failed", "waiting_human", "held", "queued", "running")
+    ]
+    return "bantzd: " + ", ".join(parts)
 
 
 def _write_report(home: Home) -> None:

@@ -22,14 +22,20 @@ import logging
 import os
 import stat
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bantzd.errors import BantzError
+from bantzd.clock import Clock
+from bantzd.crash import fault_point
+from bantzd.errors import BantzError, IoPathError
 from bantzd.paths import Home
 from bantzd.queue.atomic import fsync_dir, write_bytes_atomic
+from bantzd.queue.states import Status
+from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import MAX_TASK_FILE_BYTES, TaskFileError, TaskSpec, parse_task
+from bantzd.supervisor.timing import local_now, resolve_when
 
 log = logging.getLogger("bantzd.intake")
 
@@ -109,6 +115,107 @@ def examine(path: Path, now: float, *, settled_required: bool) -> Accepted | Rej
     except TaskFileError as e:
         return Rejected(path, str(e))
     return Accepted(path, spec)
+
+
+@dataclass
+class Broken:
+    """A spool file that raised while being taken in (an internal error, not the file's
+    fault): rejected like a bad file, so it is not retried at every scan forever."""
+
+    path: Path
+    error: Exception
+
+    def rejected(self) -> Rejected:
+        return Rejected(self.path, f"internal error: {type(self.error).__name__}: {self.error}")
+
+
+class SpoolScan:
+    """When to look at the spool and what each file there is, oldest first.
+
+    The loop takes in what this yields (`Accepted` becomes a task, `Rejected` and `Broken`
+    move to rejected/). A look is due when the watcher saw files complete, every
+    `interval` seconds, and soon again while a file found was still being written.
+    """
+
+    def __init__(self, home: Home, interval: float, clock: Clock) -> None:
+        self.home = home
+        self.spool = home.spool
+        self.interval = interval
+        self.clock = clock
+        self.watcher: SpoolWatcher | None = None
+        self.last_scan = float("-inf")
+        self.unsettled = False  # a file was not ready: look again in SETTLE / 2
+
+    def due_in(self) -> list[float]:
+        """Seconds until the next look is due (for the loop's sleep)."""
+        due = [self.interval - (self.clock.monotonic() - self.last_scan)]
+        if self.unsettled:
+            due.append(SETTLE / 2)
+        return due
+
+    def scan(self) -> Iterator[Accepted | Rejected | Broken]:
+        """The spool's task files that are ready, each examined; none when no look is due.
+        An `IoPathError` (the disk, not a file) propagates: the files stay for later."""
+        ready = self.watcher.take_ready() if self.watcher else set()
+        mono = self.clock.monotonic()
+        if not ready and not (mono - self.last_scan >= self.interval or self.unsettled):
+            return
+        self.last_scan = mono
+        self.unsettled = False
+        now = self.clock.time()
+        try:
+            entries = list(os.scandir(self.spool))
+        except FileNotFoundError:
+            self.home.ensure()  # removed under us: made again, looked at next time
+            return
+        found = []
+        for entry in entries:
+            if entry.name == "rejected" or not candidate_name(entry.name):
+                continue
+            try:
+                mtime = entry.stat(follow_symlinks=False).st_mtime
+            except FileNotFoundError:
+                continue
+            found.append((mtime, entry.name))
+        for _, name in sorted(found):
+            path = self.spool / name
+            try:
+                fault_point("intake", path.name)
+                result = examine(path, now, settled_required=str(path) not in ready)
+            except IoPathError:
+                raise
+            except Exception as e:
+                yield Broken(path, e)
+                continue
+            if result is None:
+                self.unsettled = self.unsettled or path.exists()
+            else:
+                yield result
+
+
+def new_state(
+    item: Accepted, task_id: int, now: float, approval_categories: Iterable[str]
+) -> TaskState:
+    """The first state of an accepted file: queued, or held for approval; `not_before` and
+    `deadline` resolved to instants now, so that a restart does not move them."""
+    spec = item.spec
+    held = spec.approval or (spec.category in approval_categories)
+    accepted = local_now(now)
+    return TaskState(
+        not_before_at=resolve_when(spec.not_before, accepted).timestamp()
+        if spec.not_before is not None
+        else None,
+        deadline_at=resolve_when(spec.deadline, accepted).timestamp()
+        if spec.deadline is not None
+        else None,
+        id=task_id,
+        name=spec.name,
+        status=Status.HELD if held else Status.QUEUED,
+        reason="waiting for approval" if held else None,
+        priority=spec.priority,
+        kind=spec.kind,
+        source=item.path.name,
+    )
 
 
 def _is_text(name: str) -> bool:
@@ -349,3 +456,11 @@ class SpoolWatcher:
             self._observer.stop()
             self._observer.join(timeout=2)
             self._observer = None
+
+
+def pending(home: Home) -> bool:
+    """Whether the spool holds files that look like tasks not yet taken in."""
+    try:
+        return any(candidate_name(n) for n in os.listdir(home.spool))
+    except FileNotFoundError:
+        return False

@@ -77,13 +77,11 @@ class Harness:
 
     def close(self) -> None:
         """Kill what still runs (a failed test must not leave processes behind)."""
-        for att in list(self.sup.attempts.values()):
+        for att in self.sup.attempts:
             kill_group(att.pgid, signal.SIGKILL)
             if att.popen is not None:
                 att.popen.wait(timeout=5)
-        self.sup.store.flush()
-        os.close(self.sup._wake_r)
-        os.close(self.sup._wake_w)
+        self.sup.close()
 
 
 @pytest.fixture

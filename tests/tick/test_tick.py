@@ -73,4 +73,4 @@ def test_a_task_whose_cwd_is_missing_fails_at_its_start(harness: Harness, tmp_pa
     assert str(missing) in state["error"]
     assert (state["attempts"], state["failures"], state["exit_code"]) == (1, 1, None)
     assert [e["outcome"] for e in state["attempt_log"]] == ["failed"]
-    assert harness.sup.held == {}  # what the start took is given back
+    assert harness.sup.attempts.held == {}  # what the start took is given back

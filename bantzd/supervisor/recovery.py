@@ -1,0 +1,141 @@
+"""What a starting supervisor finds of each task, and what to do with a started attempt.
+
+A supervisor can die anywhere: between the spool rename and the first state.json, between a
+spawn and the write that says `running`, while an attempt runs, after it ended. `load_task`
+reads what one task folder holds (never writing), and `plan_attempt` is the pure rule for
+its attempt, from the state and the worker.lock: adopt a live worker, settle one that ended
+while no supervisor watched (its exit record speaks, or nothing does), or do nothing. The
+loop applies the result through the store like any other change.
+
+worker.lock, not state.json, says whether an attempt started: a crash between the spawn and
+the state write leaves a task recorded as queued whose worker runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from bantzd.clock import Clock
+from bantzd.paths import Home
+from bantzd.queue.atomic import remove_leftover_temps
+from bantzd.queue.states import Status
+from bantzd.queue.store import read_state
+from bantzd.queue.task import TaskState
+from bantzd.queue.taskfile import TaskFileError, TaskSpec, parse_task
+from bantzd.supervisor.executor import Found
+
+log = logging.getLogger("bantzd")
+
+
+@dataclass
+class Loaded:
+    """One task folder as found. `state` is None for a folder whose intake never reached
+    its commit point (no task.yaml): it is removed."""
+
+    state: TaskState | None
+    spec: TaskSpec | None = None
+    spec_error: str | None = None  # why task.yaml can no longer be read
+    rebuilt: bool = False  # state.json was missing or unreadable
+
+
+def load_task(home: Home, task_id: int) -> Loaded:
+    """Read a task folder: its state (rebuilt as queued when state.json is lost) and,
+    for a task not finished, its spec. Temp files a crash left in it are removed."""
+    tdir = home.task_dir(task_id)
+    yaml_path = tdir / "task.yaml"
+    if not yaml_path.exists():
+        return Loaded(None)  # the intake did not reach the rename of the spool file
+    for path in remove_leftover_temps([tdir]):
+        log.info("removed %s, left by a write a crash interrupted", path)
+    state = read_state(tdir)
+    rebuilt = state is None
+    if state is None:
+        state = _rebuild_state(home, task_id)
+    if state.finished_state:
+        return Loaded(state, rebuilt=rebuilt)
+    try:
+        spec = parse_task(yaml_path.read_bytes(), default_name=state.name)
+    except (TaskFileError, OSError) as e:
+        return Loaded(state, spec_error=f"task.yaml can no longer be read: {e}", rebuilt=rebuilt)
+    return Loaded(state, spec, rebuilt=rebuilt)
+
+
+def _rebuild_state(home: Home, task_id: int) -> TaskState:
+    tdir = home.task_dir(task_id)
+    name = str(task_id)
+    try:
+        spec = parse_task((tdir / "task.yaml").read_bytes(), default_name=f"task-{task_id}")
+        name, priority, kind = spec.name, spec.priority, spec.kind
+    except (TaskFileError, OSError):
+        priority, kind = 0, "run"
+    created = datetime.fromtimestamp((tdir / "task.yaml").stat().st_mtime).astimezone()
+    log.warning("task %d: state.json was missing or unreadable; rebuilt as queued", task_id)
+    return TaskState(
+        id=task_id,
+        name=name,
+        priority=priority,
+        kind=kind,
+        created=created.isoformat(timespec="seconds"),
+        reason="state rebuilt after a crash",
+    )
+
+
+@dataclass(frozen=True)
+class NeverSpawned:
+    """Recorded as running, but no worker of that attempt ever took worker.lock."""
+
+
+@dataclass(frozen=True)
+class Resume:
+    """An attempt that started: adopt it when `alive`, else settle how it ended."""
+
+    attempt: int
+    pid: int
+    alive: bool
+    step_index: int = -1
+    step: str | None = None
+    # For a `steps:` task: the steps before the one that ran (steps run in order, so
+    # every one of them exited 0).
+    steps_done: tuple[str, ...] | None = None
+    # The start was never recorded (the crash came between the spawn and the state write).
+    mark_running: bool = False
+
+
+def plan_attempt(
+    state: TaskState, spec: TaskSpec, found: Found | None
+) -> NeverSpawned | Resume | None:
+    """The recovery of one unfinished task's attempt; None: nothing to do."""
+    running = state.status is Status.RUNNING
+    if found is None or (running and found.info.attempt < state.attempts):
+        return NeverSpawned() if running else None
+    started_unrecorded = found.info.attempt > state.attempts
+    if not running and not started_unrecorded:
+        return None  # the lock is from an attempt whose end is already recorded
+    info = found.info
+    step = spec.steps[info.step_index] if 0 <= info.step_index < len(spec.steps) else None
+    return Resume(
+        attempt=info.attempt,
+        pid=info.pid,
+        alive=found.alive,
+        step_index=info.step_index,
+        step=step.name if step else None,
+        steps_done=tuple(s.name for s in spec.steps[: info.step_index]) if step else None,
+        mark_running=not running,
+    )
+
+
+def parse_iso(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def mono_of(iso_text: str | None, clock: Clock) -> float:
+    """The monotonic time matching a recorded wall time (for timeouts of adoptees)."""
+    started = parse_iso(iso_text) or clock.time()
+    return clock.monotonic() - max(0.0, clock.time() - started)

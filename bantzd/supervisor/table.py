@@ -1,0 +1,93 @@
+"""The supervisor's in-memory view of its tasks: states, specs, and the queue in order.
+
+The store owns every change; the table is fed by it (`track` is the store's
+`on_transition` hook), so the queued index can never disagree with the states. A tick looks
+at the queued tasks, not at every task the home ever had: a long history must not make each
+start O(all tasks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from bantzd.queue.states import Status
+from bantzd.queue.task import TaskState
+from bantzd.queue.taskfile import TaskSpec
+from bantzd.supervisor.scheduler import Candidate, TaskBrief
+
+# Tasks that left the queue stay in the cached order until this many have piled up.
+ORDER_SLACK = 64
+
+
+class TaskTable:
+    """States and specs by id, the queued ones indexed, their start order cached."""
+
+    def __init__(self) -> None:
+        self.states: dict[int, TaskState] = {}
+        self.specs: dict[int, TaskSpec] = {}
+        self.queued: dict[int, TaskState] = {}
+        # `queued` by (priority, id), rebuilt when a task joins the queue; tasks that left
+        # it are skipped, and swept out once ORDER_SLACK of them pile up.
+        self._order: list[TaskState] | None = None
+        self._order_stale = 0
+        self._candidates: dict[int, tuple[tuple[Any, ...], Candidate]] = {}
+
+    def add(self, state: TaskState, spec: TaskSpec | None = None) -> None:
+        self.states[state.id] = state
+        if spec is not None:
+            self.specs[state.id] = spec
+        self.track(state, state.status)
+
+    def track(self, state: TaskState, src: Status) -> None:
+        """Keep the queued index: called by the store after every transition."""
+        if state.status is Status.QUEUED:
+            if state.id not in self.queued:
+                self.queued[state.id] = state
+                self._order = None
+        elif self.queued.pop(state.id, None) is not None:
+            self._order_stale += 1
+
+    def order(self, rebuild: bool = False) -> list[TaskState]:
+        """The queued tasks, highest priority first, then oldest (possibly with a few that
+        have left the queue since: callers check the status)."""
+        if self._order is None or rebuild:
+            self._order = sorted(self.queued.values(), key=lambda s: (-s.priority, s.id))
+            self._order_stale = 0
+        elif self._order_stale > ORDER_SLACK:
+            self._order = [s for s in self._order if s.status is Status.QUEUED]
+            self._order_stale = 0
+        return self._order
+
+    def startable(self, order: list[TaskState]) -> Iterator[TaskState]:
+        """The entries of `order` still queued and with a spec."""
+        return (s for s in order if s.status is Status.QUEUED and s.id in self.specs)
+
+    def candidate(self, s: TaskState) -> Candidate:
+        """The scheduler's view of a queued task, cached while the fields it uses hold."""
+        key = (s.priority, s.retry_at, s.paused, s.attempts)
+        cached = self._candidates.get(s.id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        spec = self.specs[s.id]
+        cand = Candidate(
+            id=s.id,
+            name=s.name,
+            priority=s.priority,
+            after=spec.after,
+            retry_at=s.retry_at,
+            paused=s.paused,
+            resources=spec.resources,
+            uses=spec.uses,
+            windows=spec.window,
+            window_text=spec.window_text,
+            not_before_at=s.not_before_at,
+            deadline_at=s.deadline_at,
+            attempts=s.attempts,
+        )
+        self._candidates[s.id] = (key, cand)
+        return cand
+
+    def briefs(self) -> Iterator[TaskBrief]:
+        """Every task as `after:` sees it (name and status)."""
+        return (TaskBrief(s.id, s.name, s.status) for s in self.states.values())
