@@ -22,6 +22,7 @@ from typing import Any
 
 from bantzd.clock import Clock, iso
 from bantzd.config import Config
+from bantzd.crash import fault_point
 from bantzd.paths import Home, TaskPaths, user_umask
 from bantzd.queue.atomic import read_json
 from bantzd.queue.task import TaskState
@@ -140,6 +141,7 @@ class Attempts:
         self.running: dict[int, Attempt] = {}
         self.held: dict[int, Held] = {}
         self._seen_mtimes: dict[Path, int] = {}
+        self._progress_broken: set[int] = set()  # logged once, not every tick
 
     def __len__(self) -> int:
         return len(self.running)
@@ -313,6 +315,28 @@ class Attempts:
             self.executor.reap(att)
 
     # reports -----------------------------------------------------------------------------
+
+    def progress(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(task id, fields) for each running attempt whose reports changed.
+
+        A task whose files cannot be read is left running, the traceback logged once:
+        progress is only shown, and failing a healthy task for it would lose real work.
+        """
+        for att in list(self.running.values()):
+            try:
+                fault_point("progress", att.task_id)
+                changes = self.reports(att)
+            except Exception as e:
+                if att.task_id not in self._progress_broken:
+                    self._progress_broken.add(att.task_id)
+                    log.error(
+                        "task %d: its progress cannot be copied (the task goes on)",
+                        att.task_id,
+                        exc_info=e,
+                    )
+                continue
+            if changes:
+                yield att.task_id, changes
 
     def reports(self, att: Attempt, *, last: bool = False) -> dict[str, Any]:
         """What the worker's progress.json / tokens.json say, where it changed since the

@@ -33,8 +33,10 @@ from bantzd.errors import BantzError, IoPathError
 from bantzd.paths import Home
 from bantzd.queue.atomic import fsync_dir, write_bytes_atomic
 from bantzd.queue.states import Status
+from bantzd.queue.store import Store
 from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import MAX_TASK_FILE_BYTES, TaskFileError, TaskSpec, parse_task
+from bantzd.supervisor.table import TaskTable
 from bantzd.supervisor.timing import local_now, resolve_when
 
 log = logging.getLogger("bantzd.intake")
@@ -191,6 +193,45 @@ class SpoolScan:
                 self.unsettled = self.unsettled or path.exists()
             else:
                 yield result
+
+
+def take_in(
+    scan: SpoolScan, store: Store, table: TaskTable, approval_categories: Iterable[str]
+) -> None:
+    """Take in what the spool scan found: each accepted file becomes a queued (or held)
+    task in the store and the table; the others move to rejected/ with their reason.
+
+    A file that raises on the way (an internal error, not the file's fault) is rejected
+    too, never retried forever; if it got as far as its task folder, the task exists and
+    the next start's recovery loads it as queued. An `IoPathError` (the disk, full?)
+    propagates: the file stays in the spool for later.
+    """
+    for item in scan.scan():
+        try:
+            if isinstance(item, Accepted):
+                task_id = store.allocate_id()
+                state = new_state(item, task_id, scan.clock.time(), approval_categories)
+                store.create(state, item.path)
+                table.add(state, item.spec)
+                log.info("accepted %s as task %d (%s)", item.path.name, state.id, state.name)
+                continue
+            if isinstance(item, Broken):
+                log.error("internal error taking in %s", item.path.name, exc_info=item.error)
+                item = item.rejected()
+            _reject_noted(scan.home, store, item)
+        except IoPathError:
+            raise
+        except Exception as e:
+            log.error("internal error taking in %s", item.path.name, exc_info=e)
+            try:
+                _reject_noted(scan.home, store, Broken(item.path, e).rejected())
+            except Exception:
+                log.exception("could not reject %s after an internal error", item.path.name)
+
+
+def _reject_noted(home: Home, store: Store, item: Rejected) -> None:
+    if os.path.lexists(item.path) and reject(home, item):
+        store.note("rejected", file=item.path.name, problem=item.problem)
 
 
 def new_state(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Callable
 
 from bantzd.clock import Clock, SystemClock, iso
@@ -41,9 +40,8 @@ from bantzd.supervisor.logsetup import setup_logging
 from bantzd.supervisor.machine import MachineWatch
 from bantzd.supervisor.outcome import Ended, Policy, Verdict, closed_log, internal_error, settle
 from bantzd.supervisor.probes import LoadHistory, Reading, cores
-from bantzd.supervisor.scheduler import FREE_SLOT
 from bantzd.supervisor.signals import Signals
-from bantzd.supervisor.starter import Starter
+from bantzd.supervisor.starter import Starter, launch_recorded
 from bantzd.supervisor.table import TaskTable
 from bantzd.units import format_size
 from bantzd.workers.spawn import Attempt, Outcome
@@ -97,8 +95,6 @@ class Supervisor:
         self.paused = False
         self.stopping = False
         self._killed_all = False
-        # Tasks whose progress could not be copied: logged once, not every tick.
-        self._progress_broken: set[int] = set()
         self._lock: HomeLock | None = None
         self.started_at: float | None = None
 
@@ -313,7 +309,8 @@ class Supervisor:
             state = self.states[task_id]
             fault_point("finish", task_id)
             # A last look at its reports before the attempt is forgotten.
-            self._store_reports(att, last=True)
+            if changes := self.attempts.reports(att, last=True):
+                self.store.update(state, **changes)
             ended = self.attempts.ended(att, outcome)
             self._settle(state, self.table.specs.get(task_id), ended, att.started_mono)
         except Exception as e:
@@ -358,19 +355,17 @@ class Supervisor:
         if verdict.launch_next and spec is not None:
             self._launch(state, spec, started_mono=started_mono)
 
-    def _launch(
-        self, state: TaskState, spec: TaskSpec, *, started_mono: float | None = None
-    ) -> None:
-        """Start the attempt (or its next step) of a task already recorded as running."""
-        result = self.attempts.launch(state, spec, started_mono=started_mono)
-        if isinstance(result, NotStarted):
-            self._settle(state, spec, result.ended, None)
-            if result.disk_error is not None:
-                output = TaskPaths(self.home.task_dir(state.id)).output
-                self.disk.failed(IoPathError(output, "starting", result.disk_error))
-            return
-        crash_point("start.after_spawn")
-        self.store.update(state, pid=result.pid, step=result.step)
+    def _launch(self, state: TaskState, spec: TaskSpec, *, started_mono: float | None) -> None:
+        """Start the next step of a `steps:` task (its attempt goes on)."""
+        result = launch_recorded(self.store, self.attempts, state, spec, started_mono)
+        if result is not None:
+            self._not_started(state, result)
+
+    def _not_started(self, state: TaskState, result: NotStarted) -> None:
+        self._settle(state, self.table.specs.get(state.id), result.ended, None)
+        if result.disk_error is not None:
+            output = TaskPaths(self.home.task_dir(state.id)).output
+            self.disk.failed(IoPathError(output, "starting", result.disk_error))
 
     def _end(self, task_id: int) -> None:
         spec = self.table.specs.get(task_id)
@@ -431,61 +426,12 @@ class Supervisor:
         control.apply_pending(self.home, self.handler)
 
     def intake_spool(self) -> None:
-        for item in self.intake.scan():
-            try:
-                if isinstance(item, intake.Accepted):
-                    self._accept(item)
-                    continue
-                if isinstance(item, intake.Broken):
-                    log.error("internal error taking in %s", item.path.name, exc_info=item.error)
-                    item = item.rejected()
-                self._reject(item)
-            except IoPathError:
-                raise  # the disk (full?), not this file: it stays in the spool for later
-            except Exception as e:
-                # Rejected, never retried forever. If it got as far as its task folder,
-                # the task exists and the next start's recovery loads it as queued.
-                log.error("internal error taking in %s", item.path.name, exc_info=e)
-                try:
-                    self._reject(intake.Broken(item.path, e).rejected())
-                except Exception:
-                    log.exception("could not reject %s after an internal error", item.path.name)
-
-    def _reject(self, item: intake.Rejected) -> None:
-        if os.path.lexists(item.path) and intake.reject(self.home, item):
-            self.store.note("rejected", file=item.path.name, problem=item.problem)
-
-    def _accept(self, item: intake.Accepted) -> None:
-        state = intake.new_state(
-            item, self.store.allocate_id(), self.clock.time(), self.config.approval_categories
-        )
-        self.store.create(state, item.path)
-        self.table.add(state, item.spec)
-        log.info("accepted %s as task %d (%s)", item.path.name, state.id, state.name)
+        intake.take_in(self.intake, self.store, self.table, self.config.approval_categories)
 
     def sync_progress(self) -> None:
-        """Copy what workers wrote (progress.json, tokens.json) into state.json.
-
-        A task whose files cannot be copied is left running, the traceback logged once:
-        progress is only shown, and failing a healthy task for it would lose real work.
-        """
-        for att in self.attempts:
-            try:
-                fault_point("progress", att.task_id)
-                self._store_reports(att)
-            except Exception as e:
-                if att.task_id not in self._progress_broken:
-                    self._progress_broken.add(att.task_id)
-                    log.error(
-                        "task %d: its progress cannot be copied (the task goes on)",
-                        att.task_id,
-                        exc_info=e,
-                    )
-
-    def _store_reports(self, att: Attempt, *, last: bool = False) -> None:
-        changes = self.attempts.reports(att, last=last)
-        if changes:
-            self.store.update(self.states[att.task_id], **changes)
+        """Copy what workers wrote (progress.json, tokens.json) into state.json."""
+        for task_id, changes in self.attempts.progress():
+            self.store.update(self.states[task_id], **changes)
 
     # starting ----------------------------------------------------------------------------
 
@@ -493,69 +439,16 @@ class Supervisor:
         if self.stopping or not self.table.queued:
             self.starter.idle()
             return
-        now, mono = self.clock.time(), self.clock.monotonic()
-        plan = self.starter.decide(
-            self.table,
-            self.attempts.held,
-            self.machine.current(),
-            running=len(self.attempts),
-            paused=self.paused,
-            now=now,
-            mono=mono,
+        done = self.starter.start_ready(
+            self.store, self.table, self.attempts, self.machine, paused=self.paused
         )
-        for event, reason in self.machine.throttle_changes(plan.throttled):
-            self.store.note(event, reason=reason)
-        for task_id, error in plan.broken.items():
+        for state in done.failed:
+            self._notify("failed", state)
+        for task_id, error in done.errors.items():
             self._task_error(task_id, "start", error)
-        decision = plan.decision
-        for task_id, why in decision.fail.items():
-            try:
-                state = self.states[task_id]
-                self.store.transition(state, Status.FAILED, why, error=why, finished=iso(now))
-                self._notify("failed", state)
-            except Exception as e:
-                self._task_error(task_id, "start", e)
-        for task_id in decision.start:
-            try:
-                why = self.attempts.take_units(self.table.specs[task_id], task_id, now)
-                if why:
-                    decision.waiting[task_id] = why
-                else:
-                    self._start(self.states[task_id], now, plan.gpus.get(task_id))
-            except Exception as e:
-                # Failed: left queued, it would be picked, and raise, again every tick.
-                self._task_error(task_id, "start", e)
-        for task_id, why in decision.waiting.items():
-            state = self.states[task_id]
-            # Waiting for its turn is what `queued` means; not worth a write per task.
-            reason = None if why == FREE_SLOT else why
-            if state.reason != reason:
-                self.store.update(state, reason=reason)
-
-    def _start(self, state: TaskState, now: float, gpus: list[int] | None) -> None:
-        spec = self.table.specs[state.id]
-        attempt = state.attempts + 1
-        log_entry = {"attempt": attempt, "start": iso(now), "end": None, "outcome": None}
-        self.store.transition(
-            state,
-            Status.RUNNING,
-            None,
-            attempts=attempt,
-            started=iso(now),
-            finished=None,
-            retry_at=None,
-            gpus=list(gpus or []),
-            attempt_log=[*state.attempt_log, log_entry][-50:],
-        )
-        self.attempts.hold(state, spec, now)
-        fault_point("start", state.id)
-        # Spawned before "running" is durable (it is, at the end of this tick): a crash in
-        # between leaves a live worker that worker.lock names, and recovery adopts it.
-        self._launch(state, spec)
-        if state.id not in self.attempts:
-            # It did not start (missing cwd, unknown command, no fds): its attempt is over
-            # and recorded, so what it took above goes back, or the next task waits forever.
-            self._end(state.id)
+        for state, not_started in done.not_started:
+            self._not_started(state, not_started)
+            self._end(state.id)  # its attempt is over: what the start took goes back
 
     # machine -----------------------------------------------------------------------------
 
@@ -592,75 +485,17 @@ class Supervisor:
         """
         for task_id in task_ids(self.home):
             try:
-                self._recover_task(task_id)
+                ended = recovery.recover_task(
+                    self.home, task_id, self.store, self.table, self.attempts, self.clock
+                )
+                if ended is not None:
+                    self._recovered(*ended)
             except Exception as e:
                 self._task_error(task_id, "recovery", e, recovering=True)
         if self.config.limits:
             # Units held by tasks that ended while no supervisor was there to release them.
             self.limits.keep_only(self.attempts.running)
         self.flush()
-
-    def _recover_task(self, task_id: int) -> None:
-        loaded = recovery.load_task(self.home, task_id)
-        state = loaded.state
-        if state is None:
-            shutil.rmtree(self.home.task_dir(task_id), ignore_errors=True)
-            return
-        if loaded.rebuilt:
-            self.store.update(state)
-        self.table.add(state, loaded.spec)
-        if state.finished_state:
-            return
-        fault_point("recover", task_id)
-        if loaded.spec is None:
-            if state.status is not Status.RUNNING:
-                why = loaded.spec_error
-                self.store.transition(state, Status.FAILED, why, error=why)
-            return
-        paths = TaskPaths(self.home.task_dir(task_id))
-        found = self.executor.find(paths)
-        plan = recovery.plan_attempt(state, loaded.spec, found)
-        if isinstance(plan, recovery.NeverSpawned):
-            never = Attempt(
-                task_id, state.attempts, 0, paths, self.clock.monotonic(), step=state.step
-            )
-            self._recovered(never, Outcome(known=False))
-        elif plan is not None:
-            self._resume(state, loaded.spec, paths, plan)
-
-    def _resume(
-        self, state: TaskState, spec: TaskSpec, paths: TaskPaths, plan: recovery.Resume
-    ) -> None:
-        if plan.mark_running:
-            self.store.transition(
-                state,
-                Status.RUNNING,
-                None,
-                attempts=plan.attempt,
-                started=iso(self.clock.time()),
-                finished=None,
-                retry_at=None,
-            )
-        if plan.steps_done is not None:
-            self.store.update(state, steps_done=list(plan.steps_done), step=plan.step)
-        if state.attempts != plan.attempt:
-            self.store.update(state, attempts=plan.attempt)
-        att = Attempt(
-            task_id=state.id,
-            attempt=plan.attempt,
-            pgid=plan.pid,
-            paths=paths,
-            started_mono=recovery.mono_of(state.started, self.clock),
-            step=plan.step,
-            step_index=plan.step_index,
-        )
-        if not plan.alive:
-            self._recovered(att, self.executor.reap(att))
-            return
-        self.attempts.adopt(att)
-        self.store.update(state, pid=plan.pid)
-        self.attempts.hold(state, spec, recovery.parse_iso(state.started))
-        log.info("task %d: adopted its running attempt (pid %d)", state.id, plan.pid)
 
     def _recovered(self, att: Attempt, outcome: Outcome) -> None:
         log.info(

@@ -9,22 +9,31 @@ loop applies the result through the store like any other change.
 
 worker.lock, not state.json, says whether an attempt started: a crash between the spawn and
 the state write leaves a task recorded as queued whose worker runs.
+
+`recover_task` applies both to one task: it loads it into the table, records what it
+found through the store, adopts a live attempt, and hands back an attempt that ended
+unwatched, for the loop to settle like any other end.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from datetime import datetime
 
-from bantzd.clock import Clock
-from bantzd.paths import Home
+from bantzd.clock import Clock, iso
+from bantzd.crash import fault_point
+from bantzd.paths import Home, TaskPaths
 from bantzd.queue.atomic import remove_leftover_temps
 from bantzd.queue.states import Status
-from bantzd.queue.store import read_state
+from bantzd.queue.store import Store, read_state
 from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskFileError, TaskSpec, parse_task
+from bantzd.supervisor.attempts import Attempts
 from bantzd.supervisor.executor import Found
+from bantzd.supervisor.table import TaskTable
+from bantzd.workers.spawn import Attempt, Outcome
 
 log = logging.getLogger("bantzd")
 
@@ -139,3 +148,62 @@ def mono_of(iso_text: str | None, clock: Clock) -> float:
     """The monotonic time matching a recorded wall time (for timeouts of adoptees)."""
     started = parse_iso(iso_text) or clock.time()
     return clock.monotonic() - max(0.0, clock.time() - started)
+
+
+def recover_task(
+    home: Home, task_id: int, store: Store, table: TaskTable, attempts: Attempts, clock: Clock
+) -> tuple[Attempt, Outcome] | None:
+    """Load one task and recover its attempt; the ended attempt to settle, if any."""
+    loaded = load_task(home, task_id)
+    state = loaded.state
+    if state is None:
+        shutil.rmtree(home.task_dir(task_id), ignore_errors=True)
+        return None
+    if loaded.rebuilt:
+        store.update(state)
+    table.add(state, loaded.spec)
+    if state.finished_state:
+        return None
+    fault_point("recover", task_id)
+    spec = loaded.spec
+    if spec is None:
+        if state.status is not Status.RUNNING:
+            store.transition(state, Status.FAILED, loaded.spec_error, error=loaded.spec_error)
+        return None
+    paths = TaskPaths(home.task_dir(task_id))
+    plan = plan_attempt(state, spec, attempts.executor.find(paths))
+    if isinstance(plan, NeverSpawned):
+        never = Attempt(task_id, state.attempts, 0, paths, clock.monotonic(), step=state.step)
+        return never, Outcome(known=False)
+    if plan is None:
+        return None
+    if plan.mark_running:
+        store.transition(
+            state,
+            Status.RUNNING,
+            None,
+            attempts=plan.attempt,
+            started=iso(clock.time()),
+            finished=None,
+            retry_at=None,
+        )
+    if plan.steps_done is not None:
+        store.update(state, steps_done=list(plan.steps_done), step=plan.step)
+    if state.attempts != plan.attempt:
+        store.update(state, attempts=plan.attempt)
+    att = Attempt(
+        task_id=state.id,
+        attempt=plan.attempt,
+        pgid=plan.pid,
+        paths=paths,
+        started_mono=mono_of(state.started, clock),
+        step=plan.step,
+        step_index=plan.step_index,
+    )
+    if not plan.alive:
+        return att, attempts.executor.reap(att)
+    attempts.adopt(att)
+    store.update(state, pid=plan.pid)
+    attempts.hold(state, spec, parse_iso(state.started))
+    log.info("task %d: adopted its running attempt (pid %d)", state.id, plan.pid)
+    return None

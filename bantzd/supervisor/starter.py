@@ -1,9 +1,11 @@
 """Which queued tasks start this tick: the queue view, the pure decision, its admission.
 
 `Starter.decide` turns the table's queue into `Candidate`s, asks `scheduler.decide` with an
-`Admission` (machine load, held resources, rate limits, GPUs), and returns a `Plan`. It
-changes nothing: the loop applies the plan (fails what can never start, takes the rate-limit
-units and starts the rest, records the reasons of the others).
+`Admission` (machine load, held resources, rate limits, GPUs), and returns a `Plan`. Then
+`start_ready` applies it through the store: fails what can never start, takes the
+rate-limit units and starts the rest, records the reasons of the others. What it cannot
+finish itself it hands back to the loop (`StartReport`): failures to tell the person,
+tasks that raised, attempts that could not start (to settle like any other end).
 
 With a long queue a tick stops looking once the free slots are filled; every
 FULL_PASS_EVERY seconds a full look refreshes the reasons and finds failed dependencies.
@@ -14,13 +16,19 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+from bantzd.clock import iso
 from bantzd.config import Config
-from bantzd.crash import fault_point
+from bantzd.crash import crash_point, fault_point
+from bantzd.queue.states import Status
+from bantzd.queue.store import Store
 from bantzd.queue.task import TaskState
+from bantzd.queue.taskfile import TaskSpec
 from bantzd.ratelimit import LimitsView, RateLimits
+from bantzd.supervisor.attempts import Attempts, NotStarted
+from bantzd.supervisor.machine import MachineWatch
 from bantzd.supervisor.probes import Reading
 from bantzd.supervisor.resources import Admission, Held
-from bantzd.supervisor.scheduler import Candidate, Decision, decide
+from bantzd.supervisor.scheduler import FREE_SLOT, Candidate, Decision, decide
 from bantzd.supervisor.table import TaskTable
 
 # Up to this many queued tasks every tick looks at all of them.
@@ -38,6 +46,28 @@ class Plan:
     # Queued tasks whose scheduler view could not be built: each is failed on its own
     # (left queued, it would stop every start, every tick).
     broken: dict[int, Exception] = field(default_factory=dict)
+
+
+@dataclass
+class StartReport:
+    """What `start_ready` leaves to the loop."""
+
+    failed: list[TaskState] = field(default_factory=list)  # newly failed: tell the person
+    errors: dict[int, Exception] = field(default_factory=dict)  # each fails on its own
+    not_started: list[tuple[TaskState, NotStarted]] = field(default_factory=list)
+
+
+def launch_recorded(
+    store: Store, attempts: Attempts, state: TaskState, spec: TaskSpec, started_mono: float | None
+) -> NotStarted | None:
+    """Launch the task's attempt (or next step) and record its pid; why not, if it did not
+    start."""
+    result = attempts.launch(state, spec, started_mono=started_mono)
+    if isinstance(result, NotStarted):
+        return result
+    crash_point("start.after_spawn")
+    store.update(state, pid=result.pid, step=result.step)
+    return None
 
 
 class Starter:
@@ -90,6 +120,88 @@ class Starter:
         plan.throttled = admission.throttled
         self.last = plan.decision
         return plan
+
+    def start_ready(
+        self,
+        store: Store,
+        table: TaskTable,
+        attempts: Attempts,
+        machine: MachineWatch,
+        *,
+        paused: bool,
+    ) -> StartReport:
+        """Decide, then start what may start; the reasons of the others are recorded."""
+        now, mono = machine.clock.time(), machine.clock.monotonic()
+        plan = self.decide(
+            table,
+            attempts.held,
+            machine.current(),
+            running=len(attempts),
+            paused=paused,
+            now=now,
+            mono=mono,
+        )
+        for event, reason in machine.throttle_changes(plan.throttled):
+            store.note(event, reason=reason)
+        report = StartReport(errors=dict(plan.broken))
+        decision = plan.decision
+        for task_id, why in decision.fail.items():
+            try:
+                state = table.states[task_id]
+                store.transition(state, Status.FAILED, why, error=why, finished=iso(now))
+                report.failed.append(state)
+            except Exception as e:
+                report.errors[task_id] = e
+        for task_id in decision.start:
+            try:
+                spec = table.specs[task_id]
+                why = attempts.take_units(spec, task_id, now)
+                if why:
+                    decision.waiting[task_id] = why
+                    continue
+                state = table.states[task_id]
+                self._start(store, attempts, state, spec, now, plan.gpus.get(task_id), report)
+            except Exception as e:
+                # Failed: left queued, it would be picked, and raise, again every tick.
+                report.errors[task_id] = e
+        for task_id, why in decision.waiting.items():
+            state = table.states[task_id]
+            # Waiting for its turn is what `queued` means; not worth a write per task.
+            reason = None if why == FREE_SLOT else why
+            if state.reason != reason:
+                store.update(state, reason=reason)
+        return report
+
+    @staticmethod
+    def _start(
+        store: Store,
+        attempts: Attempts,
+        state: TaskState,
+        spec: TaskSpec,
+        now: float,
+        gpus: list[int] | None,
+        report: StartReport,
+    ) -> None:
+        attempt = state.attempts + 1
+        log_entry = {"attempt": attempt, "start": iso(now), "end": None, "outcome": None}
+        store.transition(
+            state,
+            Status.RUNNING,
+            None,
+            attempts=attempt,
+            started=iso(now),
+            finished=None,
+            retry_at=None,
+            gpus=list(gpus or []),
+            attempt_log=[*state.attempt_log, log_entry][-50:],
+        )
+        attempts.hold(state, spec, now)
+        fault_point("start", state.id)
+        # Spawned before "running" is durable (it is, at the end of this tick): a crash in
+        # between leaves a live worker that worker.lock names, and recovery adopts it.
+        result = launch_recorded(store, attempts, state, spec, None)
+        if result is not None:
+            report.not_started.append((state, result))
 
     def idle(self) -> None:
         """Nothing can start (stopping, or nothing queued): nothing waits either."""

@@ -2,7 +2,9 @@
 
 The `Harness` builds a real `Supervisor` without calling `run()` (no home lock, no signal
 handlers, no spool watcher), calls `recover()` and `tick()` directly, and reads the files the
-store wrote. Attempts are real processes (`true`, `false`): this slice has no fake executor.
+store wrote. With `fake=True` the executor and the machine probe are fakes (tests/tick/fakes.py):
+no process starts, and the test says how each attempt ends; otherwise attempts are real
+processes (`true`, `false`).
 """
 
 from __future__ import annotations
@@ -23,19 +25,39 @@ from bantzd.paths import Home
 from bantzd.supervisor.loop import Supervisor
 from bantzd.workers.spawn import kill_group
 from tests.conftest import config_text
+from tests.tick.fakes import FakeExecutor, FixedProbe
 
 
 class Harness:
     """A supervisor on its own home, stepped by hand; the clock only moves when told to."""
 
-    def __init__(self, root: Path, *config_lines: str) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *config_lines: str,
+        fake: bool = False,
+        now: float | None = None,
+        until: float | None = None,
+    ) -> None:
         self.home = Home(root)
         self.home.ensure()
         self.home.config.write_text(config_text(*config_lines))
-        # Wall time starts at the real time, so that spool files written now have settled
-        # once the fake clock is moved past intake's settle time.
-        self.clock = FakeClock(now=time.time(), mono=1000.0)
-        self.sup = Supervisor(self.home, load_config(self.home.config), self.clock)
+        # Wall time starts at the real time unless told (spool files are dated by it).
+        self.clock = FakeClock(now=time.time() if now is None else now, mono=1000.0)
+        self.executor = FakeExecutor() if fake else None
+        self.probe = FixedProbe() if fake else None
+        self.sup = self.new_supervisor(until=until)
+
+    def new_supervisor(self, *, until: float | None = None) -> Supervisor:
+        """A supervisor on this home, clock and fakes (a restart, when one existed)."""
+        return Supervisor(
+            self.home,
+            load_config(self.home.config),
+            self.clock,
+            until=until,
+            executor=self.executor,
+            probe=self.probe,
+        )
 
     def submit(self, name: str, text: str) -> Path:
         """Drop a task file into the spool, already settled (written a minute ago)."""
@@ -44,6 +66,16 @@ class Harness:
         old = self.clock.time() - 60
         os.utime(path, (old, old))
         return path
+
+    def task_dir(self, task_id: int) -> Path:
+        return self.home.task_dir(task_id)
+
+    def journal(self) -> list[dict[str, Any]]:
+        try:
+            text = self.home.journal.read_text()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def tick(self) -> None:
         """One tick, then wait for its writes: the test reads the files next."""
@@ -78,8 +110,8 @@ class Harness:
     def close(self) -> None:
         """Kill what still runs (a failed test must not leave processes behind)."""
         for att in self.sup.attempts:
-            kill_group(att.pgid, signal.SIGKILL)
             if att.popen is not None:
+                kill_group(att.pgid, signal.SIGKILL)
                 att.popen.wait(timeout=5)
         self.sup.close()
 
@@ -87,5 +119,13 @@ class Harness:
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[Harness]:
     h = Harness(tmp_path / "home", "max_parallel = 2")
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Iterator[Harness]:
+    """A harness whose executor and probe are fakes: no process starts."""
+    h = Harness(tmp_path / "home", "max_parallel = 2", fake=True)
     yield h
     h.close()
