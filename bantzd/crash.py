@@ -3,7 +3,7 @@
 `BANTZ_CRASH_AT=NAME` (or `NAME:N` for the N-th time it is reached) makes the supervisor
 SIGKILL itself there, like a power cut between two writes. The variable is read once at
 import; unset, each point costs one comparison. Tests crash at every point in `POINTS`
-in turn and check that a restart loses nothing (tests/test_crash_points.py).
+in turn and check that a restart loses nothing (tests/e2e/test_crash_points.py).
 
 It sits at the bottom of the package, importing nothing of bantzd, because the points are in
 every layer (queue/store.py as much as the supervisor) and a lower layer never imports an upper.
@@ -41,7 +41,7 @@ def crash_point(name: str) -> None:
 #
 # `BANTZ_FAULT_AT=STEP:KEY` makes `fault_point(STEP, KEY)` raise RuntimeError, where KEY is
 # the task id (or, for "intake", the spool file's name): the supervisor must fail (or leave)
-# that one task and go on with the others (tests/test_loop_faults.py). Read once at import;
+# that one task and go on with the others (tests/e2e/test_loop_faults.py). Read once at import;
 # unset, each point costs one comparison.
 FAULT_STEPS = (
     "recover",  # recovery of one task at start-up

@@ -12,6 +12,6 @@ recorded run into the crash states a POSIX file system may leave:
   (persisted by a later fsync that started after they completed) and builds the states
   in which the others are dropped, undone or cut short, then writes one into a folder.
 
-The test that uses it (tests/test_crash_consistency.py) runs bantzd's recovery on every
+The test that uses it (tests/e2e/test_crash_consistency.py) runs bantzd's recovery on every
 state and checks the promises of SPEC section 4.
 """

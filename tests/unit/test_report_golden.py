@@ -5,7 +5,7 @@ covered: choosing the period, reading the files, rendering, masking. Every recor
 carries an explicit offset, so the text does not depend on the machine's time zone.
 
 To accept a deliberate change of the report, run
-    BANTZ_UPDATE_GOLDEN=1 pytest tests/test_report_golden.py
+    BANTZ_UPDATE_GOLDEN=1 pytest tests/unit/test_report_golden.py
 and read the diff of tests/golden/ before committing it.
 
 `check_gantt` is a grammar check of the Mermaid gantt subset the report writes (the lexer

@@ -15,7 +15,7 @@ from tests.conftest import Bantz, wait_for
 
 pytestmark = pytest.mark.slow
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def examples() -> dict[str, str]:

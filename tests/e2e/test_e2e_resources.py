@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Bantz, wait_for
-from tests.test_probes import FakeSmi
+from tests.unit.test_probes import FakeSmi
 
 pytestmark = pytest.mark.slow
 
@@ -162,7 +162,7 @@ def test_a_task_past_its_memory_limit_is_stopped(bantz: Bantz) -> None:
 
 def test_the_supervisor_notifies_failures_questions_and_the_report(bantz: Bantz) -> None:
     pytest.importorskip("apprise")
-    from tests.test_notify import Receiver
+    from tests.unit.test_notify import Receiver
 
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
         bantz.env.pop(var, None)

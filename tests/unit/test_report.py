@@ -27,7 +27,7 @@ from bantzd.reports.morning import (
 from bantzd.reports.render import NightFacts, ResultLine, render_report
 from bantzd.reports.secrets import Masker
 from tests.conftest import run_demo
-from tests.test_report_golden import check_gantt, mermaid_block
+from tests.unit.test_report_golden import check_gantt, mermaid_block
 
 DAY = date(2026, 11, 22)
 T0 = datetime(2026, 11, 21, 23, 0, tzinfo=UTC).timestamp()  # the run starts at 23:00

@@ -23,7 +23,7 @@ from bantzd.queue.taskfile import (
     parse_task,
 )
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "bantzd" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "bantzd" / "examples"
 
 
 def parse(text: str | bytes, name: str = "task") -> TaskSpec:

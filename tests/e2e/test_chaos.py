@@ -4,7 +4,7 @@ At the end every task is done, every step ran at least once, no two attempts of 
 overlapped (each step writes begin/end lines to a shared ledger), nothing was lost.
 
 The suite runs a size that takes well under a minute; a larger night runs from the command
-line: `BANTZ_CHAOS_TASKS=1000 BANTZ_CHAOS_KILLS=100 python -m pytest tests/test_chaos.py`.
+line: `BANTZ_CHAOS_TASKS=1000 BANTZ_CHAOS_KILLS=100 python -m pytest tests/e2e/test_chaos.py`.
 """
 
 from __future__ import annotations

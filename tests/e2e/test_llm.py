@@ -437,7 +437,7 @@ def test_demo_runs_the_llm_examples_against_the_server(llm: FakeLLM, tmp_path: P
 def test_the_llm_examples_are_valid_and_their_inputs_exist_in_the_sample_notes() -> None:
     from bantzd.queue.taskfile import parse_task
 
-    folder = Path(__file__).resolve().parents[1] / "bantzd" / "examples" / "llm"
+    folder = Path(__file__).resolve().parents[2] / "bantzd" / "examples" / "llm"
     files = sorted(folder.glob("*.yaml"))
     assert len(files) == 3
     for path in files:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Bantz
-from tests.test_resume import ledger_lines, python_task
+from tests.e2e.test_resume import ledger_lines, python_task
 
 pytestmark = pytest.mark.slow
 

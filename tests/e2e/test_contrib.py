@@ -19,7 +19,7 @@ import pytest
 
 from bantzd.config import config_from_mapping
 
-CONTRIB = Path(__file__).resolve().parents[1] / "contrib"
+CONTRIB = Path(__file__).resolve().parents[2] / "contrib"
 CRONTAB = CONTRIB / "cron" / "bantzd.crontab"
 SYSTEMD = CONTRIB / "systemd"
 PLIST = CONTRIB / "launchd" / "com.bantzd.night.plist"
