@@ -25,6 +25,7 @@ from bantzd.config import Config
 from bantzd.crash import fault_point
 from bantzd.paths import Home, TaskPaths, user_umask
 from bantzd.queue.atomic import read_json
+from bantzd.queue.store import Store
 from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskSpec
 from bantzd.ratelimit import RateLimits
@@ -363,6 +364,28 @@ class Attempts:
             return read_json(path)
         except (OSError, ValueError):
             return None
+
+
+class LiveQueue:
+    """The control handler's host while a supervisor runs (`control.QueueView`): the
+    states, the store, and the running attempts to stop or signal."""
+
+    def __init__(self, store: Store, states: dict[int, TaskState], attempts: Attempts) -> None:
+        self.store = store
+        self.states = states
+        self.attempts = attempts
+
+    def stop_attempt(self, task_id: int, reason: str) -> bool:
+        """SIGTERM the task's attempt (cancel), if it runs; False if none does."""
+        att = self.attempts.get(task_id)
+        if att is not None:
+            self.attempts.terminate(att, reason, paused=self.states[task_id].paused)
+        return att is not None
+
+    def signal_attempt(self, task_id: int, sig: int) -> bool:
+        """Signal the task's attempt (pause, resume), if it runs."""
+        att = self.attempts.get(task_id)
+        return self.attempts.executor.signal(att, sig) if att else False
 
 
 def _asked(att: Attempt) -> dict[str, Any] | None:

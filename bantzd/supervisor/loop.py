@@ -32,7 +32,7 @@ from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskSpec
 from bantzd.ratelimit import RateLimits
 from bantzd.supervisor import control, intake, recovery
-from bantzd.supervisor.attempts import Attempts, NotStarted
+from bantzd.supervisor.attempts import Attempts, LiveQueue, NotStarted
 from bantzd.supervisor.diskguard import DiskGuard
 from bantzd.supervisor.executor import Executor, LocalExecutor
 from bantzd.supervisor.lock import HomeLock, acquire
@@ -91,16 +91,13 @@ class Supervisor:
         self.starter = Starter(config, cores(), self.limits)
         self.intake = intake.SpoolScan(home, config.scan_interval, clock)
         self.disk = DiskGuard(home.root)
-        self.handler = control.ControlHandler(self, home, on_global_pause=self._set_paused)
+        live = LiveQueue(self.store, self.table.states, self.attempts)
+        self.handler = control.ControlHandler(live, home, on_global_pause=self._set_paused)
         self.paused = False
         self.stopping = False
         self._killed_all = False
         self._lock: HomeLock | None = None
         self.started_at: float | None = None
-
-    @property
-    def states(self) -> dict[int, TaskState]:
-        return self.table.states
 
     # life cycle --------------------------------------------------------------------------
 
@@ -261,19 +258,7 @@ class Supervisor:
             self.request_stop()
 
     def _terminate(self, att: Attempt, reason: str) -> None:
-        self.attempts.terminate(att, reason, paused=self.states[att.task_id].paused)
-
-    def stop_attempt(self, task_id: int, reason: str) -> bool:
-        """For control requests (cancel): SIGTERM the task's attempt, if it runs."""
-        att = self.attempts.get(task_id)
-        if att is not None:
-            self._terminate(att, reason)
-        return att is not None
-
-    def signal_attempt(self, task_id: int, sig: int) -> bool:
-        """For control requests (pause/resume): signal the task's attempt, if it runs."""
-        att = self.attempts.get(task_id)
-        return self.executor.signal(att, sig) if att else False
+        self.attempts.terminate(att, reason, paused=self.table.states[att.task_id].paused)
 
     # attempts ----------------------------------------------------------------------------
 
@@ -306,7 +291,7 @@ class Supervisor:
         When deciding raises, `_task_error` records `failed` and gives it back."""
         task_id = att.task_id
         try:
-            state = self.states[task_id]
+            state = self.table.states[task_id]
             fault_point("finish", task_id)
             # A last look at its reports before the attempt is forgotten.
             if changes := self.attempts.reports(att, last=True):
@@ -386,7 +371,7 @@ class Supervisor:
         log.error("task %d: internal error in %s", task_id, step, exc_info=error)
         why = f"internal error: {type(error).__name__}: {error}"
         try:
-            state = self.states.get(task_id)
+            state = self.table.states.get(task_id)
             # A worker found in recovery is killed only for a task that is then failed.
             self.attempts.kill_now(task_id, recovering=recovering and state is not None)
             if state is None:
@@ -431,7 +416,7 @@ class Supervisor:
     def sync_progress(self) -> None:
         """Copy what workers wrote (progress.json, tokens.json) into state.json."""
         for task_id, changes in self.attempts.progress():
-            self.store.update(self.states[task_id], **changes)
+            self.store.update(self.table.states[task_id], **changes)
 
     # starting ----------------------------------------------------------------------------
 
