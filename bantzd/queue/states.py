@@ -40,6 +40,34 @@ ALLOWED: dict[Status, frozenset[Status]] = {
 }
 
 
+def implied(src: Status, dst: Status, now_iso: str | None) -> dict[str, object]:
+    """The fields a move `src -> dst` sets by itself, so that no caller clears another
+    status's fields by hand (the caller's own changes are applied after, and win).
+
+    * a finished status gets its `finished` time; nothing of a running attempt stays
+      (`pid`, `step`) and no retry is pending (`retry_at`);
+    * any other status has no `finished` time;
+    * leaving `running`, the attempt's `pid` goes, and its `step` too, except for a
+      question (`waiting_human` shows the step that asked);
+    * entering `running`, no retry is pending;
+    * leaving a finished status (a person's `retry`), the last attempt's result goes.
+    """
+    changes: dict[str, object] = {}
+    if dst in FINISHED:
+        changes.update(finished=now_iso, pid=None, step=None, retry_at=None)
+    else:
+        changes["finished"] = None
+    if src is Status.RUNNING and dst is not Status.RUNNING:
+        changes["pid"] = None
+        if dst is not Status.WAITING_HUMAN:
+            changes["step"] = None
+    if dst is Status.RUNNING:
+        changes["retry_at"] = None
+    if src in FINISHED and dst not in FINISHED:
+        changes.update(error=None, exit_code=None, signal=None, retry_at=None)
+    return changes
+
+
 def can_transition(src: Status, dst: Status) -> bool:
     """Whether the table allows `src -> dst`."""
     return dst in ALLOWED[src]

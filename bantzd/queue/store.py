@@ -26,7 +26,7 @@ from bantzd.errors import IoPathError
 from bantzd.paths import DIR_MODE, Home, TaskPaths
 from bantzd.queue.atomic import DurableBatch, dumps, fsync_dir, read_json
 from bantzd.queue.journal import Journal, read_journal
-from bantzd.queue.states import Status, check_transition
+from bantzd.queue.states import Status, check_transition, implied
 from bantzd.queue.task import TaskState
 
 log = logging.getLogger("bantzd")
@@ -169,9 +169,11 @@ class Store:
         self, state: TaskState, dst: Status, reason: str | None = None, **changes: Any
     ) -> None:
         """The one function that changes a task's status (STYLE 1): checks the table,
-        applies `changes`, appends history and journal, and stages state.json."""
+        applies what the move implies (`states.implied`), then `changes`, appends history
+        and journal, and stages state.json."""
         src = state.status
         check_transition(state.id, src, dst)
+        changes = {**implied(src, dst, iso(self.clock.time())), **changes}
         state.status = dst
         state.reason = reason
         for key, value in changes.items():

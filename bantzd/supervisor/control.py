@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from bantzd.clock import iso
 from bantzd.crash import crash_point
 from bantzd.errors import EXIT_FAILURE, EXIT_NO_TASK, BantzError, IoPathError
 from bantzd.paths import DIR_MODE, Home, exposure_warnings
@@ -324,15 +323,16 @@ class ControlHandler:
         state = self.view.states.get(int(task_id))
         if state is None:
             return _err(f"no task with id {task_id}", EXIT_NO_TASK)
-        if request_id is not None:
-            if request_id in state.requests:
-                return _ok(f"task {state.id}: {action} already applied")
-            # Staged with the change itself, so the two become durable together.
-            state.requests = [*state.requests[-4:], request_id]
+        if request_id is not None and request_id in state.requests:
+            return _ok(f"task {state.id}: {action} already applied")
         try:
-            return getattr(self, f"_{action}")(state, params)
+            reply = getattr(self, f"_{action}")(state, params)
         except BantzError as e:
             return _err(str(e), e.exit_code)
+        if request_id is not None and reply["ok"]:
+            # Staged in the same batch as the change itself: the two become durable together.
+            self.view.store.update(state, requests=[*state.requests[-4:], request_id])
+        return reply
 
     def _global(self, paused: bool) -> dict[str, Any]:
         set_global_paused(self.home, paused)
@@ -370,13 +370,7 @@ class ControlHandler:
             return _err(f"task {state.id} is already {state.status}")
         if state.status is Status.RUNNING and self.view.stop_attempt(state.id, "cancelled"):
             return _ok(f"task {state.id} ({state.name}): stopping, then cancelled")
-        self.view.store.transition(
-            state,
-            Status.CANCELLED,
-            "cancelled by user",
-            finished=iso(self.view.store.clock.time()),
-            pid=None,
-        )
+        self.view.store.transition(state, Status.CANCELLED, "cancelled by user")
         return _ok(f"task {state.id} ({state.name}) cancelled")
 
     def _retry(self, state: TaskState, params: dict[str, Any]) -> dict[str, Any]:
@@ -389,11 +383,6 @@ class ControlHandler:
             Status.QUEUED,
             "retry requested",
             failures=0,
-            retry_at=None,
-            error=None,
-            exit_code=None,
-            signal=None,
-            finished=None,
             interruptions=0,
             deadline_at=None,  # a person asking again overrides a missed deadline
         )
@@ -427,9 +416,7 @@ class ControlHandler:
         if state.status is not Status.HELD:
             return _err(f"task {state.id} is {state.status}, not held for approval")
         why = params.get("reason") or "rejected"
-        self.view.store.transition(
-            state, Status.CANCELLED, f"rejected: {why}", finished=iso(self.view.store.clock.time())
-        )
+        self.view.store.transition(state, Status.CANCELLED, f"rejected: {why}")
         return _ok(f"task {state.id} ({state.name}) rejected")
 
     def _answer(self, state: TaskState, params: dict[str, Any]) -> dict[str, Any]:

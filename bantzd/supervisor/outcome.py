@@ -83,8 +83,6 @@ def settle(
             f"not started: {ended.not_started}",
             {
                 "attempts": state.attempts - 1,
-                "pid": None,
-                "step": None,
                 "attempt_log": state.attempt_log[:-1],
             },
         )
@@ -94,14 +92,14 @@ def settle(
         return Verdict(
             Status.CANCELLED,
             "cancelled by user",
-            {"finished": iso(now), "pid": None, "step": None},
+            {},
             log_outcome="cancelled",
         )
     if ended.question is not None:
         return Verdict(
             Status.WAITING_HUMAN,
             f"question: {ended.question['key']}",
-            {"question": dict(ended.question), "pid": None},
+            {"question": dict(ended.question)},
             log_outcome="asked",
             notify="question",
         )
@@ -119,12 +117,9 @@ def settle(
             None,
             {
                 **done,
-                "finished": iso(now),
                 "exit_code": 0,
                 "signal": None,
                 "error": None,
-                "pid": None,
-                "step": None,
             },
             log_outcome="done",
         )
@@ -150,7 +145,7 @@ def internal_error(why: str, now: float) -> Verdict:
     return Verdict(
         Status.FAILED,
         why,
-        {"error": why, "finished": iso(now), "pid": None, "step": None},
+        {"error": why},
         log_outcome="failed",
         notify="failed",
     )
@@ -189,9 +184,6 @@ def _interrupted(
                 **(done or {}),
                 "error": why,
                 "interruptions": count,
-                "finished": iso(now),
-                "pid": None,
-                "step": None,
                 "exit_code": outcome.exit_code,
                 "signal": outcome.signal,
             },
@@ -201,7 +193,7 @@ def _interrupted(
     return Verdict(
         Status.QUEUED,
         "interrupted",
-        {**(done or {}), "interruptions": count, "pid": None, "step": None},
+        {**(done or {}), "interruptions": count},
         log_outcome="interrupted",
     )
 
@@ -222,8 +214,6 @@ def _failed(
         "signal": outcome.signal,
         "error": why,
         "failures": failures,
-        "pid": None,
-        "step": None,
     }
     if spec is not None and failures <= retries:
         at = now + backoff(spec.retry_delay, failures, spec.retry_cap(policy.max_retry_delay))
@@ -237,7 +227,7 @@ def _failed(
     return Verdict(
         Status.FAILED,
         why,
-        {"finished": iso(now), **common},
+        dict(common),
         log_outcome="failed",
         notify="failed",
         message=f"task {state.id} ({state.name}) failed: {why}",

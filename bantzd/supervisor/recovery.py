@@ -179,13 +179,7 @@ def recover_task(
         return None
     if plan.mark_running:
         store.transition(
-            state,
-            Status.RUNNING,
-            None,
-            attempts=plan.attempt,
-            started=iso(clock.time()),
-            finished=None,
-            retry_at=None,
+            state, Status.RUNNING, None, attempts=plan.attempt, started=iso(clock.time())
         )
     if plan.steps_done is not None:
         store.update(state, steps_done=list(plan.steps_done), step=plan.step)

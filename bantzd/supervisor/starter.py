@@ -148,7 +148,7 @@ class Starter:
         for task_id, why in decision.fail.items():
             try:
                 state = table.states[task_id]
-                store.transition(state, Status.FAILED, why, error=why, finished=iso(now))
+                store.transition(state, Status.FAILED, why, error=why)
                 report.failed.append(state)
             except Exception as e:
                 report.errors[task_id] = e
@@ -190,8 +190,6 @@ class Starter:
             None,
             attempts=attempt,
             started=iso(now),
-            finished=None,
-            retry_at=None,
             gpus=list(gpus or []),
             attempt_log=[*state.attempt_log, log_entry][-50:],
         )

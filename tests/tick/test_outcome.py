@@ -54,13 +54,10 @@ def failed(why: str, *, exit_code: int | None = None, sig: int | None = None, fa
         Status.FAILED,
         why,
         {
-            "finished": iso(NOW),
             "exit_code": exit_code,
             "signal": sig,
             "error": why,
             "failures": failures,
-            "pid": None,
-            "step": None,
         },
         log_outcome="failed",
         notify="failed",
@@ -79,8 +76,6 @@ def retry(why: str, delay: float, *, failures: int, retries: int, exit_code: int
             "signal": None,
             "error": why,
             "failures": failures,
-            "pid": None,
-            "step": None,
         },
         log_outcome="failed",
         message=f"task 7 failed ({why}); retry {failures} of {retries} at {hms(at)}",
@@ -88,14 +83,11 @@ def retry(why: str, delay: float, *, failures: int, retries: int, exit_code: int
 
 
 DONE = {
-    "finished": iso(NOW),
     "exit_code": 0,
     "signal": None,
     "error": None,
-    "pid": None,
-    "step": None,
 }
-REQUEUED = {"interruptions": 1, "pid": None, "step": None}
+REQUEUED = {"interruptions": 1}
 QUESTION = {"key": "which", "text": "Which one?", "choices": ["a", "b"]}
 
 CASES = {
@@ -165,8 +157,6 @@ CASES = {
                 "signal": 15,
                 "error": "timeout after 1m 30s",
                 "failures": 1,
-                "pid": None,
-                "step": None,
             },
             log_outcome="failed",
             message=f"task 7 failed (timeout after 1m 30s); retry 1 of 1 at {hms(NOW + 60)}",
@@ -182,7 +172,7 @@ CASES = {
         Verdict(
             Status.CANCELLED,
             "cancelled by user",
-            {"finished": iso(NOW), "pid": None, "step": None},
+            {},
             "cancelled",
         ),
     ),
@@ -191,7 +181,7 @@ CASES = {
         Verdict(
             Status.CANCELLED,
             "cancelled by user",
-            {"finished": iso(NOW), "pid": None, "step": None},
+            {},
             "cancelled",
         ),
     ),
@@ -212,9 +202,6 @@ CASES = {
             {
                 "error": "interrupted 6 times (max_interruptions = 5)",
                 "interruptions": 6,
-                "finished": iso(NOW),
-                "pid": None,
-                "step": None,
                 "exit_code": 143,
                 "signal": None,
             },
@@ -240,9 +227,6 @@ CASES = {
             {
                 "error": "interrupted 3 times (max_interruptions = 2)",
                 "interruptions": 3,
-                "finished": iso(NOW),
-                "pid": None,
-                "step": None,
                 "exit_code": None,
                 "signal": None,
             },
@@ -257,7 +241,7 @@ CASES = {
         Verdict(
             Status.WAITING_HUMAN,
             "question: which",
-            {"question": QUESTION, "pid": None},
+            {"question": QUESTION},
             log_outcome="asked",
             notify="question",
         ),
@@ -267,7 +251,7 @@ CASES = {
         Verdict(
             Status.WAITING_HUMAN,
             "question: which",
-            {"question": QUESTION, "pid": None},
+            {"question": QUESTION},
             log_outcome="asked",
             notify="question",
         ),
@@ -285,7 +269,7 @@ CASES = {
         Verdict(
             Status.QUEUED,
             "not started: Too many open files",
-            {"attempts": 1, "pid": None, "step": None, "attempt_log": OPEN_LOG[:1]},
+            {"attempts": 1, "attempt_log": OPEN_LOG[:1]},
         ),
         spec="run: x\nretries: 3\n",
     ),
@@ -346,7 +330,7 @@ def test_internal_error() -> None:
     assert internal_error(why, NOW) == Verdict(
         Status.FAILED,
         why,
-        {"error": why, "finished": iso(NOW), "pid": None, "step": None},
+        {"error": why},
         log_outcome="failed",
         notify="failed",
     )
