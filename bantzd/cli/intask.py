@@ -9,7 +9,7 @@ import click
 
 from bantzd.cli import main
 from bantzd.errors import UsageError
-from bantzd.worker import NotInTask, context
+from bantzd.workers.taskapi import NotInTask, context
 
 
 def _ctx():  # type: ignore[no-untyped-def]

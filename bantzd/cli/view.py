@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 import click
 
 from bantzd.cli import get_home, main
-from bantzd.cli.render import (
+from bantzd.cli.display import (
     STATUS_STYLE,
     STATUSES,
     describe,

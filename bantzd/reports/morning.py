@@ -41,8 +41,8 @@ from bantzd.reports.render import (
     ResultLine,
     json_summary,
     render_report,
+    report_summary_line,
     run_span,
-    summary_line,
     took,
 )
 from bantzd.reports.secrets import environment_secrets, read_task_file, secret_values
@@ -59,10 +59,10 @@ __all__ = [
     "publish_report",
     "render_report",
     "report_period",
+    "report_summary_line",
     "report_text",
     "result_line",
     "run_span",
-    "summary_line",
     "tail_lines",
     "took",
     "write_report",

@@ -256,10 +256,10 @@ def report_written(
 
 
 def _summary_of(path: Path) -> str:
-    from bantzd.reports.render import summary_line
+    from bantzd.reports.render import report_summary_line
 
     try:
-        return summary_line(path.read_text(errors="replace"))
+        return report_summary_line(path.read_text(errors="replace"))
     except OSError as e:
         log.warning("cannot read %s for the notification: %s", path, e.strerror or e)
         return ""

@@ -108,8 +108,11 @@ def token_counts(state: TaskState) -> tuple[int, int] | None:
     return (prompt if ok[0] else 0), (completion if ok[1] else 0)  # type: ignore[return-value]
 
 
-def summary_line(text: str) -> str:
-    """The one line under a report's title (what a notification carries)."""
+def report_summary_line(text: str) -> str:
+    """The one line under a report's title (what a notification carries).
+
+    Named for the report: `bantzd run` prints another summary line, of the queue.
+    """
     lines = text.splitlines()
     return lines[2] if len(lines) > 2 else ""
 

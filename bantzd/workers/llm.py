@@ -45,8 +45,8 @@ from bantzd.queue.atomic import (
     write_bytes_atomic,
     write_json_atomic,
 )
-from bantzd.worker import Context, context
 from bantzd.workers.llmcall import Caller, CallFailed, Reply
+from bantzd.workers.taskapi import Context, context
 
 CHECKPOINT_VERSION = 2
 CONFIRM_KEY = "confirm"

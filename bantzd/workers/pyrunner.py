@@ -13,7 +13,7 @@ import sys
 
 import yaml
 
-from bantzd.worker import context
+from bantzd.workers.taskapi import context
 
 
 def main(argv: list[str]) -> int:

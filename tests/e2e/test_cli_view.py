@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from bantzd.cli import main
-from bantzd.cli.render import MASK, mask_task_yaml, mask_values, plain_table, tail_offset
+from bantzd.cli.display import MASK, mask_task_yaml, mask_values, plain_table, tail_offset
 from bantzd.cli.view import collect_status, follow_log, print_log
 from bantzd.paths import Home
 from bantzd.queue.states import Status

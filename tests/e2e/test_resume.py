@@ -211,16 +211,28 @@ def test_in_task_commands_outside_a_task_are_a_usage_error(bantz: Bantz) -> None
     assert "not running under a bantzd task" in res.stderr
 
 
-def test_worker_import_stays_light() -> None:
+@pytest.mark.parametrize("module", ["bantzd.worker", "bantzd.workers.taskapi"])
+def test_worker_import_stays_light(module: str) -> None:
+    # The public path and the module behind it are both imported inside tasks.
     heavy = {"click", "pydantic", "rich", "yaml", "watchdog", "psutil"}
     code = (
-        "import sys, bantzd.worker; "
+        f"import sys, {module}; "
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_the_public_worker_path_is_the_in_task_api() -> None:
+    # SPEC documents `bantzd.worker.context()`; it must be the same API, not a copy.
+    import bantzd.worker
+    import bantzd.workers.taskapi as taskapi
+
+    assert bantzd.worker.__all__ == ["Context", "NotInTask", "context"]
+    for name in bantzd.worker.__all__:
+        assert getattr(bantzd.worker, name) is getattr(taskapi, name)
 
 
 def test_cancel_without_a_supervisor_stops_an_orphaned_attempt(bantz: Bantz) -> None:

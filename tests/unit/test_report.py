@@ -20,6 +20,7 @@ from bantzd.reports.morning import (
     human_duration,
     mermaid_text,
     report_period,
+    report_summary_line,
     result_line,
     tail_lines,
     write_report,
@@ -122,17 +123,19 @@ def test_sections_come_in_spec_order_after_the_title() -> None:
     assert text.endswith("```\n")
 
 
-def test_summary_line_has_run_span_and_counts() -> None:
-    summary = render().splitlines()[2]
+def test_report_summary_line_has_run_span_and_counts() -> None:
+    summary = report_summary_line(render())
     assert summary == (
         "Run 2026-11-21 23:00 → 2026-11-22 07:00 · 2 finished · 1 failed · "
         "2 waiting for you · 1 still queued."
     )
 
 
-def test_summary_line_without_a_run() -> None:
+def test_report_summary_line_without_a_run() -> None:
     text = render(states=[], events=[])
-    assert "No supervisor run since the previous report · 0 finished" in text
+    assert report_summary_line(text).startswith(
+        "No supervisor run since the previous report · 0 finished"
+    )
     assert "Nothing is waiting for you." in text
     assert "No task finished." in text
     assert "Nothing failed." in text

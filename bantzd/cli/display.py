@@ -1,7 +1,8 @@
-"""Formatting shared by the read-only commands (`list`, `show`, `logs`, `status`).
+"""How the read-only commands (`list`, `show`, `logs`, `status`) display tasks on a terminal.
 
 Kept apart from the commands so the pieces a user relies on — the JSON task object, secret
-masking, reading a log from its end — are plain functions that tests call directly.
+masking, reading a log from its end, tables — are plain functions that tests call directly.
+The morning report's Markdown is another matter, in `bantzd.reports.render`.
 """
 
 from __future__ import annotations
