@@ -28,7 +28,7 @@ from bantzd.paths import DIR_MODE, Home, exposure_warnings
 from bantzd.queue.atomic import read_json, remove_leftover_temps, write_json_atomic
 from bantzd.queue.journal import read_journal
 from bantzd.queue.states import FINISHED, Status
-from bantzd.queue.store import Store, task_ids
+from bantzd.queue.store import Store
 from bantzd.queue.task import TaskState
 
 log = logging.getLogger("bantzd")
@@ -262,15 +262,15 @@ def recover_own_files(home: Home) -> None:
     """At supervisor start, with the lock held: mend bantzd's own small files.
 
     * temp files a crash left between write and rename (`.NAME.PID.tmp`, queue/atomic.py)
-      in the home, every task folder, control/, the spool and reports/ are removed (only
-      bantzd's own names, and only when their writer is gone);
+      in the home, control/, the spool and reports/ are removed (only bantzd's own names,
+      and only when their writer is gone); those in task folders go when recovery loads
+      each task (`recovery.load_task`), which reads every folder anyway;
     * a damaged supervisor.json is rewritten with the flag `read_pause_flag` settled on;
     * a home other users can reach is logged with the fix (`bantzd status` says it too).
 
     next_id.json is mended where it is used (Store), and state.json by `recover`.
     """
     folders = [home.root, home.control, home.spool, home.rejected, home.reports, home.tasks]
-    folders += [home.task_dir(task_id) for task_id in task_ids(home)]
     for path in remove_leftover_temps(folders):
         log.info("removed %s, left by a write a crash interrupted", path)
     paused, problem = read_pause_flag(home)
