@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from bantzd.clock import iso
 from bantzd.crash import crash_point
 from bantzd.errors import EXIT_FAILURE, EXIT_NO_TASK, BantzError, IoPathError
 from bantzd.paths import DIR_MODE, Home, exposure_warnings
@@ -327,8 +326,9 @@ class ControlHandler:
         if request_id is not None:
             if request_id in state.requests:
                 return _ok(f"task {state.id}: {action} already applied")
-            # Staged with the change itself, so the two become durable together.
-            state.requests = [*state.requests[-4:], request_id]
+            # Staged with the change itself (both are in the state.json written by the
+            # flush that follows this request), so the two become durable together.
+            self.view.store.update(state, requests=[*state.requests[-4:], request_id])
         try:
             return getattr(self, f"_{action}")(state, params)
         except BantzError as e:
@@ -370,13 +370,7 @@ class ControlHandler:
             return _err(f"task {state.id} is already {state.status}")
         if state.status is Status.RUNNING and self.view.stop_attempt(state.id, "cancelled"):
             return _ok(f"task {state.id} ({state.name}): stopping, then cancelled")
-        self.view.store.transition(
-            state,
-            Status.CANCELLED,
-            "cancelled by user",
-            finished=iso(self.view.store.clock.time()),
-            pid=None,
-        )
+        self.view.store.transition(state, Status.CANCELLED, "cancelled by user")
         return _ok(f"task {state.id} ({state.name}) cancelled")
 
     def _retry(self, state: TaskState, params: dict[str, Any]) -> dict[str, Any]:
@@ -384,19 +378,9 @@ class ControlHandler:
             return _err(
                 f"task {state.id} is {state.status}; only failed or cancelled tasks can be retried"
             )
-        self.view.store.transition(
-            state,
-            Status.QUEUED,
-            "retry requested",
-            failures=0,
-            retry_at=None,
-            error=None,
-            exit_code=None,
-            signal=None,
-            finished=None,
-            interruptions=0,
-            deadline_at=None,  # a person asking again overrides a missed deadline
-        )
+        # failed/cancelled -> queued starts afresh: failures, interruptions, the last end
+        # and a missed deadline are cleared by the transition (queue/states.py PAIRS).
+        self.view.store.transition(state, Status.QUEUED, "retry requested")
         return _ok(f"task {state.id} ({state.name}) queued again")
 
     def _pause(self, state: TaskState, params: dict[str, Any]) -> dict[str, Any]:
@@ -427,9 +411,7 @@ class ControlHandler:
         if state.status is not Status.HELD:
             return _err(f"task {state.id} is {state.status}, not held for approval")
         why = params.get("reason") or "rejected"
-        self.view.store.transition(
-            state, Status.CANCELLED, f"rejected: {why}", finished=iso(self.view.store.clock.time())
-        )
+        self.view.store.transition(state, Status.CANCELLED, f"rejected: {why}")
         return _ok(f"task {state.id} ({state.name}) rejected")
 
     def _answer(self, state: TaskState, params: dict[str, Any]) -> dict[str, Any]:
@@ -445,7 +427,5 @@ class ControlHandler:
             return _err(f"{text!r} is not one of the choices: {', '.join(choices)}")
         answers = dict(state.answers)
         answers[key] = text
-        self.view.store.transition(
-            state, Status.QUEUED, "answered", answers=answers, answer=text, question=None
-        )
+        self.view.store.transition(state, Status.QUEUED, "answered", answers=answers, answer=text)
         return _ok(f"task {state.id} ({state.name}) answered; it is queued to resume")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from bantzd.clock import hms, iso
+from bantzd.config import DEFAULT_MAX_RETRY_DELAY
 from bantzd.queue.states import Status
 from bantzd.queue.task import TaskState
 from bantzd.supervisor.scheduler import backoff
@@ -50,13 +51,18 @@ class Policy:
     """The config values the decision needs, and whether the supervisor is stopping."""
 
     max_interruptions: int = 5
-    max_retry_delay: float = 3600.0
+    max_retry_delay: float = DEFAULT_MAX_RETRY_DELAY
     stopping: bool = False
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """What to do with the task. `status` None: it stays running (its next step starts)."""
+    """What to do with the task. `status` None: it stays running (its next step starts).
+
+    `fields` holds what the attempt told (exit code, error, counts); what the new status
+    implies by itself (`finished`, no `pid` or `step`...) is set by the store's transition
+    (queue/states.py `implied_changes`), not repeated here.
+    """
 
     status: Status | None
     reason: str | None = None
@@ -81,12 +87,7 @@ def settle(
         return Verdict(
             Status.QUEUED,
             f"not started: {ended.not_started}",
-            {
-                "attempts": state.attempts - 1,
-                "pid": None,
-                "step": None,
-                "attempt_log": state.attempt_log[:-1],
-            },
+            {"attempts": state.attempts - 1, "attempt_log": state.attempt_log[:-1]},
         )
     if ended.spawn_error is not None:
         return _failed(state, spec, Outcome(), ended.spawn_error, policy, now)
@@ -94,14 +95,13 @@ def settle(
         return Verdict(
             Status.CANCELLED,
             "cancelled by user",
-            {"finished": iso(now), "pid": None, "step": None},
             log_outcome="cancelled",
         )
     if ended.question is not None:
         return Verdict(
             Status.WAITING_HUMAN,
             f"question: {ended.question['key']}",
-            {"question": dict(ended.question), "pid": None},
+            {"question": dict(ended.question)},
             log_outcome="asked",
             notify="question",
         )
@@ -111,25 +111,12 @@ def settle(
         done = {"steps_done": steps_done}
         if next_step(spec, steps_done) is not None:
             if policy.stopping or ended.stop_reason:
-                return _interrupted(state, outcome, policy, now, done)
+                return _interrupted(state, outcome, policy, done)
             return Verdict(None, fields=done, launch_next=True)
     if outcome.ok:
-        return Verdict(
-            Status.DONE,
-            None,
-            {
-                **done,
-                "finished": iso(now),
-                "exit_code": 0,
-                "signal": None,
-                "error": None,
-                "pid": None,
-                "step": None,
-            },
-            log_outcome="done",
-        )
+        return Verdict(Status.DONE, None, done, log_outcome="done")
     if ended.stop_reason == "interrupted" or not outcome.known:
-        return _interrupted(state, outcome, policy, now)
+        return _interrupted(state, outcome, policy)
     if ended.stop_reason == "memory limit":
         return _failed(state, spec, outcome, "memory limit", policy, now)
     if ended.stop_reason == "timeout":
@@ -145,15 +132,13 @@ def settle(
     return _failed(state, spec, outcome, what, policy, now)
 
 
-def internal_error(why: str, now: float) -> Verdict:
-    """A task failed by an unexpected exception in the supervisor (`internal error: ...`)."""
-    return Verdict(
-        Status.FAILED,
-        why,
-        {"error": why, "finished": iso(now), "pid": None, "step": None},
-        log_outcome="failed",
-        notify="failed",
-    )
+def internal_error(why: str, now: float | None = None) -> Verdict:
+    """A task failed by an unexpected exception in the supervisor (`internal error: ...`).
+
+    `now` is not needed any more (the store stamps `finished`); it is accepted so that
+    callers written before that keep working.
+    """
+    return Verdict(Status.FAILED, why, {"error": why}, log_outcome="failed", notify="failed")
 
 
 def next_step(spec: TaskSpec, done: list[str]) -> Step | None:
@@ -175,7 +160,6 @@ def _interrupted(
     state: TaskState,
     outcome: Outcome,
     policy: Policy,
-    now: float,
     done: Mapping[str, Any] | None = None,
 ) -> Verdict:
     """Back to the queue, unless it was stopped more often than max_interruptions."""
@@ -189,9 +173,6 @@ def _interrupted(
                 **(done or {}),
                 "error": why,
                 "interruptions": count,
-                "finished": iso(now),
-                "pid": None,
-                "step": None,
                 "exit_code": outcome.exit_code,
                 "signal": outcome.signal,
             },
@@ -201,7 +182,7 @@ def _interrupted(
     return Verdict(
         Status.QUEUED,
         "interrupted",
-        {**(done or {}), "interruptions": count, "pid": None, "step": None},
+        {**(done or {}), "interruptions": count},
         log_outcome="interrupted",
     )
 
@@ -222,8 +203,6 @@ def _failed(
         "signal": outcome.signal,
         "error": why,
         "failures": failures,
-        "pid": None,
-        "step": None,
     }
     if spec is not None and failures <= retries:
         at = now + backoff(spec.retry_delay, failures, spec.retry_cap(policy.max_retry_delay))
@@ -237,7 +216,7 @@ def _failed(
     return Verdict(
         Status.FAILED,
         why,
-        {"finished": iso(now), **common},
+        common,
         log_outcome="failed",
         notify="failed",
         message=f"task {state.id} ({state.name}) failed: {why}",
