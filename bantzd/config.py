@@ -31,6 +31,8 @@ from bantzd import units
 from bantzd.errors import ConfigError
 
 NOTIFY_EVENTS = ("report", "question", "failed")
+# `max_retry_delay`'s default, "1h": also the cap of `backoff` and `Policy` when none is given.
+DEFAULT_MAX_RETRY_DELAY = 3600.0
 # Upper bounds for whole numbers; generous, they only keep typos and attacks out.
 MAX_PARALLEL = 10_000
 MAX_COUNT = 1000
@@ -44,7 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "stop_grace": "30s",
     "nice": 10,
     "max_interruptions": 5,
-    "max_retry_delay": "1h",
+    "max_retry_delay": units.format_duration(DEFAULT_MAX_RETRY_DELAY),  # "1h"
     "probe_interval": "5s",
     "scan_interval": "2s",
     "report_language": "en",
@@ -124,7 +126,7 @@ class Config:
     approval_categories: tuple[str, ...]
     llm: LlmConfig
     notify: NotifyConfig
-    max_retry_delay: float = 3600.0
+    max_retry_delay: float = DEFAULT_MAX_RETRY_DELAY
 
 
 # --- loading --------------------------------------------------------------------------------

@@ -3,11 +3,18 @@
 Every status change in bantzd goes through `check_transition`; the store calls it before
 writing state.json, so an illegal move (answering a task that never asked, cancelling a
 finished one) is refused in one place instead of being re-checked in every command.
+
+Next to it, `implied_changes` says what a status means for the other fields of state.json
+(a finished task has no pid, a requeued one no retry time...), so no caller clears the
+fields of the status it leaves by hand.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from types import MappingProxyType
+from typing import Any, Final
 
 from bantzd.errors import IllegalTransition
 
@@ -40,34 +47,6 @@ ALLOWED: dict[Status, frozenset[Status]] = {
 }
 
 
-def implied(src: Status, dst: Status, now_iso: str | None) -> dict[str, object]:
-    """The fields a move `src -> dst` sets by itself, so that no caller clears another
-    status's fields by hand (the caller's own changes are applied after, and win).
-
-    * a finished status gets its `finished` time; nothing of a running attempt stays
-      (`pid`, `step`) and no retry is pending (`retry_at`);
-    * any other status has no `finished` time;
-    * leaving `running`, the attempt's `pid` goes, and its `step` too, except for a
-      question (`waiting_human` shows the step that asked);
-    * entering `running`, no retry is pending;
-    * leaving a finished status (a person's `retry`), the last attempt's result goes.
-    """
-    changes: dict[str, object] = {}
-    if dst in FINISHED:
-        changes.update(finished=now_iso, pid=None, step=None, retry_at=None)
-    else:
-        changes["finished"] = None
-    if src is Status.RUNNING and dst is not Status.RUNNING:
-        changes["pid"] = None
-        if dst is not Status.WAITING_HUMAN:
-            changes["step"] = None
-    if dst is Status.RUNNING:
-        changes["retry_at"] = None
-    if src in FINISHED and dst not in FINISHED:
-        changes.update(error=None, exit_code=None, signal=None, retry_at=None)
-    return changes
-
-
 def can_transition(src: Status, dst: Status) -> bool:
     """Whether the table allows `src -> dst`."""
     return dst in ALLOWED[src]
@@ -77,3 +56,86 @@ def check_transition(task_id: int, src: Status, dst: Status) -> None:
     """Raise `IllegalTransition` with a user-readable message unless `src -> dst` is allowed."""
     if not can_transition(src, dst):
         raise IllegalTransition(f"task {task_id} is {src}; it cannot become {dst}")
+
+
+# What a status implies for the other fields -------------------------------------------------
+#
+# `Store.transition` applies `implied_changes(src, dst, now)` first and the caller's own
+# changes after it, so a caller only passes what it knows (an exit code, an error, the
+# attempt number) and an explicit value always wins.
+
+
+class _Now:
+    """Stands for the transition's own time (ISO) in the tables below."""
+
+    def __repr__(self) -> str:
+        return "NOW"
+
+
+NOW: Final = _Now()
+
+# Leaving a status: what only made sense in it.
+LEAVING: Mapping[Status, Mapping[str, Any]] = MappingProxyType(
+    {
+        # The attempt's process is gone (or, for a question, waits for nothing). `step`
+        # stays only for a question: `show` then says which step asked (see PAIRS).
+        Status.RUNNING: MappingProxyType({"pid": None}),
+        # Answered or cancelled: nothing is asked any more (`show` would offer `answer`).
+        Status.WAITING_HUMAN: MappingProxyType({"question": None}),
+    }
+)
+
+# Nothing runs any more and nothing will: no process, no step, no retry to wait for.
+_ENDED: Mapping[str, Any] = {"finished": NOW, "pid": None, "step": None, "retry_at": None}
+
+# Entering a status: what it means.
+ENTERING: Mapping[Status, Mapping[str, Any]] = MappingProxyType(
+    {
+        # A new attempt: started now, not finished, no retry pending, no process until the
+        # spawn records it.
+        Status.RUNNING: MappingProxyType(
+            {"started": NOW, "finished": None, "retry_at": None, "pid": None}
+        ),
+        # `done` is an exit 0: no error or signal of an earlier attempt stays.
+        Status.DONE: MappingProxyType({**_ENDED, "exit_code": 0, "signal": None, "error": None}),
+        Status.FAILED: MappingProxyType(dict(_ENDED)),
+        Status.CANCELLED: MappingProxyType(dict(_ENDED)),
+    }
+)
+
+# `bantzd retry`: a person asks again, so the count of failures and interruptions, the
+# last attempt's end and a missed deadline start afresh.
+_RETRIED: Mapping[str, Any] = MappingProxyType(
+    {
+        "finished": None,
+        "error": None,
+        "exit_code": None,
+        "signal": None,
+        "retry_at": None,
+        "failures": 0,
+        "interruptions": 0,
+        "deadline_at": None,
+    }
+)
+
+# One pair, what neither side says alone.
+PAIRS: Mapping[tuple[Status, Status], Mapping[str, Any]] = MappingProxyType(
+    {
+        # Back in the queue (interrupted, retry later, not started): no step runs; the next
+        # attempt starts from the first step not done.
+        (Status.RUNNING, Status.QUEUED): MappingProxyType({"step": None}),
+        (Status.FAILED, Status.QUEUED): _RETRIED,
+        (Status.CANCELLED, Status.QUEUED): _RETRIED,
+    }
+)
+
+
+def implied_changes(src: Status, dst: Status, now_iso: str | None) -> dict[str, Any]:
+    """The fields `src -> dst` sets by itself: LEAVING[src], then ENTERING[dst], then
+    PAIRS[(src, dst)] (the more specific wins), with NOW replaced by `now_iso`."""
+    merged = {
+        **LEAVING.get(src, {}),
+        **ENTERING.get(dst, {}),
+        **PAIRS.get((src, dst), {}),
+    }
+    return {key: now_iso if value is NOW else value for key, value in merged.items()}

@@ -26,7 +26,7 @@ from bantzd.errors import IoPathError
 from bantzd.paths import DIR_MODE, Home, TaskPaths
 from bantzd.queue.atomic import DurableBatch, dumps, fsync_dir, read_json
 from bantzd.queue.journal import Journal, read_journal
-from bantzd.queue.states import Status, check_transition, implied
+from bantzd.queue.states import Status, check_transition, implied_changes
 from bantzd.queue.task import TaskState
 
 log = logging.getLogger("bantzd")
@@ -169,16 +169,18 @@ class Store:
         self, state: TaskState, dst: Status, reason: str | None = None, **changes: Any
     ) -> None:
         """The one function that changes a task's status (STYLE 1): checks the table,
-        applies what the move implies (`states.implied`), then `changes`, appends history
-        and journal, and stages state.json."""
+        sets what the move implies (`implied_changes`: a finished task has no pid, ...),
+        then the caller's `changes`, which win; appends history and journal, and stages
+        state.json."""
         src = state.status
         check_transition(state.id, src, dst)
-        changes = {**implied(src, dst, iso(self.clock.time())), **changes}
-        state.status = dst
-        state.reason = reason
-        for key, value in changes.items():
+        for key in changes:
             if not hasattr(state, key):
                 raise AttributeError(f"TaskState has no field {key!r}")
+        implied = implied_changes(src, dst, iso(self.clock.time()))
+        state.status = dst
+        state.reason = reason
+        for key, value in {**implied, **changes}.items():
             setattr(state, key, value)
         self._record_history(state, src)
         self.journal.add(self._event(state, "transition", src=str(src)))

@@ -28,7 +28,7 @@ from bantzd.paths import DIR_MODE, Home, exposure_warnings
 from bantzd.queue.atomic import read_json, remove_leftover_temps, write_json_atomic
 from bantzd.queue.journal import read_journal
 from bantzd.queue.states import FINISHED, Status
-from bantzd.queue.store import Store
+from bantzd.queue.store import Store, task_ids
 from bantzd.queue.task import TaskState
 
 log = logging.getLogger("bantzd")
@@ -262,15 +262,15 @@ def recover_own_files(home: Home) -> None:
     """At supervisor start, with the lock held: mend bantzd's own small files.
 
     * temp files a crash left between write and rename (`.NAME.PID.tmp`, queue/atomic.py)
-      in the home, control/, the spool and reports/ are removed (only bantzd's own names,
-      and only when their writer is gone); those in task folders go when recovery loads
-      each task (`recovery.load_task`), which reads every folder anyway;
+      in the home, every task folder, control/, the spool and reports/ are removed (only
+      bantzd's own names, and only when their writer is gone);
     * a damaged supervisor.json is rewritten with the flag `read_pause_flag` settled on;
     * a home other users can reach is logged with the fix (`bantzd status` says it too).
 
     next_id.json is mended where it is used (Store), and state.json by `recover`.
     """
     folders = [home.root, home.control, home.spool, home.rejected, home.reports, home.tasks]
+    folders += [home.task_dir(task_id) for task_id in task_ids(home)]
     for path in remove_leftover_temps(folders):
         log.info("removed %s, left by a write a crash interrupted", path)
     paused, problem = read_pause_flag(home)
@@ -330,7 +330,9 @@ class ControlHandler:
         except BantzError as e:
             return _err(str(e), e.exit_code)
         if request_id is not None and reply["ok"]:
-            # Staged in the same batch as the change itself: the two become durable together.
+            # Staged after the change it applied, in the same batch (the flush that follows
+            # this request): the two become durable together. A refused request leaves no
+            # id behind, so its replay is refused again, not answered "already applied".
             self.view.store.update(state, requests=[*state.requests[-4:], request_id])
         return reply
 
@@ -378,14 +380,9 @@ class ControlHandler:
             return _err(
                 f"task {state.id} is {state.status}; only failed or cancelled tasks can be retried"
             )
-        self.view.store.transition(
-            state,
-            Status.QUEUED,
-            "retry requested",
-            failures=0,
-            interruptions=0,
-            deadline_at=None,  # a person asking again overrides a missed deadline
-        )
+        # failed/cancelled -> queued starts afresh: failures, interruptions, the last end
+        # and a missed deadline are cleared by the transition (queue/states.py PAIRS).
+        self.view.store.transition(state, Status.QUEUED, "retry requested")
         return _ok(f"task {state.id} ({state.name}) queued again")
 
     def _pause(self, state: TaskState, params: dict[str, Any]) -> dict[str, Any]:
@@ -432,7 +429,5 @@ class ControlHandler:
             return _err(f"{text!r} is not one of the choices: {', '.join(choices)}")
         answers = dict(state.answers)
         answers[key] = text
-        self.view.store.transition(
-            state, Status.QUEUED, "answered", answers=answers, answer=text, question=None
-        )
+        self.view.store.transition(state, Status.QUEUED, "answered", answers=answers, answer=text)
         return _ok(f"task {state.id} ({state.name}) answered; it is queued to resume")

@@ -379,9 +379,7 @@ class Supervisor:
             elif not can_transition(state.status, Status.FAILED):
                 log.error("task %d: left %s after the internal error", task_id, state.status)
             else:
-                self._apply(
-                    state, self.table.specs.get(task_id), internal_error(why, self.clock.time())
-                )
+                self._apply(state, self.table.specs.get(task_id), internal_error(why))
         except Exception:
             log.exception("task %d: could not be marked failed after an internal error", task_id)
         finally:

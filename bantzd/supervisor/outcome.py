@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from bantzd.clock import hms, iso
+from bantzd.config import DEFAULT_MAX_RETRY_DELAY
 from bantzd.queue.states import Status
 from bantzd.queue.task import TaskState
 from bantzd.supervisor.scheduler import backoff
@@ -50,13 +51,18 @@ class Policy:
     """The config values the decision needs, and whether the supervisor is stopping."""
 
     max_interruptions: int = 5
-    max_retry_delay: float = 3600.0
+    max_retry_delay: float = DEFAULT_MAX_RETRY_DELAY
     stopping: bool = False
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """What to do with the task. `status` None: it stays running (its next step starts)."""
+    """What to do with the task. `status` None: it stays running (its next step starts).
+
+    `fields` holds what the attempt told (exit code, error, counts); what the new status
+    implies by itself (`finished`, no `pid` or `step`...) is set by the store's transition
+    (queue/states.py `implied_changes`), not repeated here.
+    """
 
     status: Status | None
     reason: str | None = None
@@ -81,10 +87,7 @@ def settle(
         return Verdict(
             Status.QUEUED,
             f"not started: {ended.not_started}",
-            {
-                "attempts": state.attempts - 1,
-                "attempt_log": state.attempt_log[:-1],
-            },
+            {"attempts": state.attempts - 1, "attempt_log": state.attempt_log[:-1]},
         )
     if ended.spawn_error is not None:
         return _failed(state, spec, Outcome(), ended.spawn_error, policy, now)
@@ -92,7 +95,6 @@ def settle(
         return Verdict(
             Status.CANCELLED,
             "cancelled by user",
-            {},
             log_outcome="cancelled",
         )
     if ended.question is not None:
@@ -109,22 +111,12 @@ def settle(
         done = {"steps_done": steps_done}
         if next_step(spec, steps_done) is not None:
             if policy.stopping or ended.stop_reason:
-                return _interrupted(state, outcome, policy, now, done)
+                return _interrupted(state, outcome, policy, done)
             return Verdict(None, fields=done, launch_next=True)
     if outcome.ok:
-        return Verdict(
-            Status.DONE,
-            None,
-            {
-                **done,
-                "exit_code": 0,
-                "signal": None,
-                "error": None,
-            },
-            log_outcome="done",
-        )
+        return Verdict(Status.DONE, None, done, log_outcome="done")
     if ended.stop_reason == "interrupted" or not outcome.known:
-        return _interrupted(state, outcome, policy, now)
+        return _interrupted(state, outcome, policy)
     if ended.stop_reason == "memory limit":
         return _failed(state, spec, outcome, "memory limit", policy, now)
     if ended.stop_reason == "timeout":
@@ -140,15 +132,9 @@ def settle(
     return _failed(state, spec, outcome, what, policy, now)
 
 
-def internal_error(why: str, now: float) -> Verdict:
+def internal_error(why: str) -> Verdict:
     """A task failed by an unexpected exception in the supervisor (`internal error: ...`)."""
-    return Verdict(
-        Status.FAILED,
-        why,
-        {"error": why},
-        log_outcome="failed",
-        notify="failed",
-    )
+    return Verdict(Status.FAILED, why, {"error": why}, log_outcome="failed", notify="failed")
 
 
 def next_step(spec: TaskSpec, done: list[str]) -> Step | None:
@@ -170,7 +156,6 @@ def _interrupted(
     state: TaskState,
     outcome: Outcome,
     policy: Policy,
-    now: float,
     done: Mapping[str, Any] | None = None,
 ) -> Verdict:
     """Back to the queue, unless it was stopped more often than max_interruptions."""
@@ -227,7 +212,7 @@ def _failed(
     return Verdict(
         Status.FAILED,
         why,
-        dict(common),
+        common,
         log_outcome="failed",
         notify="failed",
         message=f"task {state.id} ({state.name}) failed: {why}",

@@ -13,6 +13,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from bantzd.clock import hms
+from bantzd.config import DEFAULT_MAX_RETRY_DELAY
 from bantzd.queue.states import FINISHED, Status
 from bantzd.supervisor.timing import TimingCheck, check_timing, local_zone
 
@@ -218,9 +219,6 @@ def _timing(cand: Candidate, now: float, tz: tzinfo | None) -> TimingCheck:
         not_before=at(cand.not_before_at),
         deadline=at(cand.deadline_at) if cand.attempts == 0 else None,
     )
-
-
-DEFAULT_MAX_RETRY_DELAY = 3600.0  # config.toml's `max_retry_delay` default, "1h"
 
 
 def backoff(retry_delay: float, failures: int, cap: float = DEFAULT_MAX_RETRY_DELAY) -> float:

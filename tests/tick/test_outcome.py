@@ -1,19 +1,25 @@
 """The outcome matrix: what `settle` decides for every way an attempt can end.
 
-Pure unit tests (no files, no processes, no clock): each case builds an `Ended`, a task
-state and a spec, and asserts the whole `Verdict`.
+Pure unit tests (no processes, no clock): each case builds an `Ended`, a task state and a
+spec, and asserts the whole `Verdict`; then applies it through a real `Store`, as the loop
+does, and asserts the state.json that results (what the verdict leaves to the status
+transition, such as `finished` and clearing `pid`, is checked there).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bantzd.clock import hms, iso
+from bantzd.clock import FakeClock, hms, iso
+from bantzd.paths import Home
 from bantzd.queue.states import Status
+from bantzd.queue.store import Store
 from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskSpec, parse_task
 from bantzd.supervisor.outcome import (
@@ -53,12 +59,7 @@ def failed(why: str, *, exit_code: int | None = None, sig: int | None = None, fa
     return Verdict(
         Status.FAILED,
         why,
-        {
-            "exit_code": exit_code,
-            "signal": sig,
-            "error": why,
-            "failures": failures,
-        },
+        {"exit_code": exit_code, "signal": sig, "error": why, "failures": failures},
         log_outcome="failed",
         notify="failed",
         message=f"task 7 (job) failed: {why}",
@@ -82,16 +83,11 @@ def retry(why: str, delay: float, *, failures: int, retries: int, exit_code: int
     )
 
 
-DONE = {
-    "exit_code": 0,
-    "signal": None,
-    "error": None,
-}
 REQUEUED = {"interruptions": 1}
 QUESTION = {"key": "which", "text": "Which one?", "choices": ["a", "b"]}
 
 CASES = {
-    "exit 0": Case(Ended(Outcome(exit_code=0)), Verdict(Status.DONE, None, DONE, "done")),
+    "exit 0": Case(Ended(Outcome(exit_code=0)), Verdict(Status.DONE, None, {}, "done")),
     "exit 1, no retries": Case(Ended(Outcome(exit_code=1)), failed("exit 1", exit_code=1)),
     "exit 127": Case(
         Ended(Outcome(exit_code=127)), failed("exit 127: command not found", exit_code=127)
@@ -284,7 +280,7 @@ CASES = {
     ),
     "steps: last step": Case(
         Ended(Outcome(exit_code=0), step="b"),
-        Verdict(Status.DONE, None, {"steps_done": ["a", "b"], **DONE}, "done"),
+        Verdict(Status.DONE, None, {"steps_done": ["a", "b"]}, "done"),
         state={"steps_done": ["a"]},
         spec=STEPS,
     ),
@@ -306,7 +302,7 @@ CASES = {
         spec=STEPS,
     ),
     "task.yaml gone, exit 0": Case(
-        Ended(Outcome(exit_code=0)), Verdict(Status.DONE, None, DONE, "done"), spec=None
+        Ended(Outcome(exit_code=0)), Verdict(Status.DONE, None, {}, "done"), spec=None
     ),
     "task.yaml gone, exit 1 (no retries without a spec)": Case(
         Ended(Outcome(exit_code=1)), failed("exit 1", exit_code=1), spec=None
@@ -325,15 +321,72 @@ def test_settle(case: Case) -> None:
     assert state == before  # pure: the state is the loop's to change
 
 
-def test_internal_error() -> None:
-    why = "internal error: KeyError: 3"
-    assert internal_error(why, NOW) == Verdict(
-        Status.FAILED,
-        why,
-        {"error": why},
-        log_outcome="failed",
-        notify="failed",
+# What state.json holds after the verdict's transition, besides the verdict's own fields:
+# what each status implies (the transition sets it), for a running task that had a pid, a
+# step and an earlier attempt's error.
+ENDS: dict[Status | None, dict[str, Any]] = {
+    Status.DONE: {
+        "finished": iso(NOW),
+        "exit_code": 0,
+        "signal": None,
+        "error": None,
+        "pid": None,
+        "step": None,
+    },
+    Status.FAILED: {"finished": iso(NOW), "pid": None, "step": None},
+    Status.CANCELLED: {"finished": iso(NOW), "pid": None, "step": None, "error": "earlier"},
+    Status.QUEUED: {"finished": None, "pid": None, "step": None},
+    # `show` says which step asked.
+    Status.WAITING_HUMAN: {"finished": None, "pid": None, "step": "a", "error": "earlier"},
+    None: {"pid": 4321, "step": "a"},  # the next step starts
+}
+
+
+def applied(verdict: Verdict, state: TaskState, root: Path) -> dict[str, Any]:
+    """state.json after `verdict` is applied through a real store, the way the loop does."""
+    home = Home(root)
+    home.ensure()
+    home.task_dir(state.id).mkdir()
+    store = Store(home, FakeClock(now=NOW))
+    if verdict.status is None:
+        store.update(state, **verdict.fields)
+    else:
+        store.transition(state, verdict.status, verdict.reason, **verdict.fields)
+    store.flush()
+    return json.loads((home.task_dir(state.id) / "state.json").read_text())
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_settle_end_state(case: Case, tmp_path: Path) -> None:
+    state = TaskState(
+        id=7,
+        name="job",
+        status=Status.RUNNING,
+        attempts=2,
+        attempt_log=OPEN_LOG,
+        pid=4321,
+        step="a",
+        exit_code=1,
+        signal=9,
+        error="earlier",
+        **case.state,
     )
+    task = spec(case.spec) if case.spec is not None else None
+    verdict = settle(case.ended, state, task, case.policy, NOW)
+    on_disk = applied(verdict, state, tmp_path)
+    expected = {**json.loads(json.dumps(dict(verdict.fields))), **ENDS[verdict.status]}
+    assert {k: on_disk[k] for k in expected} == expected
+    assert on_disk["status"] == str(verdict.status or Status.RUNNING)
+
+
+def test_internal_error(tmp_path: Path) -> None:
+    why = "internal error: KeyError: 3"
+    verdict = internal_error(why)
+    assert verdict == Verdict(Status.FAILED, why, {"error": why}, "failed", notify="failed")
+    state = TaskState(id=7, name="job", status=Status.RUNNING, pid=4321, step="a")
+    on_disk = applied(verdict, state, tmp_path)
+    assert (on_disk["status"], on_disk["error"]) == ("failed", why)
+    assert (on_disk["finished"], on_disk["pid"], on_disk["step"]) == (iso(NOW), None, None)
 
 
 def test_closed_log() -> None:
