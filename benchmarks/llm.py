@@ -85,7 +85,7 @@ def persistence(counts: tuple[int, ...], answer_chars: int = 800) -> list[tuple[
     """ms to make the n-th answer durable: a checkpoint holding every answer so far (what a
     plain ctx.save per document costs) against one append to the answer log."""
     from bantzd.worker import Context
-    from bantzd.workers.llm import AnswerLog
+    from bantzd.workers.llmanswers import AnswerLog
 
     rows = []
     for n in counts:

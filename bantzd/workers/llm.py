@@ -11,7 +11,7 @@ document twice. checkpoint.json holds only the stage; the rest is in two files b
    attempt works on the same list even if the folder changes overnight.
 2. **Map**: each document is read and split into chunks that fit `[llm] context_chars`;
    each chunk is one request (the prompt plus the text), and each answer is appended to
-   llm-answers.jsonl (`AnswerLog`).
+   llm-answers.jsonl (`AnswerLog`, in bantzd.workers.llmanswers).
    A document that cannot be read (missing, binary, not UTF-8, too large) is listed in the
    result instead of failing the task.
 3. **Reduce**: the partial answers are combined by a final request (in groups, and then
@@ -23,29 +23,35 @@ document twice. checkpoint.json holds only the stage; the rest is in two files b
 
 Tokens are summed into tokens.json (the supervisor copies it into state.json); the totals
 survive attempts because the file stays in the task folder.
+
+This module is the run: the stages, the checkpoint, tokens, progress and the result. Reading
+documents and wording the requests is bantzd.workers.llminputs; the answer log and its entry
+format is bantzd.workers.llmanswers; one chat call with its retries is bantzd.workers.llmcall.
 """
 
 from __future__ import annotations
 
-import glob
-import json
 import os
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bantzd.errors import BantzError
-from bantzd.queue.atomic import (
-    dumps,
-    fsync_dir,
-    read_json,
-    write_bytes_atomic,
-    write_json_atomic,
-)
+from bantzd.queue.atomic import read_json, write_bytes_atomic, write_json_atomic
+from bantzd.workers.llmanswers import AnswerLog, answer_entry, apply_entry, nothing_done
 from bantzd.workers.llmcall import Caller, CallFailed, Reply
+from bantzd.workers.llminputs import (
+    MAX_CHUNKS_PER_DOC,
+    combine_messages,
+    expand_inputs,
+    map_messages,
+    pack,
+    read_text,
+    split_text,
+    with_system,
+)
 from bantzd.workers.taskapi import Context, context
 
 CHECKPOINT_VERSION = 2
@@ -54,214 +60,10 @@ PLAN_FILE = "llm-plan.json"
 ANSWERS_FILE = "llm-answers.jsonl"
 # Requests carry the prompt and some framing besides the text: leave room for it.
 FRAMING_CHARS = 400
-# A document longer than this many requests' worth of text is listed, not sent: one stray
-# multi-gigabyte log in a notes folder must not become thousands of paid requests.
-MAX_CHUNKS_PER_DOC = 50
-BINARY_SNIFF = 8192
 
 
 class TaskProblem(BantzError):
     """The task cannot run as written (no prompt file, no inputs matched); says why."""
-
-
-@dataclass(frozen=True)
-class Source:
-    """One input file: `name` is what people read (relative to cwd when inside it)."""
-
-    name: str
-    path: str
-
-
-# planning ----------------------------------------------------------------------------------
-
-
-def display_name(path: Path, cwd: Path) -> str:
-    try:
-        return str(path.relative_to(cwd))
-    except ValueError:
-        home = Path.home()
-        try:
-            return "~/" + str(path.relative_to(home))
-        except ValueError:
-            return str(path)
-
-
-def expand_inputs(patterns: list[str], cwd: Path) -> tuple[list[Source], list[str]]:
-    """Files the `inputs:` patterns name, sorted and without repeats, and a note for each
-    pattern that named nothing. Folders matched by a glob are skipped."""
-    seen: set[str] = set()
-    sources: list[Source] = []
-    empty: list[str] = []
-    for pattern in patterns:
-        expanded = os.path.expanduser(pattern)
-        full = expanded if os.path.isabs(expanded) else str(cwd / expanded)
-        if glob.has_magic(full):
-            matches = sorted(glob.glob(full, recursive=True))
-            files = [m for m in matches if not os.path.isdir(m)]
-        else:
-            files = [full]  # a plain path: a missing one is listed as missing, not dropped
-        if not files:
-            empty.append(pattern)
-        for f in files:
-            path = Path(os.path.normpath(f))
-            if str(path) not in seen:
-                seen.add(str(path))
-                sources.append(Source(display_name(path, cwd), str(path)))
-    return sources, empty
-
-
-def read_text(path: str, max_chars: int) -> str:
-    """The document's text; raises ValueError with a reason people understand."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(max_chars * 4 + 1)
-    except FileNotFoundError:
-        raise ValueError("not found") from None
-    except IsADirectoryError:
-        raise ValueError("is a folder") from None
-    except OSError as e:
-        raise ValueError(f"cannot be read: {e.strerror or e}") from None
-    if b"\0" in data[:BINARY_SNIFF]:
-        raise ValueError("binary file, not text")
-    if len(data) > max_chars * 4:
-        raise ValueError(f"too large: more than {MAX_CHUNKS_PER_DOC} requests' worth of text")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"not UTF-8 text (byte {e.start})") from None
-    if len(text) > max_chars:
-        raise ValueError(f"too large: more than {MAX_CHUNKS_PER_DOC} requests' worth of text")
-    if not text.strip():
-        raise ValueError("empty")
-    return text
-
-
-def split_text(text: str, size: int) -> list[str]:
-    """Pieces of at most `size` characters, cut at paragraph breaks where possible, then at
-    line breaks, then at spaces, and only as a last resort inside a word."""
-    text = text.strip()
-    if len(text) <= size:
-        return [text]
-    pieces: list[str] = []
-    rest = text
-    while len(rest) > size:
-        window = rest[: size + 1]
-        cut = -1
-        for sep in ("\n\n", "\n", " "):
-            cut = window.rfind(sep)
-            if cut > size // 2:
-                break
-        if cut <= size // 2:
-            cut = size
-        pieces.append(rest[:cut].strip())
-        rest = rest[cut:].strip()
-    if rest:
-        pieces.append(rest)
-    return [p for p in pieces if p]
-
-
-def pack(items: list[tuple[str, str]], budget: int) -> list[list[tuple[str, str]]]:
-    """Consecutive groups of (label, text) whose texts fit in `budget` characters; an item
-    larger than the budget goes alone."""
-    groups: list[list[tuple[str, str]]] = []
-    current: list[tuple[str, str]] = []
-    used = 0
-    for label, text in items:
-        size = len(label) + len(text) + 8
-        if current and used + size > budget:
-            groups.append(current)
-            current, used = [], 0
-        current.append((label, text))
-        used += size
-    if current:
-        groups.append(current)
-    return groups
-
-
-# messages ----------------------------------------------------------------------------------
-
-
-def map_messages(
-    system: str | None, prompt: str, name: str, part: int, parts: int, text: str
-) -> list[dict[str, str]]:
-    where = f"Document: {name}" + (f" (part {part} of {parts})" if parts > 1 else "")
-    note = (
-        "\n(This is one part of a longer document; answer for this part only.)" if parts > 1 else ""
-    )
-    user = f"{prompt}\n\n{where}{note}\n\n{text}"
-    return _with_system(system, user)
-
-
-def combine_messages(
-    system: str | None, prompt: str, items: list[tuple[str, str]]
-) -> list[dict[str, str]]:
-    body = "\n\n".join(f"### {label}\n{text}" for label, text in items)
-    user = (
-        f"{prompt}\n\nPartial answers: each section below answers the request above for one "
-        "document (or a group of them). Combine them into one answer to the request; keep "
-        f"what matters, drop repeats.\n\n{body}"
-    )
-    return _with_system(system, user)
-
-
-def _with_system(system: str | None, user: str) -> list[dict[str, str]]:
-    messages = [{"role": "system", "content": system}] if system else []
-    messages.append({"role": "user", "content": user})
-    return messages
-
-
-# what is done ------------------------------------------------------------------------------
-
-
-class AnswerLog:
-    """The answers an `llm:` task has so far, one JSON line each, appended and fsynced.
-
-    A checkpoint rewritten after every answer would grow with the folder (each save
-    O(answers so far)); an append is O(1) whatever the folder's size. A crash in the middle
-    of an append leaves a torn last line: reading drops it (and cuts it off the file, so the
-    next append starts on a line of its own), and that one answer is asked for again.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def read(self) -> list[dict[str, Any]]:
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return []
-        entries: list[dict[str, Any]] = []
-        good = 0
-        for line in data.splitlines(keepends=True):
-            if not line.endswith(b"\n"):
-                break
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                break
-            if isinstance(obj, dict):
-                entries.append(obj)
-            good += len(line)
-        if good < len(data):
-            os.truncate(self.path, good)
-        return entries
-
-    def append(self, entry: dict[str, Any]) -> None:
-        new = not self.path.exists()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, dumps(entry, compact=True))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if new:
-            fsync_dir(self.path.parent)
-
-    def clear(self) -> None:
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
 
 
 # the run -----------------------------------------------------------------------------------
@@ -311,7 +113,7 @@ class LlmTask:
         if not isinstance(plan, dict):
             return {"llm": CHECKPOINT_VERSION, "stage": "plan"}  # lost: start over
         state.update(docs=plan.get("docs"), empty_patterns=plan.get("empty_patterns") or [])
-        state.update(_nothing_done())
+        state.update(nothing_done())
         self.state = state
         for entry in self.answers.read():
             self._apply(entry)
@@ -329,37 +131,7 @@ class LlmTask:
 
     def _apply(self, entry: dict[str, Any]) -> None:
         self.entries.append(entry)
-        kind, doc = entry.get("k"), entry.get("doc")
-        text = str(entry.get("text", ""))
-        if kind == "part" and isinstance(doc, str):
-            done = self.state["chunks"].setdefault(doc, [])
-            if entry.get("part") == len(done):
-                done.append(text)
-            of = int(entry.get("of") or 1)
-            if len(done) >= of:
-                self.state["partials"][doc] = (
-                    done[0]
-                    if of == 1
-                    else "\n\n".join(f"(part {i + 1} of {of}) {t}" for i, t in enumerate(done))
-                )
-                del self.state["chunks"][doc]
-        elif kind == "bad" and isinstance(doc, str):
-            self.state["unreadable"][doc] = str(entry.get("why", ""))
-        elif kind == "reduce":
-            done = self.state["reduce"].setdefault(str(entry.get("level", 0)), [])
-            if entry.get("group") == len(done):
-                done.append(text)
-        elif kind == "single":
-            self.state["single"] = text
-        elif kind == "final":
-            self.state["answer"] = text
-
-    @staticmethod
-    def _answer(kind: str, reply: Reply, **fields: Any) -> dict[str, Any]:
-        entry: dict[str, Any] = {"k": kind, **fields, "text": reply.text, "model": reply.model}
-        if reply.finish_reason == "length":
-            entry["cut"] = True
-        return entry
+        apply_entry(self.state, entry)
 
     def _load_tokens(self) -> dict[str, int]:
         data = read_json(self.ctx.paths.tokens, default=None)
@@ -452,7 +224,7 @@ class LlmTask:
         self.answers.clear()
         write_json_atomic(self.ctx.dir / PLAN_FILE, {"docs": docs, "empty_patterns": empty})
         self.state.update(docs=docs, empty_patterns=empty, stage="map")
-        self.state.update(_nothing_done())
+        self.state.update(nothing_done())
         self._save()
 
     def _chunk_size(self) -> int:
@@ -463,8 +235,8 @@ class LlmTask:
         docs = self.state["docs"]
         if docs is None:  # no inputs: the prompt alone
             if "single" not in self.state:
-                reply = self.caller.chat(_with_system(self.system, self.prompt), what="the request")
-                self._record(self._answer("single", reply))
+                reply = self.caller.chat(with_system(self.system, self.prompt), what="the request")
+                self._record(answer_entry("single", reply))
             return
         partials: dict[str, str] = self.state["partials"]
         unreadable: dict[str, str] = self.state["unreadable"]
@@ -488,7 +260,7 @@ class LlmTask:
                 )
                 what = f"{name}" + (f" part {part + 1}/{len(pieces)}" if len(pieces) > 1 else "")
                 reply = self.caller.chat(messages, what=what)
-                self._record(self._answer("part", reply, doc=name, part=part, of=len(pieces)))
+                self._record(answer_entry("part", reply, doc=name, part=part, of=len(pieces)))
         if not partials:
             listed = "; ".join(f"{n}: {why}" for n, why in unreadable.items())
             raise TaskProblem(f"none of the {total} inputs could be read: {listed}")
@@ -516,7 +288,7 @@ class LlmTask:
                 self._progress(0.99, f"combining {len(items)} answers")
                 messages = combine_messages(self.system, self.prompt, groups[0])
                 reply = self.caller.chat(messages, what="the final combining request")
-                self._record(self._answer("final", reply))
+                self._record(answer_entry("final", reply))
                 return
             done = levels.setdefault(str(level), [])
             for i in range(len(done), len(groups)):
@@ -525,7 +297,7 @@ class LlmTask:
                 )
                 messages = combine_messages(self.system, self.prompt, groups[i])
                 reply = self.caller.chat(messages, what=f"combining group {i + 1}")
-                self._record(self._answer("reduce", reply, level=level, group=i))
+                self._record(answer_entry("reduce", reply, level=level, group=i))
             items = [
                 (f"group {i + 1}: " + ", ".join(label for label, _ in group), done[i])
                 for i, group in enumerate(groups)
@@ -590,12 +362,6 @@ class LlmTask:
         self.state["stage"] = "done"
         self.state["decision"] = answer
         self._save()
-
-
-def _nothing_done() -> dict[str, Any]:
-    """What `_apply` fills in from the answer log: finished documents' answers, the parts
-    of a document in progress, unreadable documents, and the reduce rounds."""
-    return {"partials": {}, "chunks": {}, "unreadable": {}, "reduce": {}}
 
 
 def log(text: str) -> None:

@@ -20,8 +20,9 @@ from types import SimpleNamespace
 import pytest
 
 from bantzd.paths import TaskPaths
-from bantzd.workers.llm import AnswerLog, expand_inputs, pack, split_text
+from bantzd.workers.llmanswers import AnswerLog
 from bantzd.workers.llmcall import MAX_RETRY_AFTER, retry_after
+from bantzd.workers.llminputs import expand_inputs, pack, split_text
 from bantzd.workers.spawn import worker_alive
 from tests.conftest import Bantz, config_text, run_demo, wait_for
 from tests.llm_server import FakeLLM
