@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bantzd.errors import IoPathError
+from bantzd.queue.store import Store
 
 log = logging.getLogger("bantzd")
 
@@ -60,3 +61,22 @@ class DiskGuard:
             log.warning("disk space is back: taking in and starting tasks again")
             return True
         return False
+
+    def flush(self, store: Store, *, wait: bool) -> None:
+        """Make the store's staged changes durable; on ENOSPC keep them staged for later.
+
+        The tick flushes with wait=False: the writes go on in the store's writer thread
+        while the loop reaps and starts the next tasks. With a full disk it waits, so that
+        the first write that works is what tells us space is back (journalled).
+        """
+        had_changes = not store.empty
+        try:
+            if wait or self.full:
+                store.flush()
+            else:
+                store.flush_async()
+        except IoPathError as e:
+            self.failed(e)
+            return
+        if self.flushed(had_changes):
+            store.note("disk_space_back")

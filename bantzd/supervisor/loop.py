@@ -192,24 +192,8 @@ class Supervisor:
         self.flush(wait=False)
 
     def flush(self, *, wait: bool = True) -> None:
-        """Make this tick's changes durable; on ENOSPC keep them staged and retry later.
-
-        The tick flushes with wait=False: the writes go on in the store's writer thread
-        while the loop reaps and starts the next tasks. With a full disk it waits, so that
-        the first write that works is what tells us space is back.
-        """
-        wait = wait or self.disk.full
-        had_changes = not self.store.empty
-        try:
-            if wait:
-                self.store.flush()
-            else:
-                self.store.flush_async()
-        except IoPathError as e:
-            self.disk.failed(e)
-            return
-        if self.disk.flushed(had_changes):
-            self.store.note("disk_space_back")
+        """Make this tick's changes durable (see `DiskGuard.flush` for a full disk)."""
+        self.disk.flush(self.store, wait=wait)
 
     def should_exit(self) -> bool:
         if self.stopping:
