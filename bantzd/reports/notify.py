@@ -200,6 +200,18 @@ def _one_line(text: object, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + " …"
 
 
+def tell(config: Config, event: str, state: TaskState, task_dir: Path) -> None:
+    """The supervisor's hook: send the `question` or `failed` notification of a task in the
+    background when [notify] wants it. Never raises: a notification must not fail the loop."""
+    if not config.notify.urls or event not in config.notify.on:
+        return
+    try:
+        send = question_asked if event == "question" else task_failed
+        send(config, state, task_dir)
+    except Exception:
+        log.exception("task %d: could not send the %s notification", state.id, event)
+
+
 def question_asked(config: Config, state: TaskState, task_dir: Path | None = None) -> Future[bool]:
     """Send the `question` notification for a task that just went to waiting_human."""
     lang = language(config.report_language)

@@ -148,6 +148,15 @@ class SpoolScan:
         self.last_scan = float("-inf")
         self.unsettled = False  # a file was not ready: look again in SETTLE / 2
 
+    def start_watching(self, folders: list[Path], wake_fd: int) -> None:
+        """Look at files as soon as they complete (watchdog), not only at each scan."""
+        self.watcher = SpoolWatcher(folders, wake_fd)
+        self.watcher.start()
+
+    def stop_watching(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+
     def due_in(self) -> list[float]:
         """Seconds until the next look is due (for the loop's sleep)."""
         due = [self.interval - (self.clock.monotonic() - self.last_scan)]

@@ -10,7 +10,8 @@ The collaborators answer; only this module changes anything, through the store:
 start (a `Plan`), `recovery` what a dead supervisor left (adopt, settle, nothing),
 `intake` what each spool file is. `attempts` runs work through the injected executor and
 frees what an attempt held in one `end()`; `machine` probes load through an injected
-probe; `diskguard` latches on a full disk; `signals` only sets flags (STYLE 5): the first
+probe; `diskguard` flushes and latches on a full disk; `session` holds the home (lock,
+pidfile, handlers) for the supervisor's life; `signals` only sets flags (STYLE 5): the first
 SIGTERM/SIGINT stops new starts and asks running attempts to stop (they go back to the
 queue as `interrupted`), a second one kills them at once.
 """
@@ -31,11 +32,10 @@ from bantzd.queue.store import Store, task_ids
 from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskSpec
 from bantzd.ratelimit import RateLimits
-from bantzd.supervisor import control, intake, recovery
+from bantzd.supervisor import control, intake, recovery, session
 from bantzd.supervisor.attempts import Attempts, LiveQueue, NotStarted
 from bantzd.supervisor.diskguard import DiskGuard
 from bantzd.supervisor.executor import Executor, LocalExecutor
-from bantzd.supervisor.lock import HomeLock, acquire
 from bantzd.supervisor.logsetup import setup_logging
 from bantzd.supervisor.machine import MachineWatch
 from bantzd.supervisor.outcome import Ended, Policy, Verdict, closed_log, internal_error, settle
@@ -96,66 +96,47 @@ class Supervisor:
         self.paused = False
         self.stopping = False
         self._killed_all = False
-        self._lock: HomeLock | None = None
         self.started_at: float | None = None
 
     # life cycle --------------------------------------------------------------------------
 
     def run(self) -> int:
-        self._lock = acquire(self.home, wait=2.0)
-        try:
-            self.home.ensure()
-            control.recover_own_files(self.home)
-            intake.check_spool_permissions(self.home.spool)
+        with session.holding(self.home, self.signals, self.disk):
             try:
-                self.home.pidfile.write_text(f"{os.getpid()}\n")
-            except OSError as e:
-                self.disk.failed(IoPathError(self.home.pidfile, "writing", e))
-            self.signals.install()
-            self.started_at = self.clock.time()
-            self.paused = control.global_paused(self.home)
-            self.executor.setup(self.home.root)  # before adopting attempts
-            self.recover()
-            watcher = intake.SpoolWatcher(
-                [self.home.spool, self.home.control], self.signals.write_fd
-            )
-            self.intake.watcher = watcher
-            watcher.start()
-            until = iso(self.until) if self.until else None
-            self.store.note("supervisor_started", pid=os.getpid(), once=self.once, until=until)
-            self.flush()
-            log.info("supervisor started (pid %d) on %s", os.getpid(), self.home.root)
-            while True:
-                self.tick()
-                if self.should_exit():
-                    break
-                self.signals.wait(self.next_wake())
-            if self.config.notify.urls:
-                from bantzd.reports import notify
+                return self._run()
+            finally:
+                self.intake.stop_watching()
+                self.close()
 
-                notify.drain()  # a failure just before the end is still told
-            self.store.note("supervisor_stopped", pid=os.getpid())
-            self.flush()
-            code = 0
-            if self.disk.full:
-                log.error(
-                    "stopped with the disk still full; the last changes were not "
-                    "written, and the next start works them out again"
-                )
-                code = 1
-            if self.before_release is not None:
-                self.before_release()  # still under the lock: see __init__
-            return code
-        finally:
-            if self.intake.watcher:
-                self.intake.watcher.stop()
-            self.signals.restore()
-            try:
-                self.home.pidfile.unlink()
-            except FileNotFoundError:
-                pass
-            self.close()
-            self._lock.release()
+    def _run(self) -> int:
+        self.started_at = self.clock.time()
+        self.paused = control.global_paused(self.home)
+        self.executor.setup(self.home.root)  # before adopting attempts
+        self.recover()
+        self.intake.start_watching([self.home.spool, self.home.control], self.signals.write_fd)
+        until = iso(self.until) if self.until else None
+        self.store.note("supervisor_started", pid=os.getpid(), once=self.once, until=until)
+        self.flush()
+        log.info("supervisor started (pid %d) on %s", os.getpid(), self.home.root)
+        while True:
+            self.tick()
+            if self.should_exit():
+                break
+            self.signals.wait(self.next_wake())
+        if self.config.notify.urls:
+            from bantzd.reports import notify
+
+            notify.drain()  # a failure just before the end is still told
+        self.store.note("supervisor_stopped", pid=os.getpid())
+        self.flush()
+        if self.disk.full:
+            log.error(
+                "stopped with the disk still full; the last changes were not "
+                "written, and the next start works them out again"
+            )
+        if self.before_release is not None:
+            self.before_release()  # still under the lock: see __init__
+        return 1 if self.disk.full else 0
 
     def close(self) -> None:
         """Wait for the last writes and free the wake-up pipe (`run` does it at its end)."""
@@ -373,16 +354,10 @@ class Supervisor:
                 log.exception("task %d: could not release its resources", task_id)
 
     def _notify(self, event: str, state: TaskState) -> None:
-        """Tell the person (apprise, [notify]) in the background; never fails the loop."""
-        if not self.config.notify.urls or event not in self.config.notify.on:
-            return
-        try:
+        if self.config.notify.urls:  # else not even imported: apprise is slow to load
             from bantzd.reports import notify
 
-            send = notify.question_asked if event == "question" else notify.task_failed
-            send(self.config, state, self.home.task_dir(state.id))
-        except Exception:
-            log.exception("task %d: could not send the %s notification", state.id, event)
+            notify.tell(self.config, event, state, self.home.task_dir(state.id))
 
     # control, intake, progress -----------------------------------------------------------
 
