@@ -28,7 +28,7 @@ from bantzd.crash import crash_point, fault_point
 from bantzd.errors import IoPathError
 from bantzd.paths import Home, TaskPaths
 from bantzd.queue.states import Status, can_transition
-from bantzd.queue.store import Store, task_ids
+from bantzd.queue.store import Store
 from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskSpec
 from bantzd.ratelimit import RateLimits
@@ -420,32 +420,20 @@ class Supervisor:
     # recovery ----------------------------------------------------------------------------
 
     def recover(self) -> None:
-        """Load every task; finish half-done intakes; adopt or settle running attempts.
+        """Load every task; adopt live attempts, settle those that ended unwatched.
 
         One task whose recovery raises is failed (`_task_error`), and the others, and
         every later start, go on: an exception here used to make every `bantzd run` exit 1.
         """
-        for task_id in task_ids(self.home):
-            try:
-                ended = recovery.recover_task(
-                    self.home, task_id, self.store, self.table, self.attempts, self.clock
-                )
-                if ended is not None:
-                    self._recovered(*ended)
-            except Exception as e:
-                self._task_error(task_id, "recovery", e, recovering=True)
+        found = recovery.recover_all(self.home, self.store, self.table, self.attempts, self.clock)
+        for task_id, error in found.errors.items():
+            self._task_error(task_id, "recovery", error, recovering=True)
+        for att, outcome in found.ended:
+            self.finish_attempt(att, outcome)
         if self.config.limits:
             # Units held by tasks that ended while no supervisor was there to release them.
             self.limits.keep_only(self.attempts.running)
         self.flush()
-
-    def _recovered(self, att: Attempt, outcome: Outcome) -> None:
-        log.info(
-            "task %d: its attempt ended while no supervisor ran (%s)",
-            att.task_id,
-            outcome.describe(),
-        )
-        self.finish_attempt(att, outcome)
 
 
 def run_supervisor(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from bantzd.clock import Clock, iso
@@ -27,7 +27,7 @@ from bantzd.crash import fault_point
 from bantzd.paths import Home, TaskPaths
 from bantzd.queue.atomic import remove_leftover_temps
 from bantzd.queue.states import Status
-from bantzd.queue.store import Store, read_state
+from bantzd.queue.store import Store, read_state, task_ids
 from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskFileError, TaskSpec, parse_task
 from bantzd.supervisor.attempts import Attempts
@@ -148,6 +148,36 @@ def mono_of(iso_text: str | None, clock: Clock) -> float:
     """The monotonic time matching a recorded wall time (for timeouts of adoptees)."""
     started = parse_iso(iso_text) or clock.time()
     return clock.monotonic() - max(0.0, clock.time() - started)
+
+
+@dataclass
+class Recovered:
+    """What `recover_all` leaves to the loop: attempts to settle, tasks that raised."""
+
+    ended: list[tuple[Attempt, Outcome]] = field(default_factory=list)
+    errors: dict[int, Exception] = field(default_factory=dict)
+
+
+def recover_all(
+    home: Home, store: Store, table: TaskTable, attempts: Attempts, clock: Clock
+) -> Recovered:
+    """`recover_task` for every task folder; one that raises does not stop the others."""
+    found = Recovered()
+    for task_id in task_ids(home):
+        try:
+            ended = recover_task(home, task_id, store, table, attempts, clock)
+        except Exception as e:
+            found.errors[task_id] = e
+            continue
+        if ended is not None:
+            _, outcome = ended
+            log.info(
+                "task %d: its attempt ended while no supervisor ran (%s)",
+                task_id,
+                outcome.describe(),
+            )
+            found.ended.append(ended)
+    return found
 
 
 def recover_task(
