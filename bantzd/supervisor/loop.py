@@ -136,6 +136,8 @@ class Supervisor:
             )
         if self.before_release is not None:
             self.before_release()  # still under the lock: see __init__
+        if self.signals.interrupted:
+            return 130
         return 1 if self.disk.full else 0
 
     def close(self) -> None:

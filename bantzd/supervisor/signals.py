@@ -23,6 +23,7 @@ class Signals:
 
     def __init__(self) -> None:
         self.received = 0
+        self.first: int | None = None  # the first stop signal: SIGINT makes `run` exit 130
         self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._old: dict[int, Any] = {}
 
@@ -30,6 +31,12 @@ class Signals:
     def stop(self) -> bool:
         """A first stop signal came: stop starting, let attempts checkpoint and stop."""
         return self.received >= 1
+
+    @property
+    def interrupted(self) -> bool:
+        """The stop came from Ctrl-C (SIGINT): shells expect exit status 130 (128 + 2).
+        SIGTERM and `--until` stay 0, which cron recipes rely on."""
+        return self.first == signal.SIGINT
 
     @property
     def force_stop(self) -> bool:
@@ -40,6 +47,8 @@ class Signals:
         """Set the handlers (restored by `restore`), and the pipe as the wake-up fd."""
 
         def on_stop(signum: int, frame: object) -> None:
+            if self.first is None:
+                self.first = signum
             self.received += 1
 
         def on_child(signum: int, frame: object) -> None:

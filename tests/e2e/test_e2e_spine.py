@@ -263,6 +263,17 @@ def test_sigterm_stops_cleanly_and_requeues_running_tasks(bantz: Bantz) -> None:
     assert not (bantz.home / "bantzd.pid").exists()
 
 
+def test_ctrl_c_stops_like_sigterm_but_exits_130_as_shells_expect(bantz: Bantz) -> None:
+    proc = bantz.start("run")
+    bantz.drop("long.yaml", "run: sleep 300\n")
+    wait_for(lambda: bantz.status_of(1) == "running", what="the task to start")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(20) == 130
+    state = bantz.state(1)
+    assert state["status"] == "queued" and state["reason"] == "interrupted"
+    assert not (bantz.home / "bantzd.pid").exists()
+
+
 def test_cancel_with_and_without_supervisor(bantz: Bantz) -> None:
     bantz.drop("later.yaml", "run: 'true'\nafter: [never]\n")
     run_once(bantz)
