@@ -155,9 +155,10 @@ def _show_lines(state: TaskState, paths: TaskPaths) -> list[str]:
         key = state.question.get("key") if isinstance(state.question, dict) else None
         key_opt = f" --key {key}" if key else ""
         field("answer it", f"bantzd answer {state.id}{key_opt} TEXT")
-    field("answer", state.answer)
-    for key, value in sorted(state.answers.items()):
-        field(f"answer[{key}]", value)
+    if state.answers:  # by key (state.json keeps them sorted); the last one is `answer`
+        field("answers", "; ".join(f"{k} = {v}" for k, v in sorted(state.answers.items())))
+    else:
+        field("answer", state.answer)
     field("tokens", tokens_text(state.tokens))
 
     if state.history:

@@ -412,8 +412,9 @@ class ControlHandler:
     def _reject(self, state: TaskState, params: dict[str, Any]) -> dict[str, Any]:
         if state.status is not Status.HELD:
             return _err(f"task {state.id} is {state.status}, not held for approval")
-        why = params.get("reason") or "rejected"
-        self.view.store.transition(state, Status.CANCELLED, f"rejected: {why}")
+        why = params.get("reason")
+        reason = f"rejected: {why}" if why else "rejected by user"  # like "cancelled by user"
+        self.view.store.transition(state, Status.CANCELLED, reason)
         return _ok(f"task {state.id} ({state.name}) rejected")
 
     def _answer(self, state: TaskState, params: dict[str, Any]) -> dict[str, Any]:

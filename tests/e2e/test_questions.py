@@ -130,6 +130,9 @@ def test_a_python_task_asks_twice_and_keeps_every_answer(bantz: Bantz, tmp_path:
     assert state["status"] == "done", (state, bantz.output(1))
     assert state["answers"] == {"publish": "yes", "license": "MIT or Apache-2.0"}
     assert state["failures"] == 0 and state["attempts"] == 3
+    shown = bantz("show", "1", check=True).stdout
+    assert "answers:    license = MIT or Apache-2.0; publish = yes" in shown, shown[:600]
+    assert "answer[" not in shown
     seen = [json.loads(line) for line in ledger.read_text().splitlines()]
     assert seen == [
         {"attempt": 1, "checkpoint": None, "publish": None, "license": None},
@@ -184,6 +187,11 @@ def test_approval_holds_tasks_until_approved_or_rejected(bantz: Bantz) -> None:
     assert bantz("approve", "99").returncode == 3
     state = bantz.state(2)
     assert state["status"] == "cancelled" and state["reason"] == "rejected: not tonight"
+    bantz.drop("plain.yaml", "name: plain\nrun: 'true'\napproval: true\n")
+    run_once(bantz)
+    plain = max(int(p.name) for p in (bantz.home / "tasks").iterdir())
+    assert bantz("reject", str(plain)).returncode == 0
+    assert bantz.state(plain)["reason"] == "rejected by user"  # not "rejected: rejected"
 
     run_once(bantz)
     assert bantz.status_of(1) == "done" and "flagged ran" in bantz.output(1)
