@@ -88,7 +88,7 @@ class Supervisor:
         self.machine = MachineWatch(
             LoadHistory(home.load_history), clock, config.probe_interval, probe
         )
-        self.starter = Starter(config, cores(), self.limits)
+        self.starter = Starter(config, cores(), self.limits, clock)
         self.intake = intake.SpoolScan(home, config.scan_interval, clock)
         self.disk = DiskGuard(home.root)
         live = LiveQueue(self.store, self.table.states, self.attempts)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from bantzd.clock import iso
+from bantzd.clock import Clock, iso
 from bantzd.config import Config
 from bantzd.crash import crash_point, fault_point
 from bantzd.queue.states import Status
@@ -73,8 +73,9 @@ def launch_recorded(
 class Starter:
     """Remembers the last decision (the loop's sleep and `--once` exit read it)."""
 
-    def __init__(self, config: Config, cores: int, limits: RateLimits) -> None:
+    def __init__(self, config: Config, cores: int, limits: RateLimits, clock: Clock) -> None:
         self.config = config
+        self.clock = clock
         self.cores = cores
         self.limits = limits
         self.last = Decision()
@@ -131,7 +132,7 @@ class Starter:
         paused: bool,
     ) -> StartReport:
         """Decide, then start what may start; the reasons of the others are recorded."""
-        now, mono = machine.clock.time(), machine.clock.monotonic()
+        now, mono = self.clock.time(), self.clock.monotonic()
         plan = self.decide(
             table,
             attempts.held,
