@@ -58,3 +58,14 @@ def iso(ts: float | None) -> str | None:
 def hms(ts: float) -> str:
     """Local HH:MM:SS, the form reasons use (`retry at 23:41:07`)."""
     return datetime.fromtimestamp(ts).strftime("%H:%M:%S")
+
+
+def epoch(text: object) -> float | None:
+    """Seconds since the epoch for an ISO string (naive ones read as local time); None for
+    anything else. The one reader of state.json's and the journal's times as instants."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None

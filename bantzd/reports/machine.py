@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bantzd.reports.markdown import epoch
+from bantzd.clock import epoch
 
 THROTTLE_START = "throttle_start"
 THROTTLE_END = "throttle_end"

@@ -60,16 +60,6 @@ def parse_wall(text: object) -> datetime | None:
         return None
 
 
-def epoch(text: object) -> float | None:
-    """Seconds since the epoch for an ISO string (naive ones read as local time)."""
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
-
-
 def when(text: str | None, same_day_as: str | None = None) -> str:
     """`2026-11-22 23:00`, or just `06:12` when on the same day as `same_day_as`."""
     dt = parse_wall(text)

@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bantzd.clock import epoch
 from bantzd.crash import fault_point
 from bantzd.paths import Home, TaskPaths
 from bantzd.queue.atomic import read_json, write_bytes_atomic, write_json_atomic
@@ -35,7 +36,6 @@ from bantzd.queue.store import scan_states
 from bantzd.queue.task import TaskState
 from bantzd.reports.gantt import mermaid_text
 from bantzd.reports.i18n import language
-from bantzd.reports.markdown import epoch
 from bantzd.reports.render import (
     NightFacts,
     ResultLine,

@@ -18,12 +18,13 @@ from datetime import date as Date
 from types import MappingProxyType
 from typing import Any
 
+from bantzd.clock import epoch
 from bantzd.queue.states import Status
 from bantzd.queue.task import TaskState
 from bantzd.reports import machine
 from bantzd.reports.gantt import gantt, timeline_block
 from bantzd.reports.i18n import Language, language
-from bantzd.reports.markdown import cell, code, epoch, fenced, one_line, when
+from bantzd.reports.markdown import cell, code, fenced, one_line, when
 from bantzd.reports.secrets import Masker
 
 MISSED_DEADLINE = "missed deadline"  # the reason the supervisor gives (supervisor/timing.py)

@@ -22,7 +22,7 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bantzd.clock import Clock, iso
+from bantzd.clock import Clock, epoch, iso
 from bantzd.crash import fault_point
 from bantzd.paths import Home, TaskPaths
 from bantzd.queue.atomic import remove_leftover_temps
@@ -135,18 +135,9 @@ def plan_attempt(
     )
 
 
-def parse_iso(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
-
-
 def mono_of(iso_text: str | None, clock: Clock) -> float:
     """The monotonic time matching a recorded wall time (for timeouts of adoptees)."""
-    started = parse_iso(iso_text) or clock.time()
+    started = epoch(iso_text) or clock.time()
     return clock.monotonic() - max(0.0, clock.time() - started)
 
 
@@ -228,6 +219,6 @@ def recover_task(
         return att, attempts.executor.reap(att)
     attempts.adopt(att)
     store.update(state, pid=plan.pid)
-    attempts.hold(state, spec, parse_iso(state.started))
+    attempts.hold(state, spec, epoch(state.started))
     log.info("task %d: adopted its running attempt (pid %d)", state.id, plan.pid)
     return None
