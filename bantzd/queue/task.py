@@ -7,6 +7,7 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from bantzd.clock import epoch
 from bantzd.queue.states import FINISHED, Status
 
 
@@ -74,6 +75,27 @@ class TaskState:
                 )
         kwargs["status"] = Status(kwargs.get("status", "queued"))
         return cls(**kwargs)
+
+
+def took(state: TaskState) -> float | None:
+    """Seconds the task ran, all its attempts added up (waits between them not counted).
+
+    The one meaning of `took` for `list`, `show` and the report, so the three never
+    disagree: a task that ran 5 minutes, failed, and ran 5 more took 10 minutes, however
+    long it waited for its retry. Without an attempt log (a state from before there was
+    one) it is finished minus started; None when the task never ran or has no end yet.
+    """
+    spans = [
+        (epoch(e.get("start")), epoch(e.get("end")))
+        for e in state.attempt_log
+        if isinstance(e, dict)
+    ]
+    if spans and all(s is not None and e is not None for s, e in spans):
+        return sum(max(0.0, e - s) for s, e in spans)  # type: ignore[operator]
+    start, end = epoch(state.started), epoch(state.finished)
+    if start is None or end is None:
+        return None
+    return max(0.0, end - start)
 
 
 def _runtime_types(hint: Any) -> tuple[type, ...]:

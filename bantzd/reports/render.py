@@ -20,7 +20,7 @@ from typing import Any
 
 from bantzd.clock import epoch
 from bantzd.queue.states import Status
-from bantzd.queue.task import TaskState
+from bantzd.queue.task import TaskState, took
 from bantzd.reports import machine
 from bantzd.reports.gantt import gantt, timeline_block
 from bantzd.reports.i18n import Language, language
@@ -82,21 +82,6 @@ def run_span(events: Sequence[Mapping[str, Any]]) -> tuple[str | None, str | Non
     else:
         last = timed[-1]
     return first["ts"], last["ts"]
-
-
-def took(state: TaskState) -> float | None:
-    """Seconds the task ran: its attempts added up, else finished minus started."""
-    spans = [
-        (epoch(e.get("start")), epoch(e.get("end")))
-        for e in state.attempt_log
-        if isinstance(e, dict)
-    ]
-    if spans and all(s is not None and e is not None for s, e in spans):
-        return sum(max(0.0, e - s) for s, e in spans)  # type: ignore[operator]
-    start, end = epoch(state.started), epoch(state.finished)
-    if start is None or end is None:
-        return None
-    return max(0.0, end - start)
 
 
 def token_counts(state: TaskState) -> tuple[int, int] | None:
