@@ -67,6 +67,7 @@ DEFAULTS: dict[str, Any] = {
         "timeout": "120s",
     },
     "notify": {"urls": [], "on": ["report", "question", "failed"]},
+    "hooks": {"on_finish": "", "timeout": "1m"},
 }
 
 
@@ -111,6 +112,18 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
+class HooksConfig:
+    """Shell commands the supervisor runs on events (`[hooks]`); "" runs nothing.
+
+    `on_finish` runs through `sh -c` when a task ends (done, failed, cancelled), like
+    task-spooler's TS_ONFINISH, with the task in its environment (supervisor/hooks.py);
+    a hook still running after `timeout` is killed."""
+
+    on_finish: str = ""
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
 class Config:
     """The validated settings; durations in seconds, sizes in bytes."""
 
@@ -127,6 +140,7 @@ class Config:
     llm: LlmConfig
     notify: NotifyConfig
     max_retry_delay: float = DEFAULT_MAX_RETRY_DELAY
+    hooks: HooksConfig = HooksConfig()
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -235,6 +249,11 @@ def _build(data: Mapping[str, Any], source: str) -> Config:
         urls=v("notify.urls", n["urls"], _texts),
         on=v("notify.on", n["on"], _events),
     )
+    h = merged["hooks"]
+    hooks = HooksConfig(
+        on_finish=v("hooks.on_finish", h["on_finish"], _text(empty_ok=True)),
+        timeout=v("hooks.timeout", h["timeout"], _duration()),
+    )
     if problems.lines:
         raise ConfigError("\n".join(f"{source}: {line}" for line in problems.lines))
     return Config(
@@ -244,6 +263,7 @@ def _build(data: Mapping[str, Any], source: str) -> Config:
         approval_categories=categories,
         llm=llm,
         notify=notify,
+        hooks=hooks,
     )
 
 
@@ -420,6 +440,8 @@ _COMMENTS = {
     ("llm", "timeout"): "per request",
     ("notify", "urls"): "apprise URLs: mailto://, tgram://, ntfy://, json://...",
     ("notify", "on"): "any of: " + ", ".join(NOTIFY_EVENTS),
+    ("hooks", "on_finish"): "run with sh -c when a task ends (README: its variables)",
+    ("hooks", "timeout"): "a hook still running after this is killed",
 }
 
 _FOOTER = """

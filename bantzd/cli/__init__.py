@@ -19,13 +19,27 @@ from bantzd.paths import Home, make_private
 # command run many times inside a task (`bantzd progress`, `checkpoint save`) does not pay
 # for the imports of the supervisor, the report and the terminal tables.
 COMMAND_MODULES = {
-    "control": ("answer", "approve", "cancel", "clean", "pause", "reject", "resume", "retry"),
+    "control": (
+        "answer",
+        "approve",
+        "cancel",
+        "clean",
+        "parallel",
+        "pause",
+        "priority",
+        "reject",
+        "rerun",
+        "resume",
+        "retry",
+    ),
+    "edit": ("edit",),
     "daemon": ("restart", "start", "stop"),
     "intask": ("answer-of", "ask", "checkpoint", "progress"),
     "limits": ("backoff", "take"),
     "setup": ("demo", "init", "report"),
     "tasks": ("add", "run", "submit", "validate"),
     "view": ("list", "logs", "show", "status"),
+    "wait": ("wait",),
 }
 _MODULE_OF = {cmd: module for module, cmds in COMMAND_MODULES.items() for cmd in cmds}
 

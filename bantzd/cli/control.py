@@ -1,4 +1,5 @@
-"""Commands that change tasks: cancel, retry, pause, resume, approve, reject, answer.
+"""Commands that change tasks: cancel, retry, pause, resume, approve, reject, answer, and
+the pueue-like rerun, priority and parallel.
 
 They work with or without a running supervisor (see supervisor/control.py) and exit with
 the reply's code: 0 done, 1 refused (e.g. cancelling a finished task), 3 no such task.
@@ -103,3 +104,61 @@ def clean(ctx: click.Context, older_than: str) -> None:
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--older-than") from e
     _send(ctx, "clean", None, older_than=seconds)
+
+
+# pueue / task-spooler parity ---------------------------------------------------------------
+
+
+@main.command()
+@click.argument("task")
+@click.pass_context
+def rerun(ctx: click.Context, task: str) -> None:
+    """Run a finished TASK again from the start (pueue's `restart`).
+
+    The same task, a new attempt: its id, attempt count, attempt log and history are kept;
+    its checkpoint is cleared so it does not resume at its end. To resume a failed task
+    from its checkpoint instead, use `bantzd retry`.
+    """
+    _send(ctx, "rerun", task)
+
+
+@main.command()
+@click.argument("task")
+@click.argument("value", metavar="PRIORITY")
+@click.pass_context
+def priority(ctx: click.Context, task: str, value: str) -> None:
+    """Set the PRIORITY of a queued or held TASK: high, normal, low or a whole number
+    (higher starts first), as in task files."""
+    from bantzd.supervisor.taskedits import parse_priority
+
+    try:
+        number = parse_priority(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="PRIORITY") from e
+    _send(ctx, "priority", task, priority=number)
+
+
+@main.command()
+@click.argument("value", metavar="N", type=int, required=False)
+@click.option("--reset", is_flag=True, help="Go back to config.toml's max_parallel.")
+@click.pass_context
+def parallel(ctx: click.Context, value: int | None, reset: bool) -> None:
+    """Set how many tasks run at once (max_parallel), now and after restarts; with no N,
+    print it. The running supervisor uses it at its next start of a task; config.toml is
+    left as it is (the value lives in parallel.json in the home)."""
+    from bantzd.supervisor.overrides import check_parallel, parallel_status, parallel_text
+
+    home = get_home(ctx)
+    if value is not None and reset:
+        raise click.UsageError("give N or --reset, not both")
+    if value is None and not reset:
+        click.echo(f"max_parallel {parallel_text(parallel_status(home))}")
+        return
+    if value is not None:
+        try:
+            check_parallel(value)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="N") from e
+        _send(ctx, "parallel", None, max_parallel=value)
+    else:
+        _send(ctx, "parallel", None, reset=True)

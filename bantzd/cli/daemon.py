@@ -1,5 +1,8 @@
 """`bantzd start` / `stop` / `restart`: the supervisor of `run`, as a daemon (python-daemon).
 
+`restart` restarts the supervisor, never a task: pueue's `restart` means running a task
+again, which is `bantzd rerun ID` here; `bantzd restart 42` says so instead of guessing.
+
 `start` forks; the child detaches with python-daemon's DaemonContext (new session, umask
 0o077 so that bantzd's own files are private (the tasks get back the user's umask), working
 directory = the home, stdin/stdout/stderr on /dev/null, every other file closed except
@@ -78,6 +81,7 @@ def stop(ctx: click.Context, timeout_text: str) -> None:
 
 
 @main.command()
+@click.argument("task", required=False, metavar="")
 @click.option("--until", "until_text", metavar="TIME", help="As for `start`.")
 @click.option(
     "--timeout",
@@ -88,8 +92,19 @@ def stop(ctx: click.Context, timeout_text: str) -> None:
     help="As for `stop`.",
 )
 @click.pass_context
-def restart(ctx: click.Context, until_text: str | None, timeout_text: str) -> None:
-    """Stop the supervisor (if one runs), then start it as a daemon."""
+def restart(
+    ctx: click.Context, task: str | None, until_text: str | None, timeout_text: str
+) -> None:
+    """Restart the supervisor daemon: stop it (if one runs), then start it again.
+
+    This restarts bantzd itself, not a task. To run a finished task again (what
+    `pueue restart` does), use `bantzd rerun ID`.
+    """
+    if task is not None:
+        raise UsageError(
+            f"`bantzd restart` restarts the supervisor daemon and takes no task; "
+            f"to run task {task} again use `bantzd rerun {task}`"
+        )
     home = get_home(ctx)
     until = _resolve_until(until_text)  # a bad --until must not stop the running one
     code = stop_supervisor(home, _duration(timeout_text))

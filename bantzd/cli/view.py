@@ -17,11 +17,12 @@ from typing import Any, BinaryIO
 
 import click
 
-from bantzd.cli import get_home, main
+from bantzd.cli import columns, get_home, main
+from bantzd.cli.columns import COLUMNS, ColumnList
+from bantzd.cli.columns import DEFAULT as DEFAULT_COLUMNS
 from bantzd.cli.display import (
     STATUS_STYLE,
     STATUSES,
-    describe,
     duration_between,
     end_text,
     mask_task_yaml,
@@ -36,12 +37,13 @@ from bantzd.cli.display import (
     task_yaml_secrets,
 )
 from bantzd.clock import iso
-from bantzd.errors import BantzError
+from bantzd.errors import BantzError, UsageError
 from bantzd.paths import Home, TaskPaths, exposure_warnings
 from bantzd.queue.lookup import resolve
 from bantzd.queue.store import read_state, scan_states
 from bantzd.queue.task import TaskState
 from bantzd.supervisor.lock import foreign_holders, foreign_lock_message, supervisor_info
+from bantzd.supervisor.overrides import parallel_status, parallel_text
 from bantzd.supervisor.probes import (
     LoadHistory,
     Reading,
@@ -91,16 +93,31 @@ def _dump(obj: Any) -> None:
     help="Only tasks in these statuses (repeatable or comma-separated).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of task objects.")
+@click.option(
+    "--columns",
+    "column_names",
+    type=ColumnList(),
+    default=None,
+    metavar="C[,C...]",
+    help=f"Table columns, in order: {', '.join(COLUMNS)} (default: {','.join(DEFAULT_COLUMNS)}).",
+)
 @click.pass_context
-def list_tasks(ctx: click.Context, statuses: tuple[frozenset[str], ...], as_json: bool) -> None:
+def list_tasks(
+    ctx: click.Context,
+    statuses: tuple[frozenset[str], ...],
+    as_json: bool,
+    column_names: tuple[str, ...] | None,
+) -> None:
     """List tasks, oldest first."""
     wanted = frozenset().union(*statuses) if statuses else None
     states = [s for s in scan_states(get_home(ctx)) if wanted is None or str(s.status) in wanted]
+    if as_json and column_names:
+        raise UsageError("--columns chooses the table's columns; --json prints every field")
     if as_json:
         _dump([task_object(s) for s in states])
         return
-    rows = [[str(s.id), s.name, str(s.status), str(s.attempts), describe(s)] for s in states]
-    print_table(["ID", "NAME", "STATUS", "ATTEMPTS", "INFO"], rows, status_column=2)
+    headers, rows, status_at = columns.table(get_home(ctx), states, column_names or DEFAULT_COLUMNS)
+    print_table(headers, rows, status_column=status_at)
 
 
 # show ----------------------------------------------------------------------------------
@@ -316,6 +333,7 @@ def collect_status(home: Home, reading: Reading) -> dict[str, Any]:
             "since": iso(since) if isinstance(since, int | float) else None,
         },
         "paused": read_paused(home),
+        "max_parallel": parallel_status(home),
         "counts": counts,
         "running": [task_object(s) for s in states if s.status == "running"],
         "waiting_human": [task_object(s) for s in states if s.status == "waiting_human"],
@@ -415,6 +433,7 @@ def status_lines(report: dict[str, Any], now: float) -> list[str]:
     lines = [
         f"supervisor: {supervisor}",
         "paused:     " + (click.style("yes", fg="yellow") if report["paused"] else "no"),
+        "parallel:   " + parallel_text(report.get("max_parallel") or {}),
         f"load:       {load['load_per_core']:.2f} per core, "
         f"{format_size(load['free_memory'])} memory free",
     ]

@@ -40,10 +40,12 @@ ALLOWED: dict[Status, frozenset[Status]] = {
         {Status.DONE, Status.FAILED, Status.QUEUED, Status.WAITING_HUMAN, Status.CANCELLED}
     ),
     Status.WAITING_HUMAN: frozenset({Status.QUEUED, Status.CANCELLED}),
-    # `bantzd retry` puts a failed or cancelled task back in the queue; done is final.
+    # `bantzd retry` puts a failed or cancelled task back in the queue; `bantzd rerun`
+    # (supervisor/control.py, the only caller of done -> queued) runs a done task again as
+    # a new attempt of the same task: same id, attempts, attempt log and history kept.
     Status.FAILED: frozenset({Status.QUEUED}),
     Status.CANCELLED: frozenset({Status.QUEUED}),
-    Status.DONE: frozenset(),
+    Status.DONE: frozenset({Status.QUEUED}),
 }
 
 
@@ -118,6 +120,22 @@ _RETRIED: Mapping[str, Any] = MappingProxyType(
     }
 )
 
+# `bantzd rerun`: the task runs again from the start, as if new, but keeps its record
+# (attempts, attempt_log, history, tokens). Everything the last run left that would make the
+# next attempt skip work is cleared: the steps done, the answers given, the progress (the
+# checkpoint file goes too; the control handler removes it).
+_RERUN: Mapping[str, Any] = MappingProxyType(
+    {
+        **_RETRIED,
+        "steps_done": [],
+        "step": None,
+        "progress": None,
+        "answers": {},
+        "answer": None,
+        "question": None,
+    }
+)
+
 # One pair, what neither side says alone.
 PAIRS: Mapping[tuple[Status, Status], Mapping[str, Any]] = MappingProxyType(
     {
@@ -126,6 +144,7 @@ PAIRS: Mapping[tuple[Status, Status], Mapping[str, Any]] = MappingProxyType(
         (Status.RUNNING, Status.QUEUED): MappingProxyType({"step": None}),
         (Status.FAILED, Status.QUEUED): _RETRIED,
         (Status.CANCELLED, Status.QUEUED): _RETRIED,
+        (Status.DONE, Status.QUEUED): _RERUN,
     }
 )
 
@@ -138,4 +157,11 @@ def implied_changes(src: Status, dst: Status, now_iso: str | None) -> dict[str, 
         **ENTERING.get(dst, {}),
         **PAIRS.get((src, dst), {}),
     }
-    return {key: now_iso if value is NOW else value for key, value in merged.items()}
+    # Lists and dicts (rerun's empty `steps_done`, `answers`) are copied: a state must never
+    # share a mutable value with the table or with another state.
+    return {
+        key: now_iso
+        if value is NOW
+        else (type(value)(value) if isinstance(value, list | dict) else value)
+        for key, value in merged.items()
+    }

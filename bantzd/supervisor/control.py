@@ -30,10 +30,14 @@ from bantzd.queue.journal import read_journal
 from bantzd.queue.states import FINISHED, Status
 from bantzd.queue.store import Store, task_ids
 from bantzd.queue.task import TaskState
+from bantzd.supervisor import taskedits
 
 log = logging.getLogger("bantzd")
 
 ACTIONS = frozenset({"cancel", "retry", "pause", "resume", "approve", "reject", "answer", "clean"})
+# pueue / task-spooler parity (supervisor/taskedits.py).
+PARITY_ACTIONS = frozenset({"rerun", "priority", "edit", "parallel"})
+ACTIONS = ACTIONS | PARITY_ACTIONS
 REPLY_WAIT = 10.0
 OFFLINE_GRACE = 5.0
 
@@ -293,11 +297,16 @@ class ControlHandler:
     """Applies one request to the queue through the store's transition function."""
 
     def __init__(
-        self, view: QueueView, home: Home, on_global_pause: Callable[[bool], None] | None = None
+        self,
+        view: QueueView,
+        home: Home,
+        on_global_pause: Callable[[bool], None] | None = None,
+        live: taskedits.Live | None = None,
     ) -> None:
         self.view = view
         self.home = home
         self.on_global_pause = on_global_pause
+        self.live = live or taskedits.Live()
 
     def apply(self, req: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
         """Apply one request; a request already applied (replayed after a crash between
@@ -319,6 +328,12 @@ class ControlHandler:
                 if isinstance(older_than, bool) or not isinstance(older_than, int | float):
                     return _err(f"malformed request: older_than {older_than!r}")
                 return self._clean(float(older_than))
+            if action == "parallel":
+                try:
+                    now = self.view.store.clock.time()
+                    return _ok(taskedits.set_parallel(self.home, self.live, params, now))
+                except BantzError as e:
+                    return _err(str(e), e.exit_code)
             return _err(f"{action} needs a task")
         state = self.view.states.get(int(task_id))
         if state is None:
@@ -380,6 +395,7 @@ class ControlHandler:
             return _err(
                 f"task {state.id} is {state.status}; only failed or cancelled tasks can be retried"
             )
+        taskedits.give_spec(self.home, self.live, state)  # before the state changes
         # failed/cancelled -> queued starts afresh: failures, interruptions, the last end
         # and a missed deadline are cleared by the transition (queue/states.py PAIRS).
         self.view.store.transition(state, Status.QUEUED, "retry requested")
@@ -432,3 +448,15 @@ class ControlHandler:
         answers[key] = text
         self.view.store.transition(state, Status.QUEUED, "answered", answers=answers, answer=text)
         return _ok(f"task {state.id} ({state.name}) answered; it is queued to resume")
+
+    # pueue / task-spooler parity: the rules are in supervisor/taskedits.py -----------------
+
+    def _rerun(self, state: TaskState, params: dict[str, Any]) -> dict[str, Any]:
+        return _ok(taskedits.rerun(self.view, self.home, self.live, state))
+
+    def _priority(self, state: TaskState, params: dict[str, Any]) -> dict[str, Any]:
+        return _ok(taskedits.set_priority(self.view, self.live, state, params.get("priority")))
+
+    def _edit(self, state: TaskState, params: dict[str, Any]) -> dict[str, Any]:
+        text, base = params.get("text"), params.get("base")
+        return _ok(taskedits.edit(self.view, self.home, self.live, state, text, base))

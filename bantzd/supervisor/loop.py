@@ -18,6 +18,7 @@ queue as `interrupted`), a second one kills them at once.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -32,10 +33,11 @@ from bantzd.queue.store import Store
 from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskSpec
 from bantzd.ratelimit import RateLimits
-from bantzd.supervisor import control, intake, recovery, session
+from bantzd.supervisor import control, intake, overrides, recovery, session, taskedits
 from bantzd.supervisor.attempts import Attempts, LiveQueue, NotStarted
 from bantzd.supervisor.diskguard import DiskGuard
 from bantzd.supervisor.executor import Executor, LocalExecutor
+from bantzd.supervisor.hooks import FinishHooks
 from bantzd.supervisor.logsetup import setup_logging
 from bantzd.supervisor.machine import MachineWatch
 from bantzd.supervisor.outcome import Ended, Policy, Verdict, closed_log, internal_error, settle
@@ -70,7 +72,9 @@ class Supervisor:
         probe: Callable[[], Reading] | None = None,
     ) -> None:
         self.home = home
-        self.config = config
+        # config.toml's max_parallel, for `bantzd parallel --reset`; the override applies.
+        self.configured_parallel = config.max_parallel
+        self.config = config = overrides.effective(home, config)
         self.clock = clock = clock or SystemClock()
         self.once = once
         self.until = until
@@ -80,7 +84,8 @@ class Supervisor:
         self.signals = Signals()
         self.table = TaskTable()
         self.store = Store(home, clock)
-        self.store.on_transition = self.table.track
+        self.hooks = FinishHooks(home, config.hooks)
+        self.store.on_transition = self._transitioned
         self.store.on_flushed = self.signals.poke
         self.limits = RateLimits(home, config.limits, clock)
         self.executor = executor or LocalExecutor()
@@ -92,7 +97,14 @@ class Supervisor:
         self.intake = intake.SpoolScan(home, config.scan_interval, clock)
         self.disk = DiskGuard(home.root)
         live = LiveQueue(self.store, self.table.states, self.attempts)
-        self.handler = control.ControlHandler(live, home, on_global_pause=self._set_paused)
+        self.handler = control.ControlHandler(
+            live,
+            home,
+            on_global_pause=self._set_paused,
+            live=taskedits.Live(
+                spec=self.table.set_spec, reorder=self.table.reorder, parallel=self._set_parallel
+            ),
+        )
         self.paused = False
         self.stopping = False
         self._killed_all = False
@@ -146,6 +158,7 @@ class Supervisor:
             self.store.flush()
         except IoPathError as e:
             self.disk.failed(e)
+        self.hooks.close()
         self.signals.close()
 
     def tick(self) -> None:
@@ -172,7 +185,10 @@ class Supervisor:
                 self.disk.failed(e)
             except Exception:
                 log.exception("error in %s", step.__name__)
-        self.flush(wait=False)
+        # A hook may read state.json (`bantzd show $BANTZ_TASK_ID`): its task's end is
+        # made durable first, in the rare tick where one waits.
+        self.flush(wait=self.hooks.waiting)
+        self.hooks.launch()
 
     def flush(self, *, wait: bool = True) -> None:
         """Make this tick's changes durable (see `DiskGuard.flush` for a full disk)."""
@@ -363,8 +379,21 @@ class Supervisor:
 
     # control, intake, progress -----------------------------------------------------------
 
+    def _transitioned(self, state: TaskState, src: Status) -> None:
+        """The store's hook after every status change: the table's queue index, and the
+        on_finish hook of a task that ended."""
+        self.table.track(state, src)
+        self.hooks.noticed(state)
+
     def _set_paused(self, paused: bool) -> None:
         self.paused = paused
+
+    def _set_parallel(self, value: int | None) -> None:
+        """`bantzd parallel N` (None: back to config.toml's value), for the next start."""
+        value = value or self.configured_parallel
+        self.config = dataclasses.replace(self.config, max_parallel=value)
+        self.starter.config = self.attempts.config = self.config
+        log.info("max_parallel is now %d", value)
 
     def apply_control(self) -> None:
         control.apply_pending(self.home, self.handler)

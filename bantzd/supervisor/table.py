@@ -48,6 +48,16 @@ class TaskTable:
         elif self.queued.pop(state.id, None) is not None:
             self._order_stale += 1
 
+    def set_spec(self, task_id: int, spec: TaskSpec) -> None:
+        """A task's new spec (`bantzd edit`, or a finished task queued again by `rerun` or
+        `retry`): its cached scheduler view was built from the old one."""
+        self.specs[task_id] = spec
+        self._candidates.pop(task_id, None)
+
+    def reorder(self) -> None:
+        """A priority changed (`bantzd priority`): the cached start order is rebuilt."""
+        self._order = None
+
     def order(self, rebuild: bool = False) -> list[TaskState]:
         """The queued tasks, highest priority first, then oldest (possibly with a few that
         have left the queue since: callers check the status)."""

@@ -382,6 +382,7 @@ def test_status_json_has_exactly_the_documented_shape(home: Path) -> None:
     assert set(report) == {
         "supervisor",
         "paused",
+        "max_parallel",
         "counts",
         "running",
         "waiting_human",

@@ -40,6 +40,17 @@ RETRIED = {
     "interruptions": 0,
     "deadline_at": None,
 }
+# `bantzd rerun`: a done task runs again from the start; its record (attempts, attempt
+# log, history, tokens) stays.
+RERUN = {
+    **RETRIED,
+    "steps_done": [],
+    "step": None,
+    "progress": None,
+    "answers": {},
+    "answer": None,
+    "question": None,
+}
 # The rule, written out for every legal move: the fields the move sets by itself.
 EXPECTED: dict[tuple[Status, Status], dict[str, Any]] = {
     (S.QUEUED, S.RUNNING): {"started": NOW_ISO, "finished": None, "retry_at": None, "pid": None},
@@ -57,6 +68,7 @@ EXPECTED: dict[tuple[Status, Status], dict[str, Any]] = {
     (S.WAITING_HUMAN, S.CANCELLED): {**ENDED, "question": None},
     (S.FAILED, S.QUEUED): RETRIED,
     (S.CANCELLED, S.QUEUED): RETRIED,
+    (S.DONE, S.QUEUED): RERUN,
 }
 LEGAL = [(src, dst) for src, dsts in ALLOWED.items() for dst in sorted(dsts)]
 ILLEGAL = [(src, dst) for src in Status for dst in Status if dst not in ALLOWED[src]]
@@ -143,6 +155,10 @@ def test_explicit_changes_win(store: Store, src: Status, dst: Status) -> None:
         "failures": 9,
         "interruptions": 9,
         "deadline_at": NOW + 5,
+        "steps_done": ["mine"],
+        "progress": {"percent": 7},
+        "answers": {"k": "mine"},
+        "answer": "mine",
     }
     changes = {k: mine[k] for k in EXPECTED[(src, dst)]}
     state = full_state(src)
@@ -168,6 +184,17 @@ def test_an_unknown_field_raises_before_anything_changes(store: Store) -> None:
         store.transition(state, Status.DONE, None, nope=1)
     assert state == full_state(Status.RUNNING)
     assert store.empty
+
+
+def test_a_rerun_shares_no_list_or_dict_with_another_task(store: Store) -> None:
+    # The rule's empty `steps_done` and `answers` are fresh objects for every task: a
+    # worker's step appended to one task must not appear in the next rerun's state.
+    first, second = full_state(Status.DONE), full_state(Status.DONE)
+    store.transition(first, Status.QUEUED, "rerun")
+    store.transition(second, Status.QUEUED, "rerun")
+    first.steps_done.append("a")
+    first.answers["k"] = "v"
+    assert second.steps_done == [] and second.answers == {}
 
 
 def test_finished_is_the_store_clock_at_the_move(store: Store) -> None:
