@@ -100,6 +100,10 @@ def list_tasks(ctx: click.Context, statuses: tuple[frozenset[str], ...], as_json
         _dump([task_object(s) for s in states])
         return
     rows = [[str(s.id), s.name, str(s.status), str(s.attempts), describe(s)] for s in states]
+    if wanted is None:  # files not taken in yet are not tasks: shown here, not in --json
+        from bantzd.cli.spoolview import spool_rows
+
+        rows += spool_rows(get_home(ctx))
     print_table(["ID", "NAME", "STATUS", "ATTEMPTS", "INFO"], rows, status_column=2)
 
 
@@ -322,7 +326,14 @@ def collect_status(home: Home, reading: Reading) -> dict[str, Any]:
         "load": reading.to_json(),
         "throttled": _throttled(home, reading, running=info is not None),
         "warnings": home_warnings(home),
+        "spool": _spool_status(home),
     }
+
+
+def _spool_status(home: Home) -> dict[str, Any]:
+    from bantzd.cli.spoolview import spool_status
+
+    return spool_status(home)
 
 
 def home_warnings(home: Home) -> list[str]:
@@ -430,6 +441,10 @@ def status_lines(report: dict[str, Any], now: float) -> list[str]:
     lines.append("throttled:  " + (click.style(throttled, fg="yellow") if throttled else "no"))
     counts = report["counts"]
     lines.append("tasks:      " + ", ".join(f"{n} {status}" for status, n in counts.items()))
+    if report.get("spool") is not None:
+        from bantzd.cli.spoolview import spool_status_lines
+
+        lines += spool_status_lines(report["spool"], sup["running"])
     for warning in report.get("warnings") or []:
         lines.append("warning:    " + click.style(warning, fg="red"))
 

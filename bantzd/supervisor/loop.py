@@ -92,7 +92,13 @@ class Supervisor:
         self.intake = intake.SpoolScan(home, config.scan_interval, clock)
         self.disk = DiskGuard(home.root)
         live = LiveQueue(self.store, self.table.states, self.attempts)
-        self.handler = control.ControlHandler(live, home, on_global_pause=self._set_paused)
+        self.handler = control.ControlHandler(
+            live,
+            home,
+            on_global_pause=self._set_paused,
+            approval_categories=config.approval_categories,
+            on_taken=self.table.add,  # a `take` (submit, add) joins the queue like intake's
+        )
         self.paused = False
         self.stopping = False
         self._killed_all = False
