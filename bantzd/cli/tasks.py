@@ -5,14 +5,27 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from bantzd.cli import get_home, main
+from bantzd.cli.addargs import (
+    AddCommand,
+    after_dashdash,
+    default_name,
+    is_shell_line,
+    misplaced_hint,
+    misplaced_option,
+)
 from bantzd.errors import EXIT_FAILURE, BantzError, UsageError
 from bantzd.paths import Home
 from bantzd.queue.atomic import create_private, fsync_dir, temp_path
+
+if TYPE_CHECKING:
+    from bantzd.cli.taking import Placed
 
 
 @main.command()
@@ -89,19 +102,30 @@ def _check(path: Path) -> tuple[bytes | None, str | None]:
 
 
 def place_in_spool(home: Home, name: str, data: bytes) -> Path:
+    """Write a task file into the spool atomically and without replacing any file there;
+    its path (see `place_file`)."""
+    return place_file(home, name, data).path
+
+
+def place_file(home: Home, name: str, data: bytes) -> Placed:
     """Write a task file into the spool atomically and without replacing any file there.
 
     A hidden temp file is written and fsynced, then moved to the first free name among
     NAME.yaml, NAME-2.yaml, ... with an exclusive move (intake.move_to_free_name). A check for
     a free name followed by a rename lost files: 20 parallel submits of `job.yaml` renamed
     over each other. Raises SpoolWriteError with the path and the fix.
+
+    The file's identity is taken from the open temp file: once it is in the spool a
+    supervisor may take it in at once, and another submit may then get the same name.
     """
+    from bantzd.cli.taking import Placed
     from bantzd.supervisor.intake import move_to_free_name
 
     stem, _, ext = name.rpartition(".")
     if ext not in ("yaml", "yml"):
         stem, ext = name, "yaml"
     stem = stem or "task"
+    since = time.time()
     try:
         home.ensure()
     except OSError as e:
@@ -116,6 +140,7 @@ def place_in_spool(home: Home, name: str, data: bytes) -> Path:
                 f.write(data)
                 f.flush()
                 os.fsync(fd)
+            st = os.fstat(fd)
         finally:
             os.close(fd)
         target = move_to_free_name(tmp, wanted)
@@ -127,7 +152,7 @@ def place_in_spool(home: Home, name: str, data: bytes) -> Path:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass  # the spool refused the temp file too: nothing was left there
-    return target
+    return Placed(target, (st.st_dev, st.st_ino), since)
 
 
 class SpoolWriteError(BantzError):
@@ -146,11 +171,16 @@ class SpoolWriteError(BantzError):
         super().__init__(f"cannot write to {where}: {cause.strerror or cause}; {fix}")
 
 
+PRINT_ID_HELP = "Print only the id of each task, one a line (for scripts)."
+
+
 @main.command()
+@click.option("--print-id", is_flag=True, help=PRINT_ID_HELP)
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.pass_context
-def submit(ctx: click.Context, files: tuple[str, ...]) -> None:
-    """Check task FILES and place the valid ones into the spool."""
+def submit(ctx: click.Context, files: tuple[str, ...], print_id: bool) -> None:
+    """Check task FILES, place the valid ones into the spool and take them in: each gets
+    its id at once (`train.yaml: submitted as #42 train`)."""
     home = get_home(ctx)
     bad = 0
     for name in files:
@@ -161,13 +191,34 @@ def submit(ctx: click.Context, files: tuple[str, ...]) -> None:
             click.echo(f"{name}: not submitted\n{_indent(problems or '')}", err=True)
             continue
         try:
-            target = place_in_spool(home, path.name, data)
+            placed = place_file(home, path.name, data)
         except SpoolWriteError as e:
             bad += 1
             click.echo(f"{name}: not submitted: {e}", err=True)
             continue
-        click.echo(f"{name}: submitted as {target.name}")
+        bad += not _tell_taken(home, placed, print_id, f"{name}: submitted as", f"{name}:")
     sys.exit(EXIT_FAILURE if bad else 0)
+
+
+def _tell_taken(home: Home, placed: Placed, print_id: bool, done: str, prefix: str) -> bool:
+    """Take in `placed` now and say what became of it (`DONE #42 name`, the rejection, or
+    that it waits in the spool); False when it was not accepted."""
+    from bantzd.cli.taking import pending_text, rejected_text, take_now
+
+    answer = take_now(home, placed)
+    if answer.id is not None:
+        click.echo(str(answer.id) if print_id else f"{done} #{answer.id} {answer.name}")
+        return True
+    if answer.problem is not None:
+        click.echo(f"{prefix} not accepted\n{rejected_text(home, answer)}", err=True)
+        return False
+    if answer.failed:
+        where = placed.path.name
+        click.echo(f"{prefix} placed in the spool as {where}, but {answer.message}", err=True)
+        return False
+    # Submitted all the same: the file is safe in the spool and the next scan takes it.
+    click.echo(f"{prefix} {pending_text(placed, answer)}", err=print_id)
+    return True
 
 
 @main.command()
@@ -189,7 +240,11 @@ def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.splitlines())
 
 
-@main.command(context_settings={"ignore_unknown_options": False})
+@main.command(
+    cls=AddCommand,
+    # Everything from the command's name on is the command's (`bantzd add ls -la`).
+    context_settings={"ignore_unknown_options": False, "allow_interspersed_args": False},
+)
 @click.option("--name", help="Task name (default: the command's name).")
 @click.option("--after", multiple=True, help="Name or id that must be done first (repeatable).")
 @click.option("--priority", help="high, normal, low or an integer.")
@@ -210,6 +265,7 @@ def _indent(text: str) -> str:
 @click.option("--approval", is_flag=True, default=None)
 @click.option("--category")
 @click.option("--shell", is_flag=True, help="Run COMMAND as one shell command line.")
+@click.option("--print-id", is_flag=True, help="Print only the task's id (for scripts).")
 @click.argument("command", nargs=-1, required=True)
 @click.pass_context
 def add(
@@ -217,16 +273,21 @@ def add(
     command: tuple[str, ...],
     env_pairs: tuple[str, ...],
     shell: bool,
+    print_id: bool,
     **opts: object,
 ) -> None:
-    """Queue COMMAND ARGS... as a task (like `pueue add`): bantzd add -- make -j4."""
+    """Queue COMMAND ARGS... as a task (like `pueue add`) and print its id: bantzd add
+    make -j4, bantzd add 'make && make test' (one argument with shell syntax runs with sh -c).
+    Options go before the command, or -- goes before it."""
     import yaml
 
     from bantzd.queue.taskfile import TaskFileError, parse_task
 
     home = get_home(ctx)
+    _refuse_misplaced_option(ctx, command)
+    shell = shell or is_shell_line(command)
     task: dict[str, object] = {}
-    name = opts.pop("name") or Path(command[0]).name
+    name = opts.pop("name") or default_name(command, shell)
     task["name"] = name
     task["run"] = " ".join(command) if shell else list(command)
     task["cwd"] = opts.pop("cwd") or os.getcwd()
@@ -259,5 +320,19 @@ def add(
     except TaskFileError as e:
         raise UsageError(f"the task would be invalid:\n{e}") from e
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in str(name)) or "task"
-    target = place_in_spool(home, f"{safe}.yaml", data)
-    click.echo(f"added {name!r} to the spool as {target.name}")
+    placed = place_file(home, f"{safe}.yaml", data)
+    if not _tell_taken(home, placed, print_id, "added", f"{name}:"):
+        sys.exit(EXIT_FAILURE)
+
+
+def _refuse_misplaced_option(ctx: click.Context, command: tuple[str, ...]) -> None:
+    """`bantzd add make --name build` is a usage error with the hint, not a task that runs
+    `make --name build`; after `--` (`bantzd add -- make --name build`) it is meant."""
+    if after_dashdash(ctx.meta.get("bantzd.raw_args", []), command):
+        return
+    options = {o: p for p in ctx.command.params if isinstance(p, click.Option) for o in p.opts}
+    index = misplaced_option(command, [*options, "--help"])
+    if index is not None:
+        param = options.get(command[index].split("=", 1)[0])
+        takes_value = param is not None and not param.is_flag
+        raise UsageError(misplaced_hint(command, index, takes_value))

@@ -116,7 +116,12 @@ def list_tasks(
     if as_json:
         _dump([task_object(s) for s in states])
         return
-    headers, rows, status_at = columns.table(get_home(ctx), states, column_names or DEFAULT_COLUMNS)
+    names = column_names or DEFAULT_COLUMNS
+    headers, rows, status_at = columns.table(get_home(ctx), states, names)
+    if wanted is None:  # files not taken in yet are not tasks: shown here, not in --json
+        from bantzd.cli.spoolview import spool_rows
+
+        rows += spool_rows(get_home(ctx), names)
     print_table(headers, rows, status_column=status_at)
 
 
@@ -340,7 +345,14 @@ def collect_status(home: Home, reading: Reading) -> dict[str, Any]:
         "load": reading.to_json(),
         "throttled": _throttled(home, reading, running=info is not None),
         "warnings": home_warnings(home),
+        "spool": _spool_status(home),
     }
+
+
+def _spool_status(home: Home) -> dict[str, Any]:
+    from bantzd.cli.spoolview import spool_status
+
+    return spool_status(home)
 
 
 def home_warnings(home: Home) -> list[str]:
@@ -449,6 +461,10 @@ def status_lines(report: dict[str, Any], now: float) -> list[str]:
     lines.append("throttled:  " + (click.style(throttled, fg="yellow") if throttled else "no"))
     counts = report["counts"]
     lines.append("tasks:      " + ", ".join(f"{n} {status}" for status, n in counts.items()))
+    if report.get("spool") is not None:
+        from bantzd.cli.spoolview import spool_status_lines
+
+        lines += spool_status_lines(report["spool"], sup["running"])
     for warning in report.get("warnings") or []:
         lines.append("warning:    " + click.style(warning, fg="red"))
 

@@ -48,6 +48,9 @@ EN: dict[str, Text] = {
     "approve_or_reject": "{approve} (or {reject})",
     "runs": "runs: {command}",
     "nothing_waits": "Nothing is waiting for you.",
+    # not accepted
+    "not_accepted": "Not accepted",
+    "resubmit": "fix it, then {command}",
     # done
     "col_id": "id",
     "col_name": "name",
@@ -123,6 +126,8 @@ TR: dict[str, Text] = {
     "approve_or_reject": "{approve} (ya da {reject})",
     "runs": "çalıştıracağı: {command}",
     "nothing_waits": "Sizi bekleyen bir şey yok.",
+    "not_accepted": "Kabul edilmeyenler",
+    "resubmit": "düzeltin, sonra {command}",
     "col_id": "no",
     "col_name": "ad",
     "col_took": "süre",

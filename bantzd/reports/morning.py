@@ -38,6 +38,7 @@ from bantzd.reports.gantt import mermaid_text
 from bantzd.reports.i18n import language
 from bantzd.reports.render import (
     NightFacts,
+    RejectedFile,
     ResultLine,
     json_summary,
     render_report,
@@ -283,6 +284,7 @@ def gather(
             for extras in (tails, results, categories, commands):
                 extras.pop(state.id, None)
     return NightFacts(
+        rejected=rejected_files(home, events),
         date=date,
         states=states,
         events=events,
@@ -294,6 +296,23 @@ def gather(
         commands=commands,
         secrets=sorted(set(secrets)),
     )
+
+
+def rejected_files(home: Home, events: Sequence[Mapping[str, Any]]) -> list[RejectedFile]:
+    """The spool files the period's journal says were rejected (`rejected` notes of the
+    intake), with where each went in spool/rejected/ and the command to resubmit it."""
+    from bantzd.queue.spool import resubmit_command
+
+    found = []
+    for event in events:
+        if event.get("event") != "rejected" or not isinstance(event.get("file"), str):
+            continue
+        moved = event.get("moved_to")
+        where = home.rejected / (moved if isinstance(moved, str) and moved else event["file"])
+        lines = str(event.get("problem") or "").strip().splitlines()
+        problem = lines[0] if lines else "not a valid task file"
+        found.append(RejectedFile(event["file"], problem, resubmit_command(home, where)))
+    return found
 
 
 def _read_marker(home: Home) -> dict[str, Any] | None:

@@ -40,6 +40,16 @@ class ResultLine:
 
 
 @dataclass(frozen=True)
+class RejectedFile:
+    """A spool file the period rejected: its name, the first line of what was wrong, and
+    the command that resubmits it once fixed (the Not accepted section)."""
+
+    file: str
+    problem: str
+    resubmit: str
+
+
+@dataclass(frozen=True)
 class NightFacts:
     """Everything a report says, already chosen for its period.
 
@@ -47,7 +57,8 @@ class NightFacts:
     journal events of the period, in order; `samples`: the load history samples of the
     period; `output_tails` and `results`: excerpts of failed tasks' output.log and done
     tasks' result files; `held_categories`: the approval category a held task is held for;
-    `commands`: what a held task would run; `secrets`: values that must not appear.
+    `commands`: what a held task would run; `secrets`: values that must not appear;
+    `rejected`: the spool files rejected in the period.
     """
 
     date: Date
@@ -60,6 +71,7 @@ class NightFacts:
     held_categories: Mapping[int, str] = field(default_factory=lambda: _EMPTY)
     commands: Mapping[int, str] = field(default_factory=lambda: _EMPTY)
     secrets: Sequence[str] = ()
+    rejected: Sequence[RejectedFile] = ()
 
 
 def render_report(facts: NightFacts) -> str:
@@ -120,6 +132,7 @@ class _Renderer:
         sections = [
             self.title(),
             self.needs_you(b[Status.WAITING_HUMAN], b[Status.HELD]),
+            *self.not_accepted(),
             self.done(b[Status.DONE]),
             self.failed(b[Status.FAILED]),
             self.still_queued(b[Status.QUEUED], b[Status.RUNNING]),
@@ -198,6 +211,19 @@ class _Renderer:
             items.append(item)
         body = "\n".join(items) if items else t("nothing_waits")
         return f"{self.heading('needs_you')}\n\n{body}"
+
+    def not_accepted(self) -> list[str]:
+        """Files rejected in the period, each with its first error line and the command
+        that resubmits it; no section at all when there were none."""
+        if not self.f.rejected:
+            return []
+        t = self.lang.t
+        items = [
+            f"- {code(self.mask(r.file))}: {self.text(r.problem)}\n"
+            f"  {t('resubmit', command=code(self.mask(r.resubmit)))}"
+            for r in self.f.rejected
+        ]
+        return [f"{self.heading('not_accepted')}\n\n" + "\n".join(items)]
 
     def done(self, done: list[TaskState]) -> str:
         t = self.lang.t

@@ -18,9 +18,9 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bantzd.crash import crash_point
 from bantzd.errors import EXIT_FAILURE, EXIT_NO_TASK, BantzError, IoPathError
@@ -32,9 +32,14 @@ from bantzd.queue.store import Store, task_ids
 from bantzd.queue.task import TaskState
 from bantzd.supervisor import taskedits
 
+if TYPE_CHECKING:
+    from bantzd.queue.taskfile import TaskSpec
+
 log = logging.getLogger("bantzd")
 
-ACTIONS = frozenset({"cancel", "retry", "pause", "resume", "approve", "reject", "answer", "clean"})
+ACTIONS = frozenset(
+    {"cancel", "retry", "pause", "resume", "approve", "reject", "answer", "clean", "take"}
+)
 # pueue / task-spooler parity (supervisor/taskedits.py).
 PARITY_ACTIONS = frozenset({"rerun", "priority", "edit", "parallel"})
 ACTIONS = ACTIONS | PARITY_ACTIONS
@@ -302,11 +307,18 @@ class ControlHandler:
         home: Home,
         on_global_pause: Callable[[bool], None] | None = None,
         live: taskedits.Live | None = None,
+        *,
+        approval_categories: Iterable[str] | None = None,
+        on_taken: Callable[[TaskState, TaskSpec], None] | None = None,
     ) -> None:
         self.view = view
         self.home = home
         self.on_global_pause = on_global_pause
         self.live = live or taskedits.Live()
+        # For `take`: the supervisor passes its config's categories and its table's `add`;
+        # offline, config.toml is read when a take comes, and the state joins `view.states`.
+        self.approval_categories = approval_categories
+        self.on_taken = on_taken
 
     def apply(self, req: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
         """Apply one request; a request already applied (replayed after a crash between
@@ -334,6 +346,8 @@ class ControlHandler:
                     return _ok(taskedits.set_parallel(self.home, self.live, params, now))
                 except BantzError as e:
                     return _err(str(e), e.exit_code)
+            if action == "take":
+                return self._take(params)
             return _err(f"{action} needs a task")
         state = self.view.states.get(int(task_id))
         if state is None:
@@ -381,6 +395,51 @@ class ControlHandler:
         if removed:
             self.view.store.note("cleaned", ids=removed)
         return _ok(f"removed {len(removed)} finished task(s)")
+
+    def _take(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Take in the spool file a `submit`/`add` placed, and reply with its id (or why
+        it was not accepted); see supervisor/takeone.py."""
+        from bantzd.supervisor import takeone
+
+        name, inode, since = params.get("file"), params.get("inode"), params.get("since")
+        if not isinstance(name, str):
+            return _err(f"malformed request: file {name!r}")
+        ok_inode = isinstance(inode, list) and len(inode) == 2
+        if inode is not None and not (ok_inode and all(type(v) is int for v in inode)):
+            return _err(f"malformed request: inode {inode!r}")
+        if since is not None and (isinstance(since, bool) or not isinstance(since, int | float)):
+            return _err(f"malformed request: since {since!r}")
+        categories = self.approval_categories
+        if categories is None:
+            from bantzd.config import load_config
+
+            try:
+                categories = load_config(self.home.config).approval_categories
+            except BantzError as e:
+                return _err(f"{name} waits in the spool; it is not taken in now: {e}")
+        found = takeone.take_requested(
+            self.home,
+            self.view.store,
+            self.view.states,
+            name,
+            inode=(inode[0], inode[1]) if inode else None,
+            since=float(since) if since is not None else None,
+            now=self.view.store.clock.time(),
+            approval_categories=categories,
+        )
+        if isinstance(found, takeone.Taken):
+            state = found.state
+            if found.spec is not None:
+                if self.on_taken is not None:
+                    self.on_taken(state, found.spec)
+                else:
+                    self.view.states[state.id] = state
+            reply = _ok(f"{name}: task {state.id} ({state.name})")
+            return {**reply, "id": state.id, "name": state.name, "status": str(state.status)}
+        if isinstance(found, takeone.NotAccepted):
+            reply = _err(f"{name} was not accepted: {found.problem}")
+            return {**reply, "problem": found.problem, "rejected": str(found.moved_to or "")}
+        return _err(found.why)
 
     def _cancel(self, state: TaskState, params: dict[str, Any]) -> dict[str, Any]:
         if state.status in FINISHED:

@@ -32,6 +32,7 @@ from bantzd.crash import fault_point
 from bantzd.errors import BantzError, IoPathError
 from bantzd.paths import Home
 from bantzd.queue.atomic import fsync_dir, write_bytes_atomic
+from bantzd.queue.spool import RESUBMIT_LINE, candidate_name, resubmit_command
 from bantzd.queue.states import Status
 from bantzd.queue.store import Store
 from bantzd.queue.task import TaskState
@@ -42,15 +43,6 @@ from bantzd.supervisor.timing import local_now, resolve_when
 log = logging.getLogger("bantzd.intake")
 
 SETTLE = 1.0
-IGNORED_SUFFIXES = (".tmp", ".part", "~")
-TASK_SUFFIXES = (".yaml", ".yml")
-
-
-def candidate_name(name: str) -> bool:
-    """Whether a spool entry's name marks a finished task file."""
-    if name.startswith(".") or name.endswith(IGNORED_SUFFIXES):
-        return False
-    return name.endswith(TASK_SUFFIXES)
 
 
 def check_spool_permissions(spool: Path) -> None:
@@ -227,20 +219,26 @@ def take_in(
             if isinstance(item, Broken):
                 log.error("internal error taking in %s", item.path.name, exc_info=item.error)
                 item = item.rejected()
-            _reject_noted(scan.home, store, item)
+            reject_and_note(scan.home, store, item)
         except IoPathError:
             raise
         except Exception as e:
             log.error("internal error taking in %s", item.path.name, exc_info=e)
             try:
-                _reject_noted(scan.home, store, Broken(item.path, e).rejected())
+                reject_and_note(scan.home, store, Broken(item.path, e).rejected())
             except Exception:
                 log.exception("could not reject %s after an internal error", item.path.name)
 
 
-def _reject_noted(home: Home, store: Store, item: Rejected) -> None:
-    if os.path.lexists(item.path) and reject(home, item):
-        store.note("rejected", file=item.path.name, problem=item.problem)
+def reject_and_note(home: Home, store: Store, item: Rejected) -> Path | None:
+    """Reject `item` and note it in the journal (the morning report's Not accepted section
+    reads the note: the file, its problem, and where it went); where it went, or None."""
+    if not os.path.lexists(item.path):
+        return None
+    target = reject(home, item)
+    if target is not None:
+        store.note("rejected", file=item.path.name, problem=item.problem, moved_to=target.name)
+    return target
 
 
 def new_state(
@@ -388,11 +386,15 @@ def _rename_noreplace(src: Path, target: Path) -> bool:
 
 
 def reject(home: Home, item: Rejected) -> Path | None:
-    """Move the file unchanged into spool/rejected/ beside NAME.error.txt."""
+    """Move the file unchanged into spool/rejected/ beside NAME.error.txt, which says what
+    is wrong and ends with the command that submits the file again once it is fixed."""
     home.rejected.mkdir(exist_ok=True)
     target = _free_name(home.rejected, item.path.name)
     error_file = target.with_name(target.name + ".error.txt")
-    text = f"{item.path.name} was not accepted:\n\n{item.problem}\n"
+    text = (
+        f"{item.path.name} was not accepted:\n\n{item.problem.rstrip()}\n\n"
+        f"{RESUBMIT_LINE}\n  {resubmit_command(home, target)}\n"
+    )
     try:
         write_bytes_atomic(error_file, text.encode())
         os.rename(item.path, target)

@@ -104,6 +104,8 @@ class Supervisor:
             live=taskedits.Live(
                 spec=self.table.set_spec, reorder=self.table.reorder, parallel=self._set_parallel
             ),
+            approval_categories=config.approval_categories,
+            on_taken=self.table.add,  # a `take` (submit, add) joins the queue like intake's
         )
         self.paused = False
         self.stopping = False

@@ -389,6 +389,12 @@ def test_status_json_has_exactly_the_documented_shape(home: Path) -> None:
         "load",
         "throttled",
         "warnings",
+        "spool",
+    }
+    assert report["spool"] == {
+        "waiting": [],
+        "rejected_since_report": 0,
+        "rejected_dir": str(home / "spool" / "rejected"),
     }
     assert report["warnings"] == []  # a home made by bantzd is private
     assert report["supervisor"] == {"running": False, "pid": None, "since": None}

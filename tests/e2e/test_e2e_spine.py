@@ -349,10 +349,13 @@ def test_submit_validate_and_add(bantz: Bantz, tmp_path: Path) -> None:
     assert bantz("validate", str(good)).returncode == 0
     res = bantz("submit", str(good), str(bad))
     assert res.returncode == 1
-    assert (bantz.home / "spool" / "good.yaml").exists()
-    assert not (bantz.home / "spool" / "bad.yaml").exists()
+    # Taken in at once, with its id: no supervisor has to run first.
+    assert res.stdout == f"{good}: submitted as #1 good\n"
+    assert bantz.state(1)["source"] == "good.yaml" and bantz.status_of(1) == "queued"
+    assert not (bantz.home / "spool" / "bad.yaml").exists() and not bantz.task_dir(2).exists()
     res = bantz("add", "--name", "greet", "--priority", "high", "--", "echo", "hi there")
     assert res.returncode == 0, res.stderr
+    assert res.stdout == "added #2 greet\n"
     run_once(bantz)
     by_name = {bantz.state(i)["name"]: i for i in (1, 2)}
     assert "hi there" in bantz.output(by_name["greet"])

@@ -173,13 +173,12 @@ def test_twenty_parallel_submits_of_one_name_keep_every_file(bantz: Bantz, tmp_p
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     spool = bantz.home / "spool"
-    names = sorted(p.name for p in spool.glob("*.yaml"))
-    assert len(names) == 20 and len(set(names)) == 20, names
-    contents = sorted(p.read_text() for p in spool.glob("*.yaml"))
-    assert contents == sorted(f.read_text() for f in files)
-    assert not [n for n in os.listdir(spool) if n.endswith(".tmp")]  # no temp file left
-    said = sorted(out.split("submitted as ")[1].strip() for out, _ in outs)
-    assert said == names  # each submit named the file it really made
+    assert not [n for n in os.listdir(spool) if n != "rejected"]  # all taken in, no temp left
+    # Each submit took its own file in and named the task it really became.
+    said = [int(out.split("submitted as #")[1].split()[0]) for out, _ in outs]
+    assert sorted(said) == list(range(1, 21)), outs
+    for f, task_id in zip(files, said, strict=True):
+        assert (bantz.task_dir(task_id) / "task.yaml").read_text() == f.read_text()
 
     res = bantz("run", "--once", timeout=120)
     assert res.returncode == 0, res.stderr
