@@ -145,8 +145,6 @@ class Config:
 
 # --- loading --------------------------------------------------------------------------------
 
-_TOML_WHERE = re.compile(r"^(.*) \(at line (\d+), column (\d+)\)$", re.DOTALL)
-
 
 def load_config(path: Path) -> Config:
     """Read config.toml at `path`; a missing file means every default."""
@@ -165,10 +163,12 @@ def load_config(path: Path) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        m = _TOML_WHERE.match(str(e))
-        where = f"line {m.group(2)}, column {m.group(3)}: {m.group(1)}" if m else str(e)
-        raise ConfigError(f"{path}: not valid TOML: {where}") from None
-    return _build(data, str(path))
+        from bantzd.configwords import show_line, toml_problem  # the error path only
+
+        line, words = toml_problem(text, e)
+        at = f" line {line}" if line else ""
+        raise ConfigError(f"{path}{at}: not valid TOML: {words}{show_line(text, line)}") from None
+    return _build(data, str(path), text)
 
 
 def config_from_mapping(data: Mapping[str, Any]) -> Config:
@@ -179,9 +179,24 @@ def config_from_mapping(data: Mapping[str, Any]) -> Config:
 class _Problems:
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.keys: list[str] = []  # the key of each line, to find it in the file
 
     def add(self, path: str, message: str) -> None:
         self.lines.append(f"{path}: {message}")
+        self.keys.append(path)
+
+    def report(self, source: str, text: str | None) -> str:
+        """One line per problem, `SOURCE line N: KEY: what` when the file's text shows
+        where KEY is set (as `bantzd run` and every other command print it)."""
+        if text is None:
+            return "\n".join(f"{source}: {line}" for line in self.lines)
+        from bantzd.configwords import key_line  # the error path only
+
+        out = []
+        for key, line in zip(self.keys, self.lines, strict=True):
+            n = key_line(text, key)
+            out.append(f"{source} line {n}: {line}" if n else f"{source}: {line}")
+        return "\n".join(out)
 
     def value(self, path: str, value: Any, check: Callable[[Any], Any]) -> Any:
         """`check(value)`, or None after recording its ValueError under `path`."""
@@ -197,7 +212,7 @@ class _Problems:
                 self.add(prefix + key, f"unknown setting{_did_you_mean(key, allowed)}")
 
 
-def _build(data: Mapping[str, Any], source: str) -> Config:
+def _build(data: Mapping[str, Any], source: str, text: str | None = None) -> Config:
     problems = _Problems()
     merged = copy.deepcopy(DEFAULTS)
     problems.known(data, "", DEFAULTS)
@@ -255,7 +270,7 @@ def _build(data: Mapping[str, Any], source: str) -> Config:
         timeout=v("hooks.timeout", h["timeout"], _duration()),
     )
     if problems.lines:
-        raise ConfigError("\n".join(f"{source}: {line}" for line in problems.lines))
+        raise ConfigError(problems.report(source, text))
     return Config(
         **top,
         throttle=throttle,

@@ -1,8 +1,8 @@
 """The `bantzd` command line (SPEC section 7).
 
 Each sub-module registers its commands on `main`; this module only holds the group, the
-`--home` option and the mapping from bantzd errors to exit codes (0 ok, 1 failure,
-2 bad usage, 3 no such task).
+`--home` option, the mapping from bantzd errors to exit codes (0 ok, 1 failure,
+2 bad usage, 3 no such task), and the one config.toml check every home-reading command gets.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ COMMAND_MODULES = {
     ),
     "edit": ("edit",),
     "daemon": ("restart", "start", "stop"),
+    "doctor": ("doctor",),
     "intask": ("answer-of", "ask", "checkpoint", "progress"),
     "limits": ("backoff", "take"),
     "setup": ("demo", "init", "report"),
@@ -42,6 +43,17 @@ COMMAND_MODULES = {
     "wait": ("wait",),
 }
 _MODULE_OF = {cmd: module for module, cmds in COMMAND_MODULES.items() for cmd in cmds}
+# Commands that do not get the config.toml check before they run: those used inside a task,
+# many times per task (they stay cheap and quiet), and those that check it themselves (`run`
+# and `start` refuse a broken one, `init` and `doctor` report it, `demo` uses its own home).
+NO_CONFIG_CHECK = frozenset((*COMMAND_MODULES["intask"], *COMMAND_MODULES["limits"])) | {
+    "run",
+    "start",
+    "restart",
+    "init",
+    "doctor",
+    "demo",
+}
 
 
 class BantzGroup(click.Group):
@@ -80,6 +92,8 @@ def main(ctx: click.Context, home: str | None) -> None:
     # user's own umask back when they are spawned (paths.user_umask).
     make_private()
     ctx.obj = Home.resolve(home)
+    if ctx.invoked_subcommand not in NO_CONFIG_CHECK and not ctx.resilient_parsing:
+        warn_about_config(ctx.obj)
 
 
 def get_home(ctx: click.Context) -> Home:
@@ -91,3 +105,30 @@ def load_all_commands() -> None:
     """Import every command module (for `--help` and for tests that look at them all)."""
     for module in COMMAND_MODULES:
         importlib.import_module(f"bantzd.cli.{module}")
+
+
+def config_problem(home: Home) -> str | None:
+    """What is wrong with the home's config.toml, in the words `bantzd run` refuses to start
+    with (each line names the file and the line); None when it is valid or absent."""
+    if not home.config.exists():
+        return None  # every default; and `list` need not import the config module
+    from bantzd.config import load_config
+
+    try:
+        load_config(home.config)
+    except BantzError as e:
+        return str(e)
+    return None
+
+
+def warn_about_config(home: Home) -> None:
+    """Say on stderr what the next night would die of, and carry on: a typo in config.toml
+    must not stop a person from seeing the queue or submitting work (SPEC 7)."""
+    problem = config_problem(home)
+    if problem is not None:
+        click.echo(f"bantzd: {problem}", err=True)
+        click.echo(
+            "bantzd: the next 'bantzd run' will refuse to start until this is fixed "
+            "(`bantzd doctor` checks it)",
+            err=True,
+        )

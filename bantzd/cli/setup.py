@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from bantzd.cli import get_home, main
+from bantzd.errors import EXIT_FAILURE
 from bantzd.paths import Home
 
 
@@ -24,6 +25,7 @@ from bantzd.paths import Home
 @click.pass_context
 def init(ctx: click.Context) -> None:
     """Create the home folder and config.toml (safe to run again: nothing is overwritten)."""
+    from bantzd.cli import config_problem
     from bantzd.config import write_default_config
 
     home = get_home(ctx)
@@ -34,9 +36,32 @@ def init(ctx: click.Context) -> None:
         click.echo(f"created {home.config} with every setting at its default")
     else:
         click.echo(f"{home.config} exists; left unchanged")
-    click.echo(
-        f"next: put task files into {home.spool} (or `bantzd submit FILE`), then "
-        "`bantzd run --until 07:00` (e.g. from cron)"
+        problem = config_problem(home)
+        if problem is not None:
+            click.echo(f"bantzd: {problem}", err=True)
+            click.echo(
+                "bantzd: 'bantzd run' refuses to start until this is fixed; then run "
+                "`bantzd doctor`",
+                err=True,
+            )
+            sys.exit(EXIT_FAILURE)
+    click.echo(next_steps(home))
+
+
+def next_steps(home: Home) -> str:
+    """What `init` tells a person to do next: the exact crontab line (the absolute path of
+    this bantzd, not a guess like ~/.local/bin) and the doctor that checks it all."""
+    from bantzd.cli.schedule import command_line, crontab_line
+
+    return (
+        "next steps:\n"
+        "  1. schedule the night: run `crontab -e` and add this line\n"
+        f"       {crontab_line(home)}\n"
+        "     (or at once: (crontab -l 2>/dev/null; "
+        f"{command_line(home, 'doctor', '--cron')}) | crontab -)\n"
+        f"  2. check everything the night needs: {command_line(home, 'doctor')}\n"
+        f"  3. queue work: put task files into {home.spool}, or `bantzd submit FILE`, "
+        "or `bantzd add -- COMMAND`"
     )
 
 
@@ -144,7 +169,7 @@ def _demo_endpoint(
     return _Endpoint(base_url, chosen, config.api_key_env), None
 
 
-def _list_models(base_url: str, api_key: str) -> tuple[list[str], str | None]:
+def _list_models(base_url: str, api_key: str, timeout: float = 3.0) -> tuple[list[str], str | None]:
     """The model ids `GET base_url/models` lists, or an error; quick, for a local probe."""
     import json
     import urllib.error
@@ -154,7 +179,7 @@ def _list_models(base_url: str, api_key: str) -> tuple[list[str], str | None]:
     if api_key:
         request.add_header("Authorization", f"Bearer {api_key}")
     try:
-        with urllib.request.urlopen(request, timeout=3) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             data = json.loads(response.read(1 << 20) or b"{}")
     except urllib.error.HTTPError as e:
         return [], f"HTTP {e.code}"

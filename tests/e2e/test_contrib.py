@@ -1,8 +1,9 @@
 """The files in contrib/ work as written: the crontab line, the systemd units, the plist.
 
 Each check that needs a tool (crontab, systemd-analyze) skips where the tool is missing.
-The commands are run with a stand-in `bantzd` that prints its arguments, so what runs is
-exactly what the file says.
+The files name bantzd as `/path/to/bantzd`, the placeholder a person replaces with the path
+`bantzd doctor --cron` shows; the tests fill it in with a stand-in `bantzd` that prints its
+arguments, so what runs is exactly what the file says.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ CONTRIB = Path(__file__).resolve().parents[2] / "contrib"
 CRONTAB = CONTRIB / "cron" / "bantzd.crontab"
 SYSTEMD = CONTRIB / "systemd"
 PLIST = CONTRIB / "launchd" / "com.bantzd.night.plist"
+PLACEHOLDER = "/path/to/bantzd"
 
 
 @pytest.fixture
@@ -35,6 +37,12 @@ def fake_home(tmp_path: Path) -> Path:
     fake.write_text('#!/bin/sh\necho "bantzd $*"\n')
     fake.chmod(0o755)
     return home
+
+
+def filled(text: str, home: Path) -> str:
+    """The placeholder replaced, as a person does: by the stand-in in `home`."""
+    assert PLACEHOLDER in text
+    return text.replace(PLACEHOLDER, str(home / ".local" / "bin" / "bantzd"))
 
 
 def sh(command: str, home: Path, path: str = "/usr/bin:/bin") -> str:
@@ -64,9 +72,22 @@ def cron_entries() -> list[tuple[str, str]]:
 
 
 def test_crontab_line_runs_the_night_at_23_00(fake_home: Path) -> None:
-    assert cron_entries() == [("0 23 * * *", "$HOME/.local/bin/bantzd run --until 07:00")]
+    assert cron_entries() == [("0 23 * * *", f"{PLACEHOLDER} run --until 07:00")]
     _, command = cron_entries()[0]
-    assert sh(command, fake_home) == "bantzd run --until 07:00\n"  # under cron's PATH
+    assert sh(filled(command, fake_home), fake_home) == "bantzd run --until 07:00\n"
+
+
+def test_crontab_line_is_the_one_doctor_prints(
+    fake_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bantzd.cli.schedule import bantzd_argv, crontab_line, scheduled_default_home
+    from bantzd.paths import Home
+
+    monkeypatch.setenv("HOME", str(fake_home))
+    line = crontab_line(Home(scheduled_default_home()))  # the default home: no --home
+    program = " ".join(bantzd_argv())
+    schedule, command = cron_entries()[0]
+    assert line.replace(program, PLACEHOLDER) == f"{schedule} {command}"
 
 
 def test_crontab_file_installs(tmp_path: Path) -> None:
@@ -80,7 +101,7 @@ def test_crontab_file_installs(tmp_path: Path) -> None:
         res = subprocess.run([crontab, "-u", user, str(CRONTAB)], capture_output=True, text=True)
         assert res.returncode == 0, res.stderr  # crontab refuses a file with errors
         listed = subprocess.run([crontab, "-u", user, "-l"], capture_output=True, text=True)
-        assert "0 23 * * * $HOME/.local/bin/bantzd run --until 07:00" in listed.stdout
+        assert f"0 23 * * * {PLACEHOLDER} run --until 07:00" in listed.stdout
     finally:
         subprocess.run([crontab, "-u", user, "-r"], capture_output=True)
 
@@ -108,7 +129,7 @@ def test_systemd_services_stop_gracefully() -> None:
         assert service["Type"] == "simple"
         assert service["KillMode"] == "mixed"
         assert seconds(service["TimeoutStopSec"]) > default_grace
-        assert service["ExecStart"] == f"%h/.local/bin/bantzd {args}"
+        assert service["ExecStart"] == f"{PLACEHOLDER} {args}"
     assert unit("bantzd.service")["Service"]["Restart"] == "on-failure"
     assert "Restart" not in unit("bantzd-night.service")["Service"]
     timer = unit("bantzd-night.timer")["Timer"]
@@ -122,9 +143,11 @@ def test_systemd_analyze_verify(fake_home: Path, tmp_path: Path) -> None:
         pytest.skip("systemd-analyze is not installed")
     units = tmp_path / "units"
     shutil.copytree(SYSTEMD, units)
+    for service in units.glob("*.service"):
+        service.write_text(filled(service.read_text(), fake_home))
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
-    # %h is $HOME for a user manager; its ~/.local/bin/bantzd must exist and be executable.
+    # ExecStart='s program must exist and be executable.
     env = {**os.environ, "HOME": str(fake_home), "XDG_RUNTIME_DIR": str(runtime)}
     names = sorted(str(p) for p in units.iterdir())
     res = subprocess.run(
@@ -155,5 +178,6 @@ def test_launchd_plist_starts_the_night_at_23_00(fake_home: Path, tmp_path: Path
     fake_date.write_text('#!/bin/sh\necho "$FAKE_HOUR"\n')
     fake_date.chmod(0o755)
     for hour, runs in (("23", True), ("00", True), ("06", True), ("07", False), ("12", False)):
-        out = sh(f"FAKE_HOUR={hour}; export FAKE_HOUR; {argv[2]}", fake_home, f"{fake_bin}:/bin")
+        line = filled(argv[2], fake_home)
+        out = sh(f"FAKE_HOUR={hour}; export FAKE_HOUR; {line}", fake_home, f"{fake_bin}:/bin")
         assert out == ("bantzd run --until 07:00\n" if runs else ""), hour
