@@ -137,16 +137,18 @@ def record_end(
     night_over: bool = False,
 ) -> None:
     """Append the attempt's end line to its output.log (before the verdict is applied:
-    `state` still names the attempt). Never raises: the line is for people, and a full
-    disk must not stop the attempt's outcome from being recorded."""
+    `state` still names the attempt). Never raises: the line is for people, and neither a
+    full disk nor a bug here may stop the attempt's outcome from being recorded."""
     paths = TaskPaths(home.task_dir(state.id))
     try:
         ctx = context_of(paths, state, spec, verdict, now, night_over=night_over)
         words = end_words(ended, verdict, ctx)
         if words is not None:
             append_line(paths.output, end_marker(state.attempts, words))
-    except (OSError, ValueError) as e:
+    except OSError as e:
         log.warning("task %d: could not write the attempt's end to output.log: %s", state.id, e)
+    except Exception:
+        log.exception("task %d: the attempt's end line could not be made", state.id)
 
 
 def append_line(path: Path, line: str) -> None:
