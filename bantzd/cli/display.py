@@ -18,7 +18,7 @@ from typing import IO, Any, BinaryIO
 import yaml
 
 from bantzd.queue.states import Status
-from bantzd.queue.task import TaskState
+from bantzd.queue.task import TaskState, took
 from bantzd.units import format_duration
 
 # Every status, in the order a person reads a queue: what waits, what runs, how it ended.
@@ -107,8 +107,8 @@ def describe(state: TaskState) -> str:
     if status == Status.WAITING_HUMAN:
         return question_text(state.question) or state.reason or ""
     if status == Status.DONE:
-        took = duration_between(state.started, state.finished)
-        return state.reason or (f"took {format_duration(took)}" if took is not None else "")
+        spent = took_text(state)
+        return state.reason or (f"took {spent}" if spent else "")
     if status == Status.FAILED:
         # The reason usually is the error ("exit code 2"); the bare code only when neither
         # was recorded.
@@ -118,6 +118,64 @@ def describe(state: TaskState) -> str:
     if state.paused and "paused" not in text:
         text = f"paused; {text}" if text else "paused"
     return text
+
+
+def took_text(state: TaskState) -> str | None:
+    """`10m`, or `10m (2 attempts)`: what `took` says in `list` and `show`.
+
+    `took` is every attempt's run time added up (`queue.task.took`, the report's too), so
+    the count of attempts says what went into it; None while the task has no end yet.
+    """
+    if not state.finished:
+        return None
+    seconds = took(state)
+    if seconds is None:
+        return None
+    text = format_duration(seconds)
+    return f"{text} ({state.attempts} attempts)" if state.attempts > 1 else text
+
+
+def not_running_note(state: TaskState, *, follow: bool, has_log: bool) -> str | None:
+    """What `logs` says (on stderr) of a task that is not running: what it waits for
+    (`task 42 is queued: waiting for a free slot; following its log from when it
+    starts`), or, without -f, that it never ran, so an empty answer is not a mystery."""
+    if state.status == Status.RUNNING or (state.finished_state and has_log):
+        return None
+    where = f"task {state.id} {waiting_for(state)}"
+    if follow and not state.finished_state:
+        then = "from when it starts" if state.attempts == 0 else "from when it runs again"
+        return f"{where}; following its log {then}"
+    if has_log:  # an earlier attempt's log follows: say why nothing more comes now
+        return where
+    if state.attempts == 0:
+        if state.finished_state:
+            why = state.reason or state.error
+            return f"task {state.id} never ran ({state.status}" + (f": {why}" if why else "") + ")"
+        return (
+            f"task {state.id} has not run yet, it {waiting_for(state)}; "
+            f"`bantzd logs -f {state.id}` follows its log from when it starts"
+        )
+    return f"task {state.id} ran but wrote no output"
+
+
+def waiting_for(state: TaskState) -> str:
+    """`is queued: REASON`, `is held: waiting for approval (bantzd approve 42)`, `is waiting
+    for an answer to 'publish' (bantzd answer ...)`: a waiting task's status and reason in
+    words, with the command that moves it on where there is one."""
+    status = str(state.status)
+    if status == Status.WAITING_HUMAN:
+        key = state.question.get("key") if isinstance(state.question, dict) else None
+        key_opt = f" --key {key}" if key else ""
+        what = f"an answer to '{key}'" if key else "an answer"
+        return f"is waiting for {what} (bantzd answer {state.id}{key_opt} TEXT)"
+    if status == Status.HELD:
+        return f"is held: waiting for approval (bantzd approve {state.id})"
+    reason = state.reason
+    if not reason and status == Status.QUEUED:
+        reason = "waiting for a free slot"
+    if state.paused and "paused" not in (reason or ""):
+        reason = f"paused; {reason}" if reason else "paused"
+    return f"is {status}: {reason}" if reason else f"is {status}"
 
 
 # times and sizes -----------------------------------------------------------------------
@@ -132,14 +190,6 @@ def parse_iso(text: object) -> datetime | None:
     except ValueError:
         return None
     return value if value.tzinfo else value.astimezone()
-
-
-def duration_between(start: object, end: object) -> float | None:
-    """Seconds from `start` to `end` (ISO strings); None when either is missing."""
-    a, b = parse_iso(start), parse_iso(end)
-    if a is None or b is None:
-        return None
-    return max(0.0, (b - a).total_seconds())
 
 
 # secrets -------------------------------------------------------------------------------

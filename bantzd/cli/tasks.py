@@ -68,11 +68,20 @@ def queue_summary_line(home: Home) -> str:
     from bantzd.queue.store import scan_states
 
     counts = Counter(str(s.status) for s in scan_states(home))
-    parts = [
-        f"{counts.get(k, 0)} {k}"
-        for k in ("done", "failed", "waiting_human", "held", "queued", "running")
-    ]
+    parts = [f"{counts.get(status, 0)} {words}" for status, words in SUMMARY_WORDS]
     return "bantzd: " + ", ".join(parts)
+
+
+# Every status, in the words a person reads in cron's mail (how it ended, then what waits).
+SUMMARY_WORDS: tuple[tuple[str, str], ...] = (
+    ("done", "done"),
+    ("failed", "failed"),
+    ("cancelled", "cancelled"),
+    ("waiting_human", "waiting for an answer"),
+    ("held", "held for approval"),
+    ("queued", "queued"),
+    ("running", "running"),
+)
 
 
 def _write_report(home: Home) -> None:

@@ -23,10 +23,10 @@ from bantzd.cli.columns import DEFAULT as DEFAULT_COLUMNS
 from bantzd.cli.display import (
     STATUS_STYLE,
     STATUSES,
-    duration_between,
     end_text,
     mask_task_yaml,
     mask_values,
+    not_running_note,
     parse_iso,
     print_table,
     progress_text,
@@ -35,13 +35,14 @@ from bantzd.cli.display import (
     tail_text,
     task_object,
     task_yaml_secrets,
+    took_text,
 )
 from bantzd.clock import iso
 from bantzd.errors import BantzError, UsageError
 from bantzd.paths import Home, TaskPaths, exposure_warnings
 from bantzd.queue.lookup import resolve
 from bantzd.queue.store import read_state, scan_states
-from bantzd.queue.task import TaskState
+from bantzd.queue.task import TaskState, attempt_started
 from bantzd.supervisor.lock import foreign_holders, foreign_lock_message, supervisor_info
 from bantzd.supervisor.overrides import parallel_status, parallel_text
 from bantzd.supervisor.probes import (
@@ -154,7 +155,7 @@ def _show_lines(state: TaskState, paths: TaskPaths) -> list[str]:
 
     def field(label: str, value: object) -> None:
         if value not in (None, "", [], {}):
-            lines.append(f"  {label + ':':<12}{value}")
+            lines.append(f"  {(label + ':').ljust(11)} {value}")
 
     field("reason", state.reason)
     field("progress", progress_text(state.progress))
@@ -166,10 +167,12 @@ def _show_lines(state: TaskState, paths: TaskPaths) -> list[str]:
     field("paused", "yes" if state.paused else None)
     field("pid", state.pid)
     field("created", state.created)
-    field("started", state.started)
+    field("started", state.started)  # the first start; `took` counts every attempt
+    last_start = attempt_started(state)
+    if state.attempts > 1 and last_start != state.started:
+        field("last attempt started", last_start)
     field("finished", state.finished)
-    took = duration_between(state.started, state.finished)
-    field("took", format_duration(took) if took is not None and state.finished else None)
+    field("took", took_text(state))
     field("ended", end_text(state))
     field("error", state.error)
     if state.question:
@@ -224,6 +227,9 @@ def logs(ctx: click.Context, task: str, follow: bool, lines: int | None) -> None
     # Bytes as the worker wrote them, whatever their encoding.
     sys.stdout.flush()
     out: BinaryIO = sys.stdout.buffer
+    note = not_running_note(state, follow=follow, has_log=_has_log(TaskPaths(task_dir).output))
+    if note:
+        click.echo(note, err=True)  # stderr: stdout stays the log's bytes, for pipes
     try:
         pos = print_log(TaskPaths(task_dir).output, out, lines)
         if follow:
@@ -233,6 +239,13 @@ def logs(ctx: click.Context, task: str, follow: bool, lines: int | None) -> None
         pass
     except BrokenPipeError:
         _quiet_broken_pipe()
+
+
+def _has_log(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
 
 
 def print_log(path: Path, out: BinaryIO, lines: int | None) -> int:
@@ -473,7 +486,7 @@ def status_lines(report: dict[str, Any], now: float) -> list[str]:
         lines.append("  (none)")
     for task in report["running"]:
         elapsed = ""
-        start = _epoch(task.get("started"))
+        start = _epoch(attempt_started(TaskState.from_json(task)))  # this attempt's start
         if start is not None:
             elapsed = f"  for {format_duration(max(0.0, now - start))}"
         info = progress_text(task.get("progress"))

@@ -98,6 +98,20 @@ def took(state: TaskState) -> float | None:
     return max(0.0, end - start)
 
 
+def attempt_started(state: TaskState) -> str | None:
+    """When the task's latest attempt started (ISO), where `started` is its first start.
+
+    `started` stays the first start of the task for good (a retry or a resume does not
+    move it), so what a running attempt is timed from comes from the attempt log: the
+    entry of attempt `state.attempts`, else (a state from before there was a log) `started`.
+    """
+    for entry in reversed(state.attempt_log):
+        if isinstance(entry, dict) and entry.get("attempt") == state.attempts:
+            start = entry.get("start")
+            return start if isinstance(start, str) else state.started
+    return state.started
+
+
 def _runtime_types(hint: Any) -> tuple[type, ...]:
     """The types a JSON value may have for a field annotated `hint`."""
     if hint is Any:

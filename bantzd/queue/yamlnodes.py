@@ -7,6 +7,8 @@ the process (libyaml's recursive composer, PyYAML's own depth limit, control cha
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 
 import yaml
@@ -81,6 +83,8 @@ def compose(text: str) -> Node:
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
         if mark and _indented_with_tab(text, mark.line):
             message += "; YAML indents with spaces, not tabs"
+        elif mark and "mapping values are not allowed" in problem:
+            message += colon_hint(text, mark.line) or ""
         raise TaskFileError([Problem(message, line=line, column=column)]) from None
     except yaml.reader.ReaderError as e:
         raise TaskFileError([_reader_problem(text, e)]) from None
@@ -107,6 +111,28 @@ def _reader_problem(text: str, e: yaml.reader.ReaderError) -> Problem:
         return Problem(message)
     line = text.count("\n", 0, pos) + 1
     return Problem(message, line=line, column=pos - (text.rfind("\n", 0, pos) + 1) + 1)
+
+
+# `key: value` on one line, maybe as an item of a list (`- run: ...`).
+_KEY_VALUE = re.compile(r"^\s*(?:-\s+)?(?P<key>[A-Za-z_][\w-]*):\s+(?P<value>\S.*?)\s*$")
+# Keys whose value is a command: a block scalar is the other way to write them.
+_COMMAND_KEYS = frozenset({"run"})
+
+
+def colon_hint(text: str, line: int) -> str | None:
+    """What to do about `mapping values are not allowed` on `line` (0-based) when it comes
+    from a `: ` inside a plain value (`run: echo a: b`): quote the value, or for a
+    command write it as a `run: |` block. None when the line is not of that form."""
+    lines = text.splitlines()
+    m = _KEY_VALUE.match(lines[line]) if line < len(lines) else None
+    if m is None or ": " not in m.group("value") or m.group("value")[0] in "'\"[{|>":
+        return None
+    key, value = m.group("key"), m.group("value")
+    quoted = f"'{value}'" if "'" not in value else json.dumps(value, ensure_ascii=False)
+    hint = f'; a ": " inside a plain value starts a new key: quote the value ({key}: {quoted})'
+    if key in _COMMAND_KEYS:
+        hint += f", or write `{key}: |` and the command on the next line, indented"
+    return hint
 
 
 def _indented_with_tab(text: str, line: int) -> bool:

@@ -252,9 +252,10 @@ def gather(
         if (t := _event_time(e)) is not None and _in_period(t, since, until)
     ]
     active = {e["id"] for e in events if isinstance(e.get("id"), int)}
-    states = [
-        attempts_in(s, since, until) for s in scan_states(home) if concerns(s, active, since, until)
-    ]
+    whole = [s for s in scan_states(home) if concerns(s, active, since, until)]
+    # `took` counts every attempt (as `list` and `show` do), not only this period's.
+    took_all = {s.id: seconds for s in whole if (seconds := took(s)) is not None}
+    states = [attempts_in(s, since, until) for s in whole]
     tails: dict[int, list[str]] = {}
     results: dict[int, ResultLine] = {}
     categories: dict[int, str] = {}
@@ -295,6 +296,7 @@ def gather(
         held_categories=categories,
         commands=commands,
         secrets=sorted(set(secrets)),
+        took=took_all,
     )
 
 

@@ -22,12 +22,14 @@ from bantzd.clock import epoch
 from bantzd.queue.states import Status
 from bantzd.queue.task import TaskState, took
 from bantzd.reports import machine
+from bantzd.reports.causes import Ending, failure_cause
 from bantzd.reports.gantt import gantt, timeline_block
 from bantzd.reports.i18n import Language, language
 from bantzd.reports.markdown import cell, code, fenced, one_line, when
 from bantzd.reports.secrets import Masker
 
 MISSED_DEADLINE = "missed deadline"  # the reason the supervisor gives (supervisor/timing.py)
+DEPENDENCY_FAILED = "dependency failed"  # and for a failed `after:` (supervisor/scheduler.py)
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})
 
 
@@ -58,7 +60,8 @@ class NightFacts:
     period; `output_tails` and `results`: excerpts of failed tasks' output.log and done
     tasks' result files; `held_categories`: the approval category a held task is held for;
     `commands`: what a held task would run; `secrets`: values that must not appear;
-    `rejected`: the spool files rejected in the period.
+    `rejected`: the spool files rejected in the period;
+    `took`: each task's run time over all its attempts.
     """
 
     date: Date
@@ -72,11 +75,22 @@ class NightFacts:
     commands: Mapping[int, str] = field(default_factory=lambda: _EMPTY)
     secrets: Sequence[str] = ()
     rejected: Sequence[RejectedFile] = ()
+    # What each task took over all its attempts, earlier nights' too (`states` only keep
+    # this period's attempts): the same `took` as `list` and `show`. Absent: from `states`.
+    took: Mapping[int, float] = field(default_factory=lambda: _EMPTY)
 
 
 def render_report(facts: NightFacts) -> str:
     """The report as Markdown, sections in SPEC order. Pure: same facts, same text."""
     return _Renderer(facts).render()
+
+
+def _dependency(state: TaskState) -> str | None:
+    """The `after:` reference of a task that failed because it failed (name or id)."""
+    why = one_line(state.error or state.reason or "")
+    if not why.startswith(DEPENDENCY_FAILED):
+        return None
+    return why[len(DEPENDENCY_FAILED) :].strip(" :") or None
 
 
 def run_span(events: Sequence[Mapping[str, Any]]) -> tuple[str | None, str | None]:
@@ -242,7 +256,7 @@ class _Renderer:
             "| " + " | ".join(align) + " |",
         ]
         for state in done:
-            seconds = took(state)
+            seconds = self.f.took.get(state.id, took(state))
             cells = [
                 str(state.id),
                 code(self.mask(state.name)),
@@ -282,40 +296,75 @@ class _Renderer:
         )
 
     def failed(self, failed: list[TaskState]) -> str:
+        """Per task: the cause in the heading when its log shows one, how it ended, the
+        command that runs it again, and the end of its log."""
         if not failed:
             return f"{self.heading('failed')}\n\n{self.lang.t('nothing_failed')}"
         blocks = [self.heading("failed")]
         for state in failed:
-            facts = self.how_it_failed(state)
-            tail = [self.mask(line) for line in self.f.output_tails.get(state.id) or []]
-            body = " · ".join(facts)
+            raw_tail = self.f.output_tails.get(state.id) or []
+            tail = [self.mask(line) for line in raw_tail]
+            heading = f"### {self.label(state)}"
+            cause = None
+            if state.attempts:
+                ending = Ending(state.exit_code, state.signal, state.error or state.reason)
+                cause = failure_cause(raw_tail, ending)
+            if cause:
+                heading += f" — {code(self.text(cause))}"
+            body = " · ".join(self.how_it_failed(state)) + "\n\n" + self.retry_hint(state)
             if tail:
                 body += "\n\n" + fenced(tail)
             elif state.attempts:
                 body += "\n\n" + self.lang.t("no_output")
-            blocks.append(f"### {self.label(state)}\n\n{body}")
+            blocks.append(f"{heading}\n\n{body}")
         return "\n\n".join(blocks)
+
+    def retry_hint(self, state: TaskState) -> str:
+        """`Run it again: bantzd retry 5`; for a failed dependency, that one first."""
+        t = self.lang.t
+        retry = code(f"bantzd retry {state.id}")
+        dependency = _dependency(state)
+        if dependency is not None and state.attempts == 0:
+            first = code(self.mask(f"bantzd retry {shlex.quote(dependency)}"))
+            return t("retry_dependency_first", first=first, command=retry)
+        return t("retry_with", command=retry)
 
     def how_it_failed(self, state: TaskState) -> list[str]:
         t = self.lang.t
         why = one_line(state.error or state.reason or "")
+        if not state.attempts:
+            return [self.never_started(why)]
         facts = []
-        if why.startswith(MISSED_DEADLINE):
+        if why.startswith(MISSED_DEADLINE):  # an older attempt ran; then the deadline passed
             rest = self.text(why[len(MISSED_DEADLINE) :].strip(" :"))
             facts.append(t("missed_deadline_at", when=rest) if rest else t("missed_deadline"))
             why = ""
-        if state.attempts:
-            facts += [self.end(state), self.lang.n("attempts", state.attempts)]
-        else:
-            facts.append(t("never_started"))
+        end = self.end(state)
+        if end is None and not why:
+            end = t("no_exit_status")
+        facts += [e for e in (end,) if e] + [self.lang.n("attempts", state.attempts)]
         # The supervisor's error for a plain failure restates the exit status: skip it.
         plain = (f"exit {state.exit_code}", f"exit code {state.exit_code}", "killed by")
         if why and not why.startswith(plain):
             facts.append(self.text(why))
         return facts
 
-    def end(self, state: TaskState) -> str:
-        """`exit code 3`, `signal 9 (SIGKILL)`, or `never started`."""
+    def never_started(self, why: str) -> str:
+        """`never started: dependency prepare-data failed`, `never started: its deadline
+        passed (06:00)`, or `never started: WHY`."""
+        t = self.lang.t
+        if why.startswith(MISSED_DEADLINE):
+            rest = self.text(why[len(MISSED_DEADLINE) :].strip(" :"))
+            return (
+                t("never_started_deadline_at", when=rest) if rest else t("never_started_deadline")
+            )
+        if why.startswith(DEPENDENCY_FAILED):
+            dependency = self.text(why[len(DEPENDENCY_FAILED) :].strip(" :"))
+            return t("never_started_dependency", dependency=code(dependency))
+        return t("never_started_because", why=self.text(why)) if why else t("never_started")
+
+    def end(self, state: TaskState) -> str | None:
+        """`exit code 3`, `signal 9 (SIGKILL)`, or None when neither was recorded."""
         t = self.lang.t
         if state.signal is not None:
             try:
@@ -325,7 +374,7 @@ class _Renderer:
             return t("signal_named", signal=state.signal, name=name)
         if state.exit_code is not None:
             return t("exit_code", code=state.exit_code)
-        return t("never_started") if state.attempts == 0 else t("no_exit_status")
+        return None
 
     def still_queued(self, queued: list[TaskState], running: list[TaskState]) -> str:
         t = self.lang.t

@@ -37,6 +37,7 @@ from bantzd.workers.spawn import (
     Outcome,
     SpawnError,
     command_argv,
+    command_text,
     marker_line,
     read_reason,
 )
@@ -65,13 +66,14 @@ def plan_launch(
         step_name = step.name
         step_index = spec.steps.index(step)
         argv = command_argv(step.run)
-        what = f"step {step.name}: {_show(step.run)}"
+        shown = command_text(step.run, label=f"step {step.name}")
+        what = shown if shown.startswith(f"step {step.name}: |") else f"step {step.name}: {shown}"
     elif spec.kind == "python":
         argv = [sys.executable, "-m", "bantzd.workers.pyrunner", spec.python or ""]
         what = f"python {spec.python}"
     elif spec.kind == "run":
         argv = command_argv(spec.run or "")
-        what = _show(spec.run or "")
+        what = command_text(spec.run or "")
     elif spec.kind == "llm":
         argv = [sys.executable, "-m", "bantzd.workers.llm"]
         llm = spec.llm or {}

@@ -34,6 +34,7 @@ from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskSpec
 from bantzd.ratelimit import RateLimits
 from bantzd.supervisor import control, intake, overrides, recovery, session, taskedits
+from bantzd.supervisor.attemptend import record_end
 from bantzd.supervisor.attempts import Attempts, LiveQueue, NotStarted
 from bantzd.supervisor.diskguard import DiskGuard
 from bantzd.supervisor.executor import Executor, LocalExecutor
@@ -297,7 +298,10 @@ class Supervisor:
             max_retry_delay=self.config.max_retry_delay,
             stopping=self.stopping,
         )
-        verdict = settle(ended, state, spec, policy, self.clock.time())
+        now = self.clock.time()
+        verdict = settle(ended, state, spec, policy, now)
+        night_over = self.until is not None and now >= self.until
+        record_end(self.home, state, spec, ended, verdict, now, night_over=night_over)
         self._apply(state, spec, verdict, started_mono=started_mono)
 
     def _apply(

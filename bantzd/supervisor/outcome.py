@@ -84,11 +84,13 @@ def settle(
     """
     outcome = ended.outcome
     if ended.not_started is not None:
-        return Verdict(
-            Status.QUEUED,
-            f"not started: {ended.not_started}",
-            {"attempts": state.attempts - 1, "attempt_log": state.attempt_log[:-1]},
-        )
+        given_back: dict[str, Any] = {
+            "attempts": state.attempts - 1,
+            "attempt_log": state.attempt_log[:-1],
+        }
+        if state.attempts <= 1:  # `started` is the first start: this one never ran
+            given_back["started"] = None
+        return Verdict(Status.QUEUED, f"not started: {ended.not_started}", given_back)
     if ended.spawn_error is not None:
         return _failed(state, spec, Outcome(), ended.spawn_error, policy, now)
     if ended.stop_reason == "cancelled":

@@ -28,7 +28,7 @@ from bantzd.paths import Home, TaskPaths
 from bantzd.queue.atomic import remove_leftover_temps
 from bantzd.queue.states import Status
 from bantzd.queue.store import Store, read_state, task_ids
-from bantzd.queue.task import TaskState
+from bantzd.queue.task import TaskState, attempt_started
 from bantzd.queue.taskfile import TaskFileError, TaskSpec, parse_task
 from bantzd.supervisor.attempts import Attempts
 from bantzd.supervisor.executor import Found
@@ -199,8 +199,19 @@ def recover_task(
     if plan is None:
         return None
     if plan.mark_running:
+        # `started` is the task's first start; the attempt's own start goes in its log.
+        now = iso(clock.time())
+        logged = any(
+            isinstance(e, dict) and e.get("attempt") == plan.attempt for e in state.attempt_log
+        )
+        entry = {"attempt": plan.attempt, "start": now, "end": None, "outcome": None}
         store.transition(
-            state, Status.RUNNING, None, attempts=plan.attempt, started=iso(clock.time())
+            state,
+            Status.RUNNING,
+            None,
+            attempts=plan.attempt,
+            started=state.started or now,
+            attempt_log=state.attempt_log if logged else [*state.attempt_log, entry][-50:],
         )
     if plan.steps_done is not None:
         store.update(state, steps_done=list(plan.steps_done), step=plan.step)
@@ -211,7 +222,7 @@ def recover_task(
         attempt=plan.attempt,
         pgid=plan.pid,
         paths=paths,
-        started_mono=mono_of(state.started, clock),
+        started_mono=mono_of(attempt_started(state), clock),
         step=plan.step,
         step_index=plan.step_index,
     )
@@ -219,6 +230,6 @@ def recover_task(
         return att, attempts.executor.reap(att)
     attempts.adopt(att)
     store.update(state, pid=plan.pid)
-    attempts.hold(state, spec, epoch(state.started))
+    attempts.hold(state, spec, epoch(attempt_started(state)))
     log.info("task %d: adopted its running attempt (pid %d)", state.id, plan.pid)
     return None

@@ -190,7 +190,7 @@ class Starter:
             Status.RUNNING,
             None,
             attempts=attempt,
-            started=iso(now),
+            started=state.started or iso(now),  # the first start; each attempt's is in its log
             gpus=list(gpus or []),
             attempt_log=[*state.attempt_log, log_entry][-50:],
         )

@@ -385,9 +385,47 @@ def kill_group(pgid: int, sig: int) -> bool:
     return True
 
 
+# A marker quotes at most this much of a command: a generated 5000-line script is not
+# worth repeating in the log before every attempt.
+MARKER_SCRIPT_LINES = 40
+MARKER_LINE_CHARS = 2000
+
+
+def command_text(run: str | tuple[str, ...] | list[str], label: str = "run") -> str:
+    """A task's command as a person would type it, for the attempt marker.
+
+    A one-line `run:` string as written; an argv list shell-quoted (`shlex.join`), so what
+    is shown can be pasted into a shell; a multi-line script as a block under `LABEL: |`,
+    its lines indented as in the task file, not flattened into one line.
+    """
+    if not isinstance(run, str):
+        return _cut(shlex.join(str(a) for a in run))
+    lines = [line.rstrip() for line in run.strip("\n").split("\n")]
+    if len(lines) == 1:
+        return _cut(lines[0].strip())
+    shown = lines[:MARKER_SCRIPT_LINES]
+    if len(lines) > len(shown):
+        shown.append(f"… ({len(lines) - len(shown)} more lines)")
+    return f"{label}: |" + "".join(("\n    " + _cut(line)).rstrip() for line in shown)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MARKER_LINE_CHARS else text[: MARKER_LINE_CHARS - 1] + "…"
+
+
 def marker_line(attempt: int, when: str, what: str) -> str:
-    """The line that opens each attempt (and step) in output.log."""
-    return f"\n=== bantzd: attempt {attempt} · {when} · {what} ===\n"
+    """The line that opens each attempt (and step) in output.log; a multi-line `what` (a
+    script, see `command_text`) follows it, one line of the script a line."""
+    head, _, body = what.partition("\n")
+    return f"\n=== bantzd: attempt {attempt} · {when} · {head} ===\n" + (
+        body + "\n" if body else ""
+    )
+
+
+def end_marker(attempt: int, words: str) -> str:
+    """The line that closes an attempt in output.log: `=== bantzd: attempt 2 ended: exit
+    code 0 after 3m 12s ===` (the words come from whoever settled the attempt)."""
+    return f"=== bantzd: attempt {attempt} {words} ===\n"
 
 
 @dataclass(frozen=True)

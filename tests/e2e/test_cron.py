@@ -183,7 +183,9 @@ def test_a_crontab_entry_runs_the_night_and_writes_the_report(
     reports = list((home / "reports").glob("*.md"))
     assert len(reports) == 1, reports
     assert lines[0] == f"bantzd: report written to {reports[0]}"
-    assert re.fullmatch(r"bantzd: 1 done, 0 failed, 0 waiting_human, 0 held, 0 queued.*", lines[1])
+    assert re.fullmatch(
+        r"bantzd: 1 done, 0 failed, 0 cancelled, 0 waiting for an answer, .*", lines[1]
+    )
     assert err.read_text() == ""
     output = (home / "tasks" / "1" / "output.log").read_text()
     assert "hello from cron" in output

@@ -238,7 +238,8 @@ def test_steps_run_in_order(bantz: Bantz, tmp_path: Path) -> None:
     run_once(bantz)
     assert ledger.read_text().splitlines() == ["fetch", "build build", "ship"]
     assert bantz.state(1)["steps_done"] == ["fetch", "build", "ship"]
-    assert bantz.output(1).count("=== bantzd: attempt 1") == 3
+    assert bantz.output(1).count("=== bantzd: attempt 1 · ") == 3  # one marker per step
+    assert bantz.output(1).count("=== bantzd: attempt 1 ended: exit code 0") == 1
 
 
 def test_second_supervisor_refuses_to_start(bantz: Bantz) -> None:

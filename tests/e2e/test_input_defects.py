@@ -184,7 +184,8 @@ def test_twenty_parallel_submits_of_one_name_keep_every_file(bantz: Bantz, tmp_p
     assert res.returncode == 0, res.stderr
     done = states(bantz.home)
     assert len(done) == 20 and all(s["status"] == "done" for s in done)
-    echoed = sorted(bantz.output(s["id"]).strip().splitlines()[-1] for s in done)
+    # The last line before the attempt's end marker is what the task echoed.
+    echoed = sorted(bantz.output(s["id"]).strip().splitlines()[-2] for s in done)
     assert echoed == sorted(f"job-{i}" for i in range(20))
 
 

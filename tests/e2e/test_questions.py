@@ -69,7 +69,10 @@ def test_a_shell_task_asks_is_answered_and_resumes(bantz: Bantz) -> None:
     assert state["attempts"] == 1 and state["failures"] == 0  # asking is not failing
     assert state["attempt_log"][-1]["outcome"] == "asked"
     assert "attempt 1 sees checkpoint null" in bantz.output(1)
-    assert "ask printed" not in bantz.output(1)  # the attempt stopped at the question
+    # The attempt stopped at the question (the script itself is quoted, indented, in the
+    # attempt's marker; no line of output says it).
+    assert "\nask printed" not in bantz.output(1)
+    assert "stopped: waiting for an answer to 'publish'" in bantz.output(1)
 
     # The report says what is waiting and how to answer it.
     report = bantz("report", "--stdout", check=True).stdout

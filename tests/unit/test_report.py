@@ -282,10 +282,49 @@ def test_missed_deadline_and_dependency_failures_are_listed_under_failed() -> No
     bare = TaskState(id=13, name="bare", status=Status.FAILED, error="missed deadline")
     text = render(states=[late, dep, bare])
     section = text.split("## Failed")[1].split("## Still queued")[0]
-    assert "### #11 `late`\n\nmissed its deadline (07:00) · never started\n" in section
-    assert "### #12 `child`\n\nnever started · dependency failed: broken\n" in section
-    assert "### #13 `bare`\n\nmissed its deadline · never started\n" in section
+    assert (
+        "### #11 `late`\n\nnever started: its deadline passed (07:00)\n\n"
+        "Run it again: `bantzd retry 11`\n" in section
+    )
+    assert (
+        "### #12 `child`\n\nnever started: dependency `broken` failed\n\n"
+        "Run its dependency again first: `bantzd retry broken`, then `bantzd retry 12`\n" in section
+    )
+    assert "### #13 `bare`\n\nnever started: its deadline passed\n" in section
+    assert "no exit status" not in section
     assert "No output." not in section  # nothing ran, so nothing to show
+
+
+def test_the_cause_from_the_log_heads_a_failed_task() -> None:
+    state = TaskState(
+        id=5, name="train", status=Status.FAILED, attempts=2, exit_code=1, error="exit 1"
+    )
+    tail = [
+        "=== bantzd: attempt 2 · 2026-11-22T23:01:00+00:00 · python train.py ===",
+        "Traceback (most recent call last):",
+        '  File "train.py", line 1, in <module>',
+        "ModuleNotFoundError: No module named 'torch'",
+        "=== bantzd: attempt 2 ended: exit code 1 after 1s ===",
+    ]
+    text = render(states=[state], output_tails={5: tail})
+    section = text.split("## Failed")[1].split("## Still queued")[0]
+    assert (
+        "### #5 `train` — `ModuleNotFoundError: No module named 'torch'`\n\n"
+        "exit code 1 · 2 attempts\n\nRun it again: `bantzd retry 5`\n" in section
+    )
+    # Turkish words, the same command.
+    tr = render(states=[state], output_tails={5: tail}, language="tr")
+    assert "Yeniden çalıştırmak için: `bantzd retry 5`" in tr
+
+
+def test_an_attempt_without_exit_status_says_its_error_instead() -> None:
+    state = TaskState(
+        id=6, name="nowhere", status=Status.FAILED, attempts=1,
+        error="cwd does not exist: /nope",
+    )  # fmt: skip
+    section = render(states=[state]).split("## Failed")[1]
+    assert "1 attempt · cwd does not exist: /nope" in section
+    assert "no exit status recorded" not in section
 
 
 def test_a_timeout_keeps_its_reason_next_to_the_signal() -> None:

@@ -137,6 +137,18 @@ def night_states() -> list[tuple[TaskState, str]]:
                       finished=at(5 * m)),
             "name: spam\napproval: true\nrun: ./spam.sh\n",
         ),
+        (  # the cause in its log goes in the heading
+            TaskState(id=14, name="finetune", status=Status.FAILED, attempts=1, exit_code=1,
+                      error="exit 1", started=at(5 * h), finished=at(5 * h + 3),
+                      attempt_log=[attempt(1, 5 * h, 5 * h + 3, "failed")]),
+            "name: finetune\nrun: python finetune.py\n",
+        ),
+        (  # never started: what it waited for failed
+            TaskState(id=15, name="evaluate", status=Status.FAILED, attempts=0,
+                      reason="dependency failed: finetune", error="dependency failed: finetune",
+                      finished=at(5 * h + 4)),
+            "name: evaluate\nrun: python eval.py\nafter: [finetune]\n",
+        ),
     ]  # fmt: skip
 
 
@@ -156,6 +168,8 @@ def journal_events() -> list[dict]:
         (2 * h + 420, "throttle_end", {}),
         (4 * h, "transition", {"id": 6, "status": "failed"}),
         (7 * h, "transition", {"id": 7, "status": "failed"}),
+        (5 * h + 3, "transition", {"id": 14, "status": "failed"}),
+        (5 * h + 4, "transition", {"id": 15, "status": "failed"}),
         (8 * h, "supervisor_stopped", {"pid": 4242}),
     ]
     return [{"t": T0 + off, "ts": at(off), "event": name, **extra} for off, name, extra in events]
@@ -200,6 +214,13 @@ def build_night(root: Path) -> Home:
             + "```\nerror: settings.toml: no such file\n"
         },
         6: {"output.log": "=== attempt 1 ===\nfetching\rfetching 50%\rfetching 99%\n"},
+        14: {
+            "output.log": "\n=== bantzd: attempt 1 · 2026-11-22T04:00:00+00:00 · python "
+            "finetune.py ===\nTraceback (most recent call last):\n"
+            '  File "finetune.py", line 1, in <module>\n    import torch\n'
+            "ModuleNotFoundError: No module named 'torch'\n"
+            "=== bantzd: attempt 1 ended: exit code 1 after 3s ===\n"
+        },
     }
     for task_id, named in files.items():
         for name, text in named.items():

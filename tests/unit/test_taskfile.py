@@ -203,6 +203,50 @@ def test_mapping_value_in_wrong_place() -> None:
     assert "mapping values are not allowed" in p.message
 
 
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        (
+            "run: echo a: b\n",
+            '; a ": " inside a plain value starts a new key: quote the value '
+            "(run: 'echo a: b'), or write `run: |` and the command on the next line, indented",
+        ),
+        (  # a step's run, in a list
+            "steps:\n  - name: s\n    run: grep -c x: log\n",
+            "quote the value (run: 'grep -c x: log'), or write `run: |`",
+        ),
+        (  # a value with a single quote gets double quotes, escaped as YAML reads them
+            'run: echo it\'s: "x"\n',
+            'quote the value (run: "echo it\'s: \\"x\\""), or write `run: |`',
+        ),
+        ("name: my: task\nrun: 'true'\n", "quote the value (name: 'my: task')"),
+    ],
+)
+def test_a_colon_in_a_plain_value_gets_a_quoting_hint(text: str, hint: str) -> None:
+    p = only(text)
+    assert "mapping values are not allowed" in p.message
+    assert hint in p.message
+    if "name: my" not in text:
+        return
+    assert "run: |" not in p.message  # a name is not a command: only quoting helps
+
+
+def test_the_quoting_hint_when_applied_parses() -> None:
+    from bantzd.queue.yamlnodes import colon_hint
+
+    for value in ("echo a: b", 'echo it\'s: "x"', "a: b: c"):
+        hint = colon_hint(f"run: {value}\n", 0)
+        assert hint is not None
+        quoted = hint.split("(run: ", 1)[1].rsplit("), or", 1)[0]
+        assert parse(f"run: {quoted}\n").run == value
+
+
+def test_no_quoting_hint_where_it_would_not_help() -> None:
+    # The colon is not inside a one-line plain value: the usual message only.
+    p = only("run:\n  a: b\n c: d\n")
+    assert "quote the value" not in p.message
+
+
 def test_tab_indentation_gets_a_hint() -> None:
     p = only("run: x\nenv:\n\tA: 1\n")
     assert p.line == 3
