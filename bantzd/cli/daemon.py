@@ -107,6 +107,10 @@ def restart(
         )
     home = get_home(ctx)
     until = _resolve_until(until_text)  # a bad --until must not stop the running one
+    from bantzd.config import load_config
+
+    # Nor a broken config.toml: the new one would refuse to start, leaving no supervisor.
+    load_config(home.config)
     code = stop_supervisor(home, _duration(timeout_text))
     if code != EXIT_OK:
         sys.exit(code)

@@ -160,6 +160,19 @@ def test_restart_is_stop_then_start(daemon: Bantz) -> None:
     assert res.returncode == 0 and "started, pid" in res.stdout
 
 
+def test_restart_with_a_broken_config_keeps_the_running_supervisor(daemon: Bantz) -> None:
+    """A typo made in config.toml while the daemon runs: restart refuses before stopping
+    it, instead of stopping it and then failing to start a new one."""
+    pid = started_pid(daemon("start"))
+    cfg = Path(daemon.home) / "config.toml"
+    cfg.write_text(cfg.read_text() + "\n[throttle\n")
+    res = daemon("restart")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "line" in res.stderr and "not valid TOML" in res.stderr, res.stderr
+    assert "stopped" not in res.stdout
+    assert alive(pid) and supervisor_info(Home(daemon.home))["pid"] == pid
+
+
 def test_start_until_stops_by_itself_and_writes_the_report(daemon: Bantz) -> None:
     home = Home(daemon.home)
     until = (datetime.now().astimezone() + timedelta(seconds=1.5)).isoformat()
