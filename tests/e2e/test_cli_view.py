@@ -383,6 +383,7 @@ def test_status_json_has_exactly_the_documented_shape(home: Path) -> None:
         "supervisor",
         "paused",
         "counts",
+        "paused_tasks",
         "running",
         "waiting_human",
         "load",
@@ -390,7 +391,13 @@ def test_status_json_has_exactly_the_documented_shape(home: Path) -> None:
         "warnings",
     }
     assert report["warnings"] == []  # a home made by bantzd is private
-    assert report["supervisor"] == {"running": False, "pid": None, "since": None}
+    assert report["supervisor"] == {
+        "running": False,
+        "pid": None,
+        "since": None,
+        "stopping": False,
+        "stopping_since": None,
+    }
     assert report["paused"] is True
     assert report["counts"] == {
         "queued": 2,
@@ -401,6 +408,7 @@ def test_status_json_has_exactly_the_documented_shape(home: Path) -> None:
         "waiting_human": 1,
         "cancelled": 1,
     }
+    assert isinstance(report["paused_tasks"], dict)
     assert [t["id"] for t in report["running"]] == [2]
     assert report["running"][0]["progress"]["percent"] == 42.0
     assert [t["id"] for t in report["waiting_human"]] == [6]
