@@ -39,13 +39,29 @@ if TYPE_CHECKING:
 @click.option(
     "--once", is_flag=True, help="Exit when nothing runs and nothing queued can start by itself."
 )
-@click.option("-v", "--verbose", is_flag=True, help="Log to stderr too.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Log to stderr too, and print a line per task start and end even when stdout "
+    "is not a terminal (under cron).",
+)
+@click.option(
+    "-q", "--quiet", is_flag=True, help="No line per task start and end, even on a terminal."
+)
 @click.pass_context
-def run(ctx: click.Context, until_text: str | None, once: bool, verbose: bool) -> None:
-    """Run the supervisor in the foreground."""
+def run(ctx: click.Context, until_text: str | None, once: bool, verbose: bool, quiet: bool) -> None:
+    """Run the supervisor in the foreground.
+
+    On a terminal it prints a line per task start and end; under cron it is quiet unless
+    asked (-v). A first Ctrl-C says what it does and stops; a second one kills the tasks.
+    """
     from bantzd.supervisor.loop import run_supervisor
+    from bantzd.supervisor.narrate import is_terminal
     from bantzd.supervisor.timing import local_now, resolve_until
 
+    if verbose and quiet:
+        raise UsageError("-v/--verbose and -q/--quiet cannot be used together")
     home = get_home(ctx)
     until = None
     if until_text:
@@ -56,7 +72,19 @@ def run(ctx: click.Context, until_text: str | None, once: bool, verbose: bool) -
             raise UsageError(f"--until: {e}") from e
     # The report is written while the supervisor still holds the home lock.
     report = (lambda: _write_report(home)) if until is not None else None
-    code = run_supervisor(home, once=once, until=until, verbose=verbose, before_release=report)
+    # The account of starts and ends is for a person at a terminal (or one who asks);
+    # the answer to Ctrl-C goes to a terminal's stderr whatever -q says.
+    narrate = sys.stdout if verbose or (not quiet and is_terminal(sys.stdout)) else None
+    alerts = sys.stderr if verbose or is_terminal(sys.stderr) else None
+    code = run_supervisor(
+        home,
+        once=once,
+        until=until,
+        verbose=verbose,
+        before_release=report,
+        narrate=narrate,
+        alerts=alerts,
+    )
     click.echo(queue_summary_line(home))
     sys.exit(code)
 

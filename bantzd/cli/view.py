@@ -37,6 +37,7 @@ from bantzd.cli.display import (
     task_yaml_secrets,
     took_text,
 )
+from bantzd.cli.sessionview import counts_text, paused_counts, supervisor_text
 from bantzd.clock import iso
 from bantzd.errors import BantzError, UsageError
 from bantzd.paths import Home, TaskPaths, exposure_warnings
@@ -344,15 +345,19 @@ def collect_status(home: Home, reading: Reading) -> dict[str, Any]:
     counts = {str(s): 0 for s in STATUSES}
     for state in states:
         counts[str(state.status)] = counts.get(str(state.status), 0) + 1
+    stopping = info.get("stopping") if info else None
     return {
         "supervisor": {
             "running": info is not None,
             "pid": pid if isinstance(pid, int) else None,
             "since": iso(since) if isinstance(since, int | float) else None,
+            "stopping": isinstance(stopping, int | float),
+            "stopping_since": iso(stopping) if isinstance(stopping, int | float) else None,
         },
         "paused": read_paused(home),
         "max_parallel": parallel_status(home),
         "counts": counts,
+        "paused_tasks": paused_counts(states),
         "running": [task_object(s) for s in states if s.status == "running"],
         "waiting_human": [task_object(s) for s in states if s.status == "waiting_human"],
         "load": reading.to_json(),
@@ -439,21 +444,7 @@ def status_lines(report: dict[str, Any], now: float) -> list[str]:
     The same lines go to a terminal (coloured) and a pipe (plain), so `bantzd status | grep`
     works on what a person sees.
     """
-    sup = report["supervisor"]
-    if sup["running"]:
-        parts = ["running"]
-        if sup["pid"] is not None:
-            parts.append(f"pid {sup['pid']}")
-        if sup["since"]:
-            parts.append(f"since {sup['since']}")
-            start = _epoch(sup["since"])
-            if start is not None:
-                parts.append(f"up {format_duration(max(0.0, now - start))}")
-        supervisor = click.style(parts[0], fg="green") + (
-            " (" + ", ".join(parts[1:]) + ")" if parts[1:] else ""
-        )
-    else:
-        supervisor = click.style("not running", fg="red")
+    supervisor = supervisor_text(report["supervisor"], len(report["running"]), now)
     load = report["load"]
     lines = [
         f"supervisor: {supervisor}",
@@ -473,11 +464,11 @@ def status_lines(report: dict[str, Any], now: float) -> list[str]:
     throttled = report["throttled"]
     lines.append("throttled:  " + (click.style(throttled, fg="yellow") if throttled else "no"))
     counts = report["counts"]
-    lines.append("tasks:      " + ", ".join(f"{n} {status}" for status, n in counts.items()))
+    lines.append("tasks:      " + counts_text(counts, report.get("paused_tasks") or {}))
     if report.get("spool") is not None:
         from bantzd.cli.spoolview import spool_status_lines
 
-        lines += spool_status_lines(report["spool"], sup["running"])
+        lines += spool_status_lines(report["spool"], report["supervisor"]["running"])
     for warning in report.get("warnings") or []:
         lines.append("warning:    " + click.style(warning, fg="red"))
 
@@ -490,6 +481,9 @@ def status_lines(report: dict[str, Any], now: float) -> list[str]:
         if start is not None:
             elapsed = f"  for {format_duration(max(0.0, now - start))}"
         info = progress_text(task.get("progress"))
+        if task.get("paused"):
+            stopped = click.style("paused (SIGSTOP)", fg="yellow")
+            info = f"{stopped}  {info}" if info else stopped
         lines.append(f"  {task['id']}  {task['name']}{elapsed}" + (f"  {info}" if info else ""))
 
     lines += ["", click.style("waiting for you:", bold=True)]

@@ -17,8 +17,9 @@ import fcntl
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bantzd.errors import AlreadyRunning, BantzError
 from bantzd.paths import DIR_MODE, Home, open_private
@@ -32,6 +33,8 @@ class HomeLock:
 
     fd: int
     path: Path
+    # What the lock file says about its holder (pid, role, since; `stopping` once it stops).
+    info: dict[str, Any] = field(default_factory=dict)
 
     def release(self) -> None:
         if self.fd >= 0:
@@ -180,14 +183,31 @@ def acquire(home: Home, *, wait: float = 0.0, role: str = "supervisor") -> HomeL
                 raise LockHeldByOther(home.lockfile, foreign)
             raise AlreadyRunning(_our_holder_pid(home))
         time.sleep(0.02)
-    lock = HomeLock(fd, home.lockfile)
-    info = {"pid": os.getpid(), "role": role, "since": time.time()}
+    lock = HomeLock(fd, home.lockfile, {"pid": os.getpid(), "role": role, "since": time.time()})
     try:
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        os.pwrite(fd, json.dumps(lock.info).encode(), 0)
     except OSError:
         pass  # a full disk: the lock itself holds; only the pid shown to others is missing
     return lock
+
+
+def mark_stopping(lock: HomeLock, since: float) -> None:
+    """Say in the lock file that its supervisor is stopping (`status` shows it).
+
+    Rewritten in place through the held fd, padded with spaces to at least the old length
+    and never truncated first, so a reader sees the old text or the new one (trailing
+    spaces are valid JSON), never an empty file that would hide the pid.
+    """
+    if lock.fd < 0:
+        return
+    lock.info["stopping"] = since
+    data = json.dumps(lock.info).encode()
+    try:
+        old = os.fstat(lock.fd).st_size
+        os.pwrite(lock.fd, data.ljust(old), 0)
+    except OSError:
+        pass  # as in acquire: only what others are shown is missing
 
 
 def _our_holder_pid(home: Home) -> int | None:
@@ -210,7 +230,8 @@ def holder_pid(home: Home) -> int | None:
 
 
 def supervisor_info(home: Home) -> dict | None:
-    """`{"pid", "since"}` of the supervisor holding this home, or None when none runs.
+    """`{"pid", "since", "stopping"}` of the supervisor holding this home, or None when
+    none runs; `stopping` is when it began to stop (a signal, `--until`), or None.
 
     Decided by the lock, never by a pid (pids are reused), so a stale bantzd.pid is harmless;
     a lock only other users hold is no supervisor either (see `foreign_holders`).
@@ -231,7 +252,9 @@ def supervisor_info(home: Home) -> dict | None:
         ours = [h.pid for h in holders if h.uid == os.geteuid()]
         if pid not in ours and ours:
             pid = ours[0]  # the file names an old pid; the kernel knows the real holder
+    stopping = data.get("stopping")
     return {
         "pid": pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
         "since": data.get("since"),
+        "stopping": stopping if isinstance(stopping, int | float) else None,
     }

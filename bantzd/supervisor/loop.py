@@ -13,7 +13,9 @@ frees what an attempt held in one `end()`; `machine` probes load through an inje
 probe; `diskguard` flushes and latches on a full disk; `session` holds the home (lock,
 pidfile, handlers) for the supervisor's life; `signals` only sets flags (STYLE 5): the first
 SIGTERM/SIGINT stops new starts and asks running attempts to stop (they go back to the
-queue as `interrupted`), a second one kills them at once.
+queue as `interrupted`), a second one kills them at once. `narrate` is an observer: the
+loop tells it each start, each applied verdict and each stop, and it prints the lines a
+person at the terminal reads; it decides nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Callable
+from typing import TextIO
 
 from bantzd.clock import Clock, SystemClock, iso
 from bantzd.config import Config, load_config
@@ -39,8 +42,10 @@ from bantzd.supervisor.attempts import Attempts, LiveQueue, NotStarted
 from bantzd.supervisor.diskguard import DiskGuard
 from bantzd.supervisor.executor import Executor, LocalExecutor
 from bantzd.supervisor.hooks import FinishHooks
+from bantzd.supervisor.lock import HomeLock, mark_stopping
 from bantzd.supervisor.logsetup import setup_logging
 from bantzd.supervisor.machine import MachineWatch
+from bantzd.supervisor.narrate import Narrator
 from bantzd.supervisor.outcome import Ended, Policy, Verdict, closed_log, internal_error, settle
 from bantzd.supervisor.probes import LoadHistory, Reading, cores
 from bantzd.supervisor.signals import Signals
@@ -71,6 +76,8 @@ class Supervisor:
         before_release: Callable[[], None] | None = None,
         executor: Executor | None = None,
         probe: Callable[[], Reading] | None = None,
+        narrate: TextIO | None = None,
+        alerts: TextIO | None = None,
     ) -> None:
         self.home = home
         # config.toml's max_parallel, for `bantzd parallel --reset`; the override applies.
@@ -108,6 +115,10 @@ class Supervisor:
             approval_categories=config.approval_categories,
             on_taken=self.table.add,  # a `take` (submit, add) joins the queue like intake's
         )
+        # The foreground run's account of starts and ends (`narrate`, stdout) and its
+        # answers to stop signals (`alerts`, stderr); None for either is silence.
+        self.narrator = Narrator(clock, narrate, alerts, has_checkpoint=self._has_checkpoint)
+        self.lock: HomeLock | None = None  # held in run(); its info tells `status` we stop
         self.paused = False
         self.stopping = False
         self._killed_all = False
@@ -116,7 +127,7 @@ class Supervisor:
     # life cycle --------------------------------------------------------------------------
 
     def run(self) -> int:
-        with session.holding(self.home, self.signals, self.disk):
+        with session.holding(self.home, self.signals, self.disk) as self.lock:
             try:
                 return self._run()
             finally:
@@ -224,6 +235,8 @@ class Supervisor:
         if self.stopping:
             return
         self.stopping = True
+        if self.lock is not None:
+            mark_stopping(self.lock, self.clock.time())
         log.info(
             "stopping: %d running task(s) get SIGTERM and %gs to stop",
             len(self.attempts),
@@ -233,14 +246,18 @@ class Supervisor:
             self._terminate(att, "interrupted")
 
     def handle_signals(self) -> None:
+        grace = self.config.stop_grace
         if self.signals.stop and not self.stopping:
+            self.narrator.stopping(len(self.attempts), grace, self.signals.first)
             self.request_stop()
         if self.signals.force_stop and not self._killed_all:
             self._killed_all = True
             log.warning("second stop signal: killing running tasks now")
+            self.narrator.killing(len(self.attempts))
             self.attempts.kill_all()
         if self.until is not None and not self.stopping and self.clock.time() >= self.until:
             log.info("reached --until %s", iso(self.until))
+            self.narrator.until_reached(self.until, len(self.attempts), grace)
             self.request_stop()
 
     def _terminate(self, att: Attempt, reason: str) -> None:
@@ -324,6 +341,7 @@ class Supervisor:
             self.store.transition(state, verdict.status, verdict.reason, **changes)
         if verdict.message:
             log.info("%s", verdict.message)
+        self.narrator.ended(state, verdict, stopping=self.stopping)
         if verdict.notify:
             self._notify(verdict.notify, state)
         if verdict.launch_next and spec is not None:
@@ -377,6 +395,11 @@ class Supervisor:
             except Exception:
                 log.exception("task %d: could not release its resources", task_id)
 
+    def _has_checkpoint(self, state: TaskState) -> bool:
+        """Whether an interrupted task has something to resume from (for the narrator)."""
+        checkpoint = TaskPaths(self.home.task_dir(state.id)).checkpoint
+        return bool(state.steps_done) or checkpoint.exists()
+
     def _notify(self, event: str, state: TaskState) -> None:
         if self.config.notify.urls:  # else not even imported: apprise is slow to load
             from bantzd.reports import notify
@@ -421,7 +444,10 @@ class Supervisor:
         done = self.starter.start_ready(
             self.store, self.table, self.attempts, self.machine, paused=self.paused
         )
+        for state in done.started:
+            self.narrator.started(state)
         for state in done.failed:
+            self.narrator.not_startable(state)
             self._notify("failed", state)
         for task_id, error in done.errors.items():
             self._task_error(task_id, "start", error)
@@ -481,13 +507,25 @@ def run_supervisor(
     clock: Clock | None = None,
     verbose: bool = False,
     before_release: Callable[[], None] | None = None,
+    narrate: TextIO | None = None,
+    alerts: TextIO | None = None,
 ) -> int:
     """Load the config and run a supervisor in the foreground; returns the exit code.
 
     `before_release` runs after a normal end while the home lock is still held (the
-    morning report), so no next supervisor can start before it is written.
+    morning report), so no next supervisor can start before it is written. `narrate` and
+    `alerts` are the streams of the narrator (supervisor/narrate.py); None keeps it quiet.
     """
     config = load_config(home.config)
     setup_logging(home, verbose=verbose)
-    sup = Supervisor(home, config, clock, once=once, until=until, before_release=before_release)
+    sup = Supervisor(
+        home,
+        config,
+        clock,
+        once=once,
+        until=until,
+        before_release=before_release,
+        narrate=narrate,
+        alerts=alerts,
+    )
     return sup.run()

@@ -71,6 +71,18 @@ TRANSIENT_PREFIXES = (
     "gpu:",
 )
 FREE_SLOT = "waiting for a free slot"
+
+
+def free_slot_reason(running: int, max_parallel: int) -> str:
+    """`waiting for a free slot (2 of 2 running)`: persisted like any other reason (SPEC 4).
+
+    While a task waits for a slot every slot is taken, so the numbers are `max_parallel`
+    twice and the text only changes when `max_parallel` does: the starter writes it once
+    when the task starts waiting, not on every start and end of the others.
+    """
+    return f"{FREE_SLOT} ({running} of {max_parallel} running)"
+
+
 # A GPU reason that no amount of waiting clears (the machine lacks the hardware).
 GPU_NEVER = "gpu: no GPU on this machine"
 
@@ -194,7 +206,9 @@ def decide(
             decision.waiting[cand.id] = "paused: all new starts are paused"
             continue
         if free <= 0:
-            decision.waiting[cand.id] = FREE_SLOT
+            # The slots are taken by the running tasks and those starting now.
+            occupied = running + len(decision.start)
+            decision.waiting[cand.id] = free_slot_reason(occupied, max_parallel)
             continue
         refused = admit(cand) if admit is not None else None
         if refused:

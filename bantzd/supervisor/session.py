@@ -13,13 +13,14 @@ from bantzd.errors import IoPathError
 from bantzd.paths import Home
 from bantzd.supervisor import control, intake
 from bantzd.supervisor.diskguard import DiskGuard
-from bantzd.supervisor.lock import acquire
+from bantzd.supervisor.lock import HomeLock, acquire
 from bantzd.supervisor.signals import Signals
 
 
 @contextmanager
-def holding(home: Home, signals: Signals, disk: DiskGuard) -> Iterator[None]:
-    """Hold the home for a supervisor's life. Raises `AlreadyRunning` (or
+def holding(home: Home, signals: Signals, disk: DiskGuard) -> Iterator[HomeLock]:
+    """Hold the home for a supervisor's life (yields the lock, whose info the supervisor
+    updates when it starts stopping). Raises `AlreadyRunning` (or
     `LockHeldByOther`) when another supervisor has it, and `BantzError` for a spool others
     can write to; a pidfile that cannot be written only goes to the disk-full latch."""
     lock = acquire(home, wait=2.0)
@@ -32,7 +33,7 @@ def holding(home: Home, signals: Signals, disk: DiskGuard) -> Iterator[None]:
         except OSError as e:
             disk.failed(IoPathError(home.pidfile, "writing", e))
         signals.install()
-        yield
+        yield lock
     finally:
         signals.restore()
         try:

@@ -28,7 +28,7 @@ from bantzd.supervisor.attempts import Attempts, NotStarted
 from bantzd.supervisor.machine import MachineWatch
 from bantzd.supervisor.probes import Reading
 from bantzd.supervisor.resources import Admission, Held
-from bantzd.supervisor.scheduler import FREE_SLOT, Candidate, Decision, decide
+from bantzd.supervisor.scheduler import Candidate, Decision, decide
 from bantzd.supervisor.table import TaskTable
 
 # Up to this many queued tasks every tick looks at all of them.
@@ -52,6 +52,7 @@ class Plan:
 class StartReport:
     """What `start_ready` leaves to the loop."""
 
+    started: list[TaskState] = field(default_factory=list)  # attempts launched this tick
     failed: list[TaskState] = field(default_factory=list)  # newly failed: tell the person
     errors: dict[int, Exception] = field(default_factory=dict)  # each fails on its own
     not_started: list[tuple[TaskState, NotStarted]] = field(default_factory=list)
@@ -167,10 +168,10 @@ class Starter:
                 report.errors[task_id] = e
         for task_id, why in decision.waiting.items():
             state = table.states[task_id]
-            # Waiting for its turn is what `queued` means; not worth a write per task.
-            reason = None if why == FREE_SLOT else why
-            if state.reason != reason:
-                store.update(state, reason=reason)
+            # Written only when the words change: a task waiting all night for a slot
+            # (`free_slot_reason` is the same text while the slots stay full) costs one write.
+            if state.reason != why:
+                store.update(state, reason=why)
         return report
 
     @staticmethod
@@ -201,6 +202,8 @@ class Starter:
         result = launch_recorded(store, attempts, state, spec, None)
         if result is not None:
             report.not_started.append((state, result))
+        else:
+            report.started.append(state)
 
     def idle(self) -> None:
         """Nothing can start (stopping, or nothing queued): nothing waits either."""

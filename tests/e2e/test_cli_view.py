@@ -384,6 +384,7 @@ def test_status_json_has_exactly_the_documented_shape(home: Path) -> None:
         "paused",
         "max_parallel",
         "counts",
+        "paused_tasks",
         "running",
         "waiting_human",
         "load",
@@ -397,7 +398,13 @@ def test_status_json_has_exactly_the_documented_shape(home: Path) -> None:
         "rejected_dir": str(home / "spool" / "rejected"),
     }
     assert report["warnings"] == []  # a home made by bantzd is private
-    assert report["supervisor"] == {"running": False, "pid": None, "since": None}
+    assert report["supervisor"] == {
+        "running": False,
+        "pid": None,
+        "since": None,
+        "stopping": False,
+        "stopping_since": None,
+    }
     assert report["paused"] is True
     assert report["counts"] == {
         "queued": 2,
@@ -408,6 +415,7 @@ def test_status_json_has_exactly_the_documented_shape(home: Path) -> None:
         "waiting_human": 1,
         "cancelled": 1,
     }
+    assert isinstance(report["paused_tasks"], dict)
     assert [t["id"] for t in report["running"]] == [2]
     assert report["running"][0]["progress"]["percent"] == 42.0
     assert [t["id"] for t in report["waiting_human"]] == [6]

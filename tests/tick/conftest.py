@@ -9,10 +9,12 @@ processes (`true`, `false`).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,9 @@ class Harness:
         self.clock = FakeClock(now=time.time() if now is None else now, mono=1000.0)
         self.executor = FakeExecutor() if fake else None
         self.probe = FixedProbe() if fake else None
+        # What a foreground `bantzd run` would print: the narrator's two streams.
+        self.out = io.StringIO()
+        self.alerts = io.StringIO()
         self.sup = self.new_supervisor(until=until)
 
     def new_supervisor(self, *, until: float | None = None) -> Supervisor:
@@ -57,7 +62,30 @@ class Harness:
             until=until,
             executor=self.executor,
             probe=self.probe,
+            narrate=self.out,
+            alerts=self.alerts,
         )
+
+    def lines(self) -> list[str]:
+        """The narrator's lines so far, and forget them (the next call gives the new ones)."""
+        text = self.out.getvalue()
+        self.out.seek(0)
+        self.out.truncate()
+        return text.splitlines()
+
+    def count_state_writes(self) -> Counter[int]:
+        """From now on, count per task id the state.json writes the store makes (one per
+        task per flush however many changes the tick staged, as on disk)."""
+        writes: Counter[int] = Counter()
+        store = self.sup.store
+        take = store._take
+
+        def counting_take():  # type: ignore[no-untyped-def]
+            writes.update(store._dirty.keys())
+            return take()
+
+        store._take = counting_take  # type: ignore[method-assign]
+        return writes
 
     def submit(self, name: str, text: str) -> Path:
         """Drop a task file into the spool, already settled (written a minute ago)."""

@@ -26,12 +26,12 @@ def test_priority_then_lowest_id_into_free_slots() -> None:
     ]
     d = decide(cands, [], running=0, max_parallel=3, now=NOW)
     assert d.start == [2, 4, 1]
-    assert d.waiting == {3: "waiting for a free slot"}
+    assert d.waiting == {3: "waiting for a free slot (3 of 3 running)"}
 
 
 def test_running_tasks_take_slots() -> None:
     d = decide([Candidate(1, "a")], [], running=2, max_parallel=2, now=NOW)
-    assert d.start == [] and d.waiting[1] == "waiting for a free slot"
+    assert d.start == [] and d.waiting[1] == "waiting for a free slot (2 of 2 running)"
     assert d.transient_waits()
 
 
