@@ -53,6 +53,7 @@ NO_CONFIG_CHECK = frozenset((*COMMAND_MODULES["intask"], *COMMAND_MODULES["limit
     "init",
     "doctor",
     "demo",
+    "status",  # says it among its warnings (and in `status --json`), once
 }
 
 

@@ -72,6 +72,8 @@ def take_now(home: Home, placed: Placed) -> TakeAnswer:
         return TakeAnswer(
             message, problem=reply["problem"], rejected=str(reply.get("rejected") or "") or None
         )
+    if reply.get("pending"):  # the lock holder left it in the spool, and says why
+        return TakeAnswer(message)
     if reply.get("ok"):  # send's own answer when no reply came in time
         return TakeAnswer(
             f"the supervisor has not taken it in yet (no answer within {REPLY_WAIT:g}s); "

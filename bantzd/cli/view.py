@@ -362,7 +362,7 @@ def collect_status(home: Home, reading: Reading) -> dict[str, Any]:
         "waiting_human": [task_object(s) for s in states if s.status == "waiting_human"],
         "load": reading.to_json(),
         "throttled": _throttled(home, reading, running=info is not None),
-        "warnings": home_warnings(home),
+        "warnings": _config_warnings(home) + home_warnings(home),
         "spool": _spool_status(home),
     }
 
@@ -371,6 +371,16 @@ def _spool_status(home: Home) -> dict[str, Any]:
     from bantzd.cli.spoolview import spool_status
 
     return spool_status(home)
+
+
+def _config_warnings(home: Home) -> list[str]:
+    """What the next night would die of in config.toml, for `status` and `status --json`."""
+    from bantzd.cli import config_problem
+
+    problem = config_problem(home)
+    if problem is None:
+        return []
+    return [f"{problem}\nthe next 'bantzd run' will refuse to start until this is fixed"]
 
 
 def home_warnings(home: Home) -> list[str]:

@@ -415,8 +415,16 @@ class ControlHandler:
 
             try:
                 categories = load_config(self.home.config).approval_categories
-            except BantzError as e:
-                return _err(f"{name} waits in the spool; it is not taken in now: {e}")
+            except BantzError:
+                # The file is safe in the spool; which tasks need approval is unknown until
+                # config.toml is fixed (the command said what is wrong with it).
+                return {
+                    **_ok(
+                        "it is not taken in while config.toml is broken; once that is "
+                        "fixed, the supervisor takes it in when it runs"
+                    ),
+                    "pending": True,
+                }
         found = takeone.take_requested(
             self.home,
             self.view.store,
