@@ -43,6 +43,8 @@ ACTIONS = frozenset(
 # pueue / task-spooler parity (supervisor/taskedits.py).
 PARITY_ACTIONS = frozenset({"rerun", "priority", "edit", "parallel"})
 ACTIONS = ACTIONS | PARITY_ACTIONS
+# The reason of a task taken in while no supervisor runs, until one looks at it.
+NO_SUPERVISOR = "waiting for a supervisor to run (`bantzd run`, or the night's cron)"
 REPLY_WAIT = 10.0
 OFFLINE_GRACE = 5.0
 
@@ -434,6 +436,8 @@ class ControlHandler:
             since=float(since) if since is not None else None,
             now=self.view.store.clock.time(),
             approval_categories=categories,
+            # Offline (no supervisor, so no table to join) the task waits for one to run.
+            queued_reason=None if self.on_taken is not None else NO_SUPERVISOR,
         )
         if isinstance(found, takeone.Taken):
             state = found.state

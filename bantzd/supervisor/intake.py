@@ -242,7 +242,11 @@ def reject_and_note(home: Home, store: Store, item: Rejected) -> Path | None:
 
 
 def new_state(
-    item: Accepted, task_id: int, now: float, approval_categories: Iterable[str]
+    item: Accepted,
+    task_id: int,
+    now: float,
+    approval_categories: Iterable[str],
+    queued_reason: str | None = None,
 ) -> TaskState:
     """The first state of an accepted file: queued, or held for approval; `not_before` and
     `deadline` resolved to instants now, so that a restart does not move them."""
@@ -259,7 +263,7 @@ def new_state(
         id=task_id,
         name=spec.name,
         status=Status.HELD if held else Status.QUEUED,
-        reason="waiting for approval" if held else None,
+        reason="waiting for approval" if held else queued_reason,
         priority=spec.priority,
         kind=spec.kind,
         source=item.path.name,

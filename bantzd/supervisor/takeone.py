@@ -81,11 +81,14 @@ def take_requested(
     since: float | None,
     now: float,
     approval_categories: Iterable[str],
+    queued_reason: str | None = None,
 ) -> Taken | NotAccepted | Missing:
     """Take in spool file `name` now, or say what it already became.
 
     `inode` is (st_dev, st_ino) of the file the command placed, `since` a time from before
     it placed it. A file of that name with another inode is another submit's, left alone.
+    `queued_reason`: what a queued task waits for until a supervisor looks at it (taken in
+    by a command while none runs: SPEC 4 says every waiting task has a reason).
     """
     if not candidate_name(name) or name != os.path.basename(name) or name in (".", ".."):
         return Missing(f"{name!r} is not the name of a task file in the spool")
@@ -101,7 +104,7 @@ def take_requested(
             result = Broken(path, e).rejected()
         if isinstance(result, Accepted):
             task_id = store.allocate_id()
-            state = new_state(result, task_id, now, approval_categories)
+            state = new_state(result, task_id, now, approval_categories, queued_reason)
             store.create(state, path)
             log.info("accepted %s as task %d (%s), as asked", name, state.id, state.name)
             return Taken(state, result.spec)

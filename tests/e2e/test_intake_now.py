@@ -11,6 +11,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from bantzd.supervisor.control import NO_SUPERVISOR
 from tests.conftest import Bantz, wait_for
 
 
@@ -51,6 +52,10 @@ def test_submit_and_add_print_the_id_without_a_supervisor(bantz: Bantz, tmp_path
     res = bantz("add", "--print-id", "--name", "x", "--", "true")
     assert (res.returncode, res.stdout) == (0, "5\n")
     assert os.listdir(bantz.home / "spool") == ["rejected"]  # all taken in
+    # A queued task always has a reason (SPEC 4): taken in with no supervisor, it waits
+    # for one, and `list` says so.
+    assert bantz.state(2)["reason"] == NO_SUPERVISOR
+    assert "waiting for a supervisor to run" in bantz("list").stdout
     run_once(bantz)
     assert [bantz.status_of(i) for i in range(1, 6)] == ["done"] * 5
     assert "hi" in bantz.output(2)
