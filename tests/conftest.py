@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from bantzd.paths import Home
+from tests.slurmcluster import Cluster
+from tests.slurmcluster import cluster as slurm_cluster
 
 
 def wait_for(
@@ -178,3 +180,10 @@ def tmpfs(mnt: Path, size: str) -> Iterator[Path]:
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Cluster:
+    """A real one-node Slurm cluster (tests/slurmcluster.py): skipped where none can be had,
+    except in CI, where that fails."""
+    return slurm_cluster()
