@@ -145,6 +145,11 @@ class Home:
     def task_dir(self, task_id: int) -> Path:
         return self.tasks / str(task_id)
 
+    @property
+    def schedules(self) -> Path:
+        """One folder per accepted schedule (SPEC 9; queue/schedules.py)."""
+        return self.root / "schedules"
+
     def ensure(self) -> None:
         """Create the folders every command may need, private to the user (0700).
 

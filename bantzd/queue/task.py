@@ -48,6 +48,9 @@ class TaskState:
     gpus: list[int] = field(default_factory=list)  # GPU indices the running attempt holds
     tokens: dict[str, int] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)  # last control requests applied
+    # A schedule's instance (SPEC 9): the schedule's name and the firing's own time (ISO).
+    schedule: str | None = None
+    firing: str | None = None
     attempt_log: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
 

@@ -228,18 +228,28 @@ def parse_task(data: bytes | str, *, default_name: str) -> TaskSpec:
         raise TaskFileError(
             [Problem(f"file is {units.format_size(len(raw))}; task files are limited to 1 MiB")]
         )
-    text = decode(raw)
-    root = compose(text)
+    spec, problems = check_task_root(compose(decode(raw)), default_name)
+    if spec is None:
+        raise TaskFileError(problems)
+    return spec
+
+
+def check_task_root(root: Node, default_name: str) -> tuple[TaskSpec | None, list[Problem]]:
+    """parse_task's checks on a composed document: (the spec, []) or (None, the problems in
+    file order). queue/schedulefile.py hands it the task part of a schedule file."""
     checker = _Checker()
     checker.check_nodes(root)
     if checker.problems:
-        raise TaskFileError(checker.problems)
+        return None, checker.problems
     spec = checker.task(root, default_name)
     if checker.problems or spec is None:
-        raise TaskFileError(
-            sorted(checker.problems, key=lambda p: (p.line is not None, p.line or 0, p.column or 0))
-        )
-    return spec
+        return None, sorted(checker.problems, key=problem_order)
+    return spec, []
+
+
+def problem_order(p: Problem) -> tuple[bool, int, int]:
+    """Problems without a line first, then by line and column."""
+    return (p.line is not None, p.line or 0, p.column or 0)
 
 
 # --- the checker ----------------------------------------------------------------------------
@@ -831,6 +841,12 @@ class _Checker:
             if n is not None:
                 uses[key] = n
         return MappingProxyType(uses)
+
+
+# The per-value checks (text, durations, mappings with misspelt-key suggestions), for the
+# schedule part of a schedule file (queue/schedulefile.py).
+NodeChecker = _Checker
+BadValue = _Bad
 
 
 def _suggest(key: str, allowed: tuple[str, ...], aliases: Mapping[str, str] | None) -> str:

@@ -34,12 +34,13 @@ from bantzd.supervisor import taskedits
 
 if TYPE_CHECKING:
     from bantzd.queue.taskfile import TaskSpec
+    from bantzd.supervisor.schedules import Schedules
 
 log = logging.getLogger("bantzd")
 
 ACTIONS = frozenset(
     {"cancel", "retry", "pause", "resume", "approve", "reject", "answer", "clean", "take"}
-)
+) | {"schedule"}  # pause, resume, remove or fire a schedule (supervisor/schedctl.py)
 # pueue / task-spooler parity (supervisor/taskedits.py).
 PARITY_ACTIONS = frozenset({"rerun", "priority", "edit", "parallel"})
 ACTIONS = ACTIONS | PARITY_ACTIONS
@@ -312,8 +313,11 @@ class ControlHandler:
         *,
         approval_categories: Iterable[str] | None = None,
         on_taken: Callable[[TaskState, TaskSpec], None] | None = None,
+        schedules: Schedules | None = None,
     ) -> None:
         self.view = view
+        # The supervisor's schedules; offline, loaded from disk when a request needs them.
+        self.schedules = schedules
         self.home = home
         self.on_global_pause = on_global_pause
         self.live = live or taskedits.Live()
@@ -350,6 +354,10 @@ class ControlHandler:
                     return _err(str(e), e.exit_code)
             if action == "take":
                 return self._take(params)
+            if action == "schedule":
+                from bantzd.supervisor import schedctl
+
+                return schedctl.apply(self, params, request_id)
             return _err(f"{action} needs a task")
         state = self.view.states.get(int(task_id))
         if state is None:
@@ -438,7 +446,12 @@ class ControlHandler:
             approval_categories=categories,
             # Offline (no supervisor, so no table to join) the task waits for one to run.
             queued_reason=None if self.on_taken is not None else NO_SUPERVISOR,
+            schedules=self.loaded_schedules(),
         )
+        if isinstance(found, takeone.ScheduleTaken):
+            from bantzd.supervisor import schedctl
+
+            return schedctl.taken_reply(self, name, found.name)
         if isinstance(found, takeone.Taken):
             state = found.state
             if found.spec is not None:
@@ -452,6 +465,15 @@ class ControlHandler:
             reply = _err(f"{name} was not accepted: {found.problem}")
             return {**reply, "problem": found.problem, "rejected": str(found.moved_to or "")}
         return _err(found.why)
+
+    def loaded_schedules(self) -> Schedules:
+        """The supervisor's schedules, or (offline) those on disk, loaded once."""
+        if self.schedules is None:
+            from bantzd.supervisor.schedules import Schedules
+
+            self.schedules = Schedules(self.home, self.view.store.clock)
+            self.schedules.load(self.view.states)
+        return self.schedules
 
     def _cancel(self, state: TaskState, params: dict[str, Any]) -> dict[str, Any]:
         if state.status in FINISHED:

@@ -22,21 +22,22 @@ import logging
 import os
 import stat
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bantzd.clock import Clock
 from bantzd.crash import fault_point
 from bantzd.errors import BantzError, IoPathError
 from bantzd.paths import Home
 from bantzd.queue.atomic import fsync_dir, write_bytes_atomic
+from bantzd.queue.schedulefile import ScheduleSpec, parse_spool_file
 from bantzd.queue.spool import RESUBMIT_LINE, candidate_name, resubmit_command
 from bantzd.queue.states import Status
 from bantzd.queue.store import Store
 from bantzd.queue.task import TaskState
-from bantzd.queue.taskfile import MAX_TASK_FILE_BYTES, TaskFileError, TaskSpec, parse_task
+from bantzd.queue.taskfile import MAX_TASK_FILE_BYTES, TaskFileError, TaskSpec
 from bantzd.supervisor.table import TaskTable
 from bantzd.supervisor.timing import local_now, resolve_when
 
@@ -70,7 +71,25 @@ class Rejected:
     problem: str
 
 
-def examine(path: Path, now: float, *, settled_required: bool) -> Accepted | Rejected | None:
+@dataclass
+class ScheduleAccepted:
+    """A valid schedule file (SPEC 9): installed by the schedules, not made a task."""
+
+    path: Path
+    spec: ScheduleSpec
+    data: bytes
+
+
+class ScheduleHost(Protocol):
+    """What intake needs of supervisor/schedules.py's `Schedules` (no import: it imports
+    this module)."""
+
+    def accept(self, item: ScheduleAccepted, states: Mapping[int, TaskState]) -> str | None: ...
+
+
+def examine(
+    path: Path, now: float, *, settled_required: bool
+) -> Accepted | ScheduleAccepted | Rejected | None:
     """Read and validate one spool file. None: not ready yet, gone, or renamed to a safe
     name (then the new name is examined on the next look)."""
     if not _is_text(path.name):
@@ -105,9 +124,11 @@ def examine(path: Path, now: float, *, settled_required: bool) -> Accepted | Rej
         os.close(fd)
     stem = path.name.rsplit(".", 1)[0]
     try:
-        spec = parse_task(data, default_name=stem)
+        spec = parse_spool_file(data, default_name=stem, now=now)
     except TaskFileError as e:
         return Rejected(path, str(e))
+    if isinstance(spec, ScheduleSpec):
+        return ScheduleAccepted(path, spec, data)
     return Accepted(path, spec)
 
 
@@ -156,7 +177,7 @@ class SpoolScan:
             due.append(SETTLE / 2)
         return due
 
-    def scan(self) -> Iterator[Accepted | Rejected | Broken]:
+    def scan(self) -> Iterator[Accepted | ScheduleAccepted | Rejected | Broken]:
         """The spool's task files that are ready, each examined; none when no look is due.
         An `IoPathError` (the disk, not a file) propagates: the files stay for later."""
         ready = self.watcher.take_ready() if self.watcher else set()
@@ -197,7 +218,11 @@ class SpoolScan:
 
 
 def take_in(
-    scan: SpoolScan, store: Store, table: TaskTable, approval_categories: Iterable[str]
+    scan: SpoolScan,
+    store: Store,
+    table: TaskTable,
+    approval_categories: Iterable[str],
+    schedules: ScheduleHost | None = None,
 ) -> None:
     """Take in what the spool scan found: each accepted file becomes a queued (or held)
     task in the store and the table; the others move to rejected/ with their reason.
@@ -216,6 +241,12 @@ def take_in(
                 table.add(state, item.spec)
                 log.info("accepted %s as task %d (%s)", item.path.name, state.id, state.name)
                 continue
+            if isinstance(item, ScheduleAccepted):
+                problem = schedules.accept(item, table.states) if schedules else "no schedules"
+                if problem is None:
+                    store.note("schedule_accepted", file=item.path.name, schedule=item.spec.name)
+                    continue
+                item = Rejected(item.path, problem)
             if isinstance(item, Broken):
                 log.error("internal error taking in %s", item.path.name, exc_info=item.error)
                 item = item.rejected()

@@ -3,13 +3,15 @@
 A conductor over small collaborators (STYLE 3). Each tick is a list of named steps:
 
     handle_signals -> reap_finished -> enforce_time_limits -> apply_control
-    -> intake_spool -> sync_progress -> watch_machine -> start_ready -> flush
+    -> intake_spool -> fire_schedules -> sync_progress -> watch_machine -> start_ready
+    -> flush
 
 The collaborators answer; only this module changes anything, through the store:
 `outcome.settle` says what an ended attempt means (a `Verdict`), `starter` which tasks
 start (a `Plan`), `recovery` what a dead supervisor left (adopt, settle, nothing),
-`intake` what each spool file is. `attempts` runs work through the injected executor and
-frees what an attempt held in one `end()`; `machine` probes load through an injected
+`intake` what each spool file is, `schedules` which firings are due (supervisor/firing.py
+decides, supervisor/schedules.py makes each firing's task exactly once). `attempts` runs
+work through the injected executor and frees what an attempt held in one `end()`; `machine` probes load through an injected
 probe; `diskguard` flushes and latches on a full disk; `session` holds the home (lock,
 pidfile, handlers) for the supervisor's life; `signals` only sets flags (STYLE 5): the first
 SIGTERM/SIGINT stops new starts and asks running attempts to stop (they go back to the
@@ -48,6 +50,7 @@ from bantzd.supervisor.machine import MachineWatch
 from bantzd.supervisor.narrate import Narrator
 from bantzd.supervisor.outcome import Ended, Policy, Verdict, closed_log, internal_error, settle
 from bantzd.supervisor.probes import LoadHistory, Reading, cores
+from bantzd.supervisor.schedules import Maker, Schedules
 from bantzd.supervisor.signals import Signals
 from bantzd.supervisor.starter import Starter, launch_recorded
 from bantzd.supervisor.table import TaskTable
@@ -104,6 +107,7 @@ class Supervisor:
         self.starter = Starter(config, cores(), self.limits, clock)
         self.intake = intake.SpoolScan(home, config.scan_interval, clock)
         self.disk = DiskGuard(home.root)
+        self.schedules = Schedules(home, clock)
         live = LiveQueue(self.store, self.table.states, self.attempts)
         self.handler = control.ControlHandler(
             live,
@@ -114,6 +118,7 @@ class Supervisor:
             ),
             approval_categories=config.approval_categories,
             on_taken=self.table.add,  # a `take` (submit, add) joins the queue like intake's
+            schedules=self.schedules,
         )
         # The foreground run's account of starts and ends (`narrate`, stdout) and its
         # answers to stop signals (`alerts`, stderr); None for either is silence.
@@ -187,11 +192,13 @@ class Supervisor:
             self.enforce_time_limits,
             self.apply_control,
             self.intake_spool,
+            self.fire_schedules,
             self.sync_progress,
             self.watch_machine,
             self.start_ready,
         ):
-            if self.disk.full and step in (self.intake_spool, self.start_ready):
+            needs_disk = (self.intake_spool, self.fire_schedules, self.start_ready)
+            if self.disk.full and step in needs_disk:
                 continue  # taking in or starting work needs disk; wait for space
             try:
                 step()
@@ -224,6 +231,8 @@ class Supervisor:
         due = [MAX_SLEEP, *self.intake.due_in(), *self.attempts.due_in(self.table.specs, mono)]
         if self.starter.last.wake_at is not None:
             due.append(self.starter.last.wake_at - now)
+        if (firing := self.schedules.due_in(now)) is not None:
+            due.append(firing)
         if self.until is not None and not self.stopping:
             due.append(self.until - now)
         return max(0.0, min(due))
@@ -428,7 +437,14 @@ class Supervisor:
         control.apply_pending(self.home, self.handler)
 
     def intake_spool(self) -> None:
-        intake.take_in(self.intake, self.store, self.table, self.config.approval_categories)
+        intake.take_in(
+            self.intake, self.store, self.table, self.config.approval_categories, self.schedules
+        )
+
+    def fire_schedules(self) -> None:
+        """Make the task of every schedule firing that is due (each exactly once)."""
+        categories = self.config.approval_categories
+        self.schedules.fire_due(Maker(self.store, self.table.states, categories, self.table.add))
 
     def sync_progress(self) -> None:
         """Copy what workers wrote (progress.json, tokens.json) into state.json."""
@@ -497,6 +513,12 @@ class Supervisor:
             # Units held by tasks that ended while no supervisor was there to release them.
             self.limits.keep_only(self.attempts.running)
         self.flush()
+        try:
+            self.schedules.load(self.table.states)  # after the tasks: it looks for its firings
+        except IoPathError:
+            raise
+        except Exception:
+            log.exception("error loading the schedules; none fires until the next start")
 
 
 def run_supervisor(

@@ -25,6 +25,7 @@ class TaskBrief:
     id: int
     name: str
     status: Status
+    schedule: str | None = None  # an instance's schedule: `after: [SCHEDULE]` names it
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,8 @@ class Decision:
 
 
 class DependencyIndex:
-    """Resolves `after:` references: an id, or a name meaning the newest task of that name."""
+    """Resolves `after:` references: an id, or a name meaning the newest task of that name
+    (a schedule's name: its newest instance)."""
 
     def __init__(self, tasks: Iterable[TaskBrief]) -> None:
         self.by_id: dict[int, TaskBrief] = {}
@@ -115,6 +117,8 @@ class DependencyIndex:
         for t in tasks:
             self.by_id[t.id] = t
             self.by_name.setdefault(t.name, []).append(t)
+            if t.schedule is not None and t.schedule != t.name:
+                self.by_name.setdefault(t.schedule, []).append(t)
 
     def find(self, ref: str | int, *, exclude: int) -> TaskBrief | None:
         if isinstance(ref, int):

@@ -100,4 +100,4 @@ class TaskTable:
 
     def briefs(self) -> Iterator[TaskBrief]:
         """Every task as `after:` sees it (name and status)."""
-        return (TaskBrief(s.id, s.name, s.status) for s in self.states.values())
+        return (TaskBrief(s.id, s.name, s.status, s.schedule) for s in self.states.values())

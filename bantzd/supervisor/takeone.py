@@ -35,6 +35,8 @@ from bantzd.supervisor.intake import (
     Accepted,
     Broken,
     Rejected,
+    ScheduleAccepted,
+    ScheduleHost,
     examine,
     new_state,
     reject_and_note,
@@ -65,6 +67,13 @@ class NotAccepted:
 
 
 @dataclass(frozen=True)
+class ScheduleTaken:
+    """The file was a schedule, and is installed as `name`."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class Missing:
     """The file is not in the spool, and neither a task nor a rejected file is it."""
 
@@ -82,7 +91,8 @@ def take_requested(
     now: float,
     approval_categories: Iterable[str],
     queued_reason: str | None = None,
-) -> Taken | NotAccepted | Missing:
+    schedules: ScheduleHost | None = None,
+) -> Taken | ScheduleTaken | NotAccepted | Missing:
     """Take in spool file `name` now, or say what it already became.
 
     `inode` is (st_dev, st_ino) of the file the command placed, `since` a time from before
@@ -108,6 +118,12 @@ def take_requested(
             store.create(state, path)
             log.info("accepted %s as task %d (%s), as asked", name, state.id, state.name)
             return Taken(state, result.spec)
+        if isinstance(result, ScheduleAccepted):
+            problem = schedules.accept(result, states) if schedules else "no schedules here"
+            if problem is None:
+                store.note("schedule_accepted", file=name, schedule=result.spec.name)
+                return ScheduleTaken(result.spec.name)
+            result = Rejected(result.path, problem)
         if isinstance(result, Rejected):
             return NotAccepted(result.problem, reject_and_note(home, store, result))
         # None: gone a moment ago, or renamed to a safe name: found below like a scan's.
