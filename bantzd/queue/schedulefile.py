@@ -122,7 +122,7 @@ def parse_spool_file(
     checker = _ScheduleChecker(_time.time() if now is None else now, check_ends)
     rule = checker.rule(rule_node)
     problems = [*problems, *checker.problems]
-    if spec is not None and "@" in spec.name:
+    if spec is not None and ("@" in spec.name or spec.name.startswith(".")):
         problems.append(_name_problem(task_root, spec.name))
     if problems or spec is None or rule is None:
         raise TaskFileError(sorted(problems, key=problem_order))
@@ -180,9 +180,10 @@ def _name_problem(root: MappingNode, name: str) -> Problem:
     if node is not None and node.start_mark is not None:
         line, column = node.start_mark.line + 1, node.start_mark.column + 1
     key = "name" if node is not None else None
-    message = (
-        f"a schedule's name cannot contain '@' (got {name!r}): its tasks are named NAME@TIME"
-    )
+    if name.startswith("."):
+        message = f"a schedule's name cannot start with '.' (got {name!r})"
+    else:
+        message = f"a schedule's name cannot contain '@' (got {name!r}): its tasks are NAME@TIME"
     return Problem(message, key, line, column)
 
 

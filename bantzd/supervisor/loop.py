@@ -8,16 +8,16 @@ A conductor over small collaborators (STYLE 3). Each tick is a list of named ste
 
 The collaborators answer; only this module changes anything, through the store:
 `outcome.settle` says what an ended attempt means (a `Verdict`), `starter` which tasks
-start (a `Plan`), `recovery` what a dead supervisor left (adopt, settle, nothing),
-`intake` what each spool file is, `schedules` which firings are due (supervisor/firing.py
-decides, supervisor/schedules.py makes each firing's task exactly once). `attempts` runs
-work through the injected executor and frees what an attempt held in one `end()`; `machine` probes load through an injected
-probe; `diskguard` flushes and latches on a full disk; `session` holds the home (lock,
-pidfile, handlers) for the supervisor's life; `signals` only sets flags (STYLE 5): the first
-SIGTERM/SIGINT stops new starts and asks running attempts to stop (they go back to the
-queue as `interrupted`), a second one kills them at once. `narrate` is an observer: the
-loop tells it each start, each applied verdict and each stop, and it prints the lines a
-person at the terminal reads; it decides nothing.
+start (a `Plan`), `recovery` what a dead supervisor left (adopt, settle, nothing), `intake`
+what each spool file is, `schedules` which firings are due (supervisor/firing.py decides,
+supervisor/schedules.py makes each firing's task exactly once). `attempts` runs work
+through the injected executor and frees what an attempt held in one `end()`; `machine`
+probes load through an injected probe; `diskguard` flushes and latches on a full disk;
+`session` holds the home (lock, pidfile, handlers) for the supervisor's life; `signals`
+only sets flags (STYLE 5): the first SIGTERM/SIGINT stops new starts and asks running
+attempts to stop (they go back to the queue as `interrupted`), a second one kills them at
+once. `narrate` is an observer: the loop tells it each start, each applied verdict and each
+stop, and it prints the lines a person at the terminal reads; it decides nothing.
 """
 
 from __future__ import annotations

@@ -247,9 +247,7 @@ class Schedules:
         existing = next((s for s in maker.states.values() if s.name == name), None)
         if existing is not None:
             if existing.schedule is None:  # its state.json was rebuilt from task.yaml
-                maker.store.update(
-                    existing, schedule=entry.name, firing=firing.slot_text(slot)
-                )
+                maker.store.update(existing, schedule=entry.name, firing=firing.slot_text(slot))
             made = Made(existing, None)
         else:
             data = instance_yaml(entry.data, name)
@@ -340,4 +338,3 @@ def _missed(slots: list[datetime], now: float, why: str) -> dict[str, object]:
 
 def _when(text: str | None) -> str:
     return text.replace("T", " ") if text else "none (it has ended)"
-
