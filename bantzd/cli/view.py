@@ -165,6 +165,8 @@ def _show_lines(state: TaskState, paths: TaskPaths) -> list[str]:
     field("attempts", state.attempts)
     field("priority", state.priority)
     field("kind", state.kind)
+    if state.schedule:  # a schedule's instance: which one, and for which firing
+        field("schedule", f"{state.schedule} (firing of {(state.firing or '?').replace('T', ' ')})")
     field("paused", "yes" if state.paused else None)
     field("pid", state.pid)
     field("created", state.created)
