@@ -20,7 +20,12 @@ POINTS = (
     "start.after_spawn",  # process spawned, "running" not yet durable
     "exit.after_reap",  # attempt reaped, outcome not yet written
     "control.after_apply",  # request applied, reply not yet written
+    "fire.after_write",  # a schedule firing's task file written, not yet a task
+    "fire.after_create",  # the firing's task folder made, nothing of it durable yet
+    "fire.after_task",  # the firing's task durable, the schedule's state not yet written
 )
+# The points of a schedule's firing, reached by tests/e2e/test_schedule_crash.py.
+FIRING_POINTS = tuple(p for p in POINTS if p.startswith("fire."))
 
 _spec = os.environ.get("BANTZ_CRASH_AT", "")
 _name, _, _count = _spec.partition(":")

@@ -472,7 +472,7 @@ class ControlHandler:
             from bantzd.supervisor.schedules import Schedules
 
             self.schedules = Schedules(self.home, self.view.store.clock)
-            self.schedules.load(self.view.states)
+            self.schedules.load(self.view.states, self.view.store)
         return self.schedules
 
     def _cancel(self, state: TaskState, params: dict[str, Any]) -> dict[str, Any]:

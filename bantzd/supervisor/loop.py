@@ -514,7 +514,7 @@ class Supervisor:
             self.limits.keep_only(self.attempts.running)
         self.flush()
         try:
-            self.schedules.load(self.table.states)  # after the tasks: it looks for its firings
+            self.schedules.load(self.table.states, self.store)  # after the tasks: it finds its own
         except IoPathError:
             raise
         except Exception:

@@ -34,7 +34,7 @@ from bantzd.paths import Home
 from bantzd.queue import schedules as disk
 from bantzd.queue.schedulefile import ScheduleSpec, instance_yaml, parse_spool_file
 from bantzd.queue.states import Status
-from bantzd.queue.store import Store
+from bantzd.queue.store import Store, task_ids
 from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskFileError, TaskSpec, parse_task
 from bantzd.supervisor import firing
@@ -99,8 +99,9 @@ class Schedules:
 
     # loading -----------------------------------------------------------------------------
 
-    def load(self, states: Mapping[int, TaskState]) -> None:
-        """Read every schedule; mend what a crash left (see the module's docstring)."""
+    def load(self, states: Mapping[int, TaskState], store: Store | None = None) -> None:
+        """Read every schedule; mend what a crash left (see the module's docstring):
+        with `store`, an adopted task whose state.json was rebuilt gets its schedule back."""
         now = self.clock.time()
         self.entries.clear()
         for name in disk.schedule_names(self.home):
@@ -122,18 +123,24 @@ class Schedules:
                 leftover.unlink()  # never a task: its slot is still pending
             if state is None or state.source != disk.digest(data):
                 self._reschedule(entry, now)  # new, or replaced before its state was written
-            self._adopt_newest(entry, states)
+            self._adopt_newest(entry, states, store)
             self.entries[name] = entry
             self._save(entry)
 
-    def _adopt_newest(self, entry: Entry, states: Mapping[int, TaskState]) -> None:
+    def _adopt_newest(
+        self, entry: Entry, states: Mapping[int, TaskState], store: Store | None
+    ) -> None:
         """A task made for a firing whose state.json write a crash prevented."""
         prefix = entry.name + "@"
         newest = max((s.id for s in states.values() if s.name.startswith(prefix)), default=None)
-        if newest is None or (entry.state.last_task or 0) >= newest:
+        if newest is None:
             return
         task = states[newest]
         slot = _slot_of(entry, task)
+        if slot is not None and task.schedule is None and store is not None:
+            store.update(task, schedule=entry.name, firing=firing.slot_text(slot))
+        if (entry.state.last_task or 0) >= newest:
+            return
         entry.state.last_task = newest
         entry.state.remember("instances", newest)
         if slot is not None:
@@ -245,7 +252,9 @@ class Schedules:
         then the firing is recorded in the schedule's state (the caller saves it)."""
         name = instance_key(entry.name, slot)
         existing = next((s for s in maker.states.values() if s.name == name), None)
-        if existing is not None:
+        if existing is None and (found := _unloaded_task(self.home, maker.states, name)):
+            made = Made(found, None)  # offline, a folder without state.json: it is the task
+        elif existing is not None:
             if existing.schedule is None:  # its state.json was rebuilt from task.yaml
                 maker.store.update(existing, schedule=entry.name, firing=firing.slot_text(slot))
             made = Made(existing, None)
@@ -312,6 +321,24 @@ class Schedules:
             known = ", ".join(sorted(self.entries)) or "none"
             raise KeyError(f"no schedule named {name!r} (schedules: {known})")
         return entry
+
+
+def _unloaded_task(home: Home, states: Mapping[int, TaskState], name: str) -> TaskState | None:
+    """A task folder named `name` that `states` lacks: one whose state.json a crash kept
+    from being written (an offline command's view has only complete tasks; the next
+    supervisor rebuilds its state from task.yaml)."""
+    for task_id in task_ids(home):
+        if task_id in states:
+            continue
+        try:
+            spec = parse_task(
+                home.task_dir(task_id).joinpath("task.yaml").read_bytes(), default_name=""
+            )
+        except (OSError, TaskFileError):
+            continue
+        if spec.name == name:
+            return TaskState(id=task_id, name=name, reason="state rebuilt after a crash")
+    return None
 
 
 def _slot_of(entry: Entry, task: TaskState) -> datetime | None:
