@@ -293,3 +293,25 @@ def test_pause_resume_and_fire_through_control(make) -> None:
     gone = handler.apply({"action": "schedule", "params": {"op": "remove", "name": "job"}})
     assert gone["ok"] and not (h.home.root / "schedules" / "job").exists()
     assert first["id"] in h.sup.table.states
+
+
+def test_jitter_delays_each_firing_by_the_same_amount_and_survives_a_restart(make) -> None:
+    from bantzd.supervisor.firing import jitter_of
+
+    h = make(datetime(2026, 11, 23, 10, 30, tzinfo=UTC))
+    submit(h, "spread", "{cron: '0 * * * *', tz: UTC, jitter: 10m}")
+    delay = jitter_of("spread", h.sup.schedules.entries["spread"].spec.rule)
+    assert 0 < delay <= 600  # (this name's delay is not 0: the test would prove nothing)
+    assert (
+        schedule_state(h, "spread")["next_fire"]
+        == (datetime(2026, 11, 23, 11, 0, tzinfo=UTC) + timedelta(seconds=delay)).isoformat()
+    )
+    h.close()
+    h.sup = h.new_supervisor()  # a restart computes the same delay
+    h.sup.recover()
+    step_to_each_firing(h, datetime(2026, 11, 23, 13, 30, tzinfo=UTC))
+    slots = [datetime(2026, 11, 23, hour, 0, tzinfo=UTC).timestamp() for hour in (11, 12, 13)]
+    assert fired(h) == [
+        (f"spread@2026-11-23T{hour}:00", slot + delay)
+        for hour, slot in zip((11, 12, 13), slots, strict=True)
+    ]
