@@ -129,8 +129,10 @@ def take_requested(
         # None: gone a moment ago, or renamed to a safe name: found below like a scan's.
     if inode is None:
         return _by_name(states, name, since)
-    return _by_inode(home, states, inode, since) or Missing(
-        f"{name} is no longer in the spool, and no task was made from it"
+    return (
+        _by_inode(home, states, inode, since)
+        or _schedule_by_inode(home, inode)
+        or Missing(f"{name} is no longer in the spool, and no task was made from it")
     )
 
 
@@ -178,6 +180,21 @@ def _by_inode(
         if (st.st_dev, st.st_ino) == wanted:
             path = Path(entry.path)
             return NotAccepted(_problem_of(path), path)
+    return None
+
+
+def _schedule_by_inode(home: Home, inode: tuple[int, int]) -> ScheduleTaken | None:
+    """The schedule whose schedule.yaml is the file the command wrote (a take applied
+    again after a crash, or after a scan took the file in first)."""
+    from bantzd.queue.schedules import SCHEDULE, schedule_dir, schedule_names
+
+    for sched in schedule_names(home):
+        try:
+            st = os.lstat(schedule_dir(home, sched) / SCHEDULE)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == tuple(inode):
+            return ScheduleTaken(sched)
     return None
 
 

@@ -315,3 +315,23 @@ def test_jitter_delays_each_firing_by_the_same_amount_and_survives_a_restart(mak
         (f"spread@2026-11-23T{hour}:00", slot + delay)
         for hour, slot in zip((11, 12, 13), slots, strict=True)
     ]
+
+
+def test_a_take_of_a_schedule_file_applied_twice_finds_the_schedule(tmp_path: Path) -> None:
+    import os
+
+    from bantzd.paths import Home
+    from bantzd.supervisor.control import ControlHandler, OfflineQueue
+
+    home = Home(tmp_path / "home")
+    home.ensure()
+    path = home.spool / "w.yaml"
+    path.write_text("name: w\nschedule: {every: 1h}\nrun: x\n")
+    st = os.stat(path)
+    request = {"action": "take", "params": {"file": "w.yaml", "inode": [st.st_dev, st.st_ino]}}
+    handler = ControlHandler(OfflineQueue(home), home, approval_categories=())
+    first = handler.apply(request)
+    assert first["schedule"] == "w" and "w.yaml: schedule w, every 1h" in first["message"]
+    # Replayed (a crash before its reply): the file is schedule.yaml now, found by inode.
+    again = ControlHandler(OfflineQueue(home), home, approval_categories=()).apply(request)
+    assert again["schedule"] == "w"
