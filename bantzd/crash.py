@@ -20,7 +20,12 @@ POINTS = (
     "start.after_spawn",  # process spawned, "running" not yet durable
     "exit.after_reap",  # attempt reaped, outcome not yet written
     "control.after_apply",  # request applied, reply not yet written
+    "intake.after_key_check",  # the unique key is free, the task not yet made
+    "intake.duplicate_found",  # a duplicate found, its rejection not yet written
 )
+# Points only a duplicate `unique:` file reaches: tests/e2e/test_unique.py crashes there
+# (test_crash_points.py's tasks are not unique).
+DUPLICATE_POINTS = ("intake.duplicate_found",)
 
 _spec = os.environ.get("BANTZ_CRASH_AT", "")
 _name, _, _count = _spec.partition(":")

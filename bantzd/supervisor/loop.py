@@ -114,6 +114,8 @@ class Supervisor:
             ),
             approval_categories=config.approval_categories,
             on_taken=self.table.add,  # a `take` (submit, add) joins the queue like intake's
+            unique=self.table.unique,
+            max_queued=config.max_queued,
         )
         # The foreground run's account of starts and ends (`narrate`, stdout) and its
         # answers to stop signals (`alerts`, stderr); None for either is silence.
@@ -212,7 +214,10 @@ class Supervisor:
         if self.stopping:
             return not self.attempts
         if self.once and not self.attempts:
-            if intake.pending(self.home) or control.pending(self.home):
+            # Files held back by a full queue (max_queued) wait for tasks that may never
+            # end tonight (held, questions): they do not keep `--once` running.
+            spool = intake.pending(self.home) and not self.intake.held_back
+            if spool or control.pending(self.home):
                 return False
             last = self.starter.last
             return not last.start and not last.transient_waits()
@@ -428,7 +433,13 @@ class Supervisor:
         control.apply_pending(self.home, self.handler)
 
     def intake_spool(self) -> None:
-        intake.take_in(self.intake, self.store, self.table, self.config.approval_categories)
+        intake.take_in(
+            self.intake,
+            self.store,
+            self.table,
+            self.config.approval_categories,
+            self.config.max_queued,
+        )
 
     def sync_progress(self) -> None:
         """Copy what workers wrote (progress.json, tokens.json) into state.json."""
