@@ -365,14 +365,14 @@ def collect_status(home: Home, reading: Reading) -> dict[str, Any]:
         "load": reading.to_json(),
         "throttled": _throttled(home, reading, running=info is not None),
         "warnings": _config_warnings(home) + home_warnings(home),
-        "spool": _spool_status(home),
+        "spool": _spool_status(home, sum(not s.finished_state for s in states)),
     }
 
 
-def _spool_status(home: Home) -> dict[str, Any]:
+def _spool_status(home: Home, unfinished: int) -> dict[str, Any]:
     from bantzd.cli.spoolview import spool_status
 
-    return spool_status(home)
+    return spool_status(home, unfinished)
 
 
 def _config_warnings(home: Home) -> list[str]:

@@ -37,6 +37,8 @@ class TaskState:
     priority: int = 0
     kind: str = "run"
     source: str | None = None
+    # `unique:` (SPEC 10): the key this task holds while unfinished (queue/unique.py).
+    unique_key: str | None = None
     paused: bool = False
     retry_at: float | None = None
     # `not_before` / `deadline` of task.yaml, resolved to instants when the task was accepted

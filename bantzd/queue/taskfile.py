@@ -39,6 +39,8 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bantzd import units
+from bantzd.queue import unique as _unique
+from bantzd.queue import windows as _windows
 from bantzd.queue.yamlnodes import TAG as _T
 from bantzd.queue.yamlnodes import Problem, TaskFileError, compose, decode
 
@@ -48,7 +50,7 @@ WORKER_KEYS = ("run", "steps", "python", "llm")
 TASK_KEYS = (
     "name", "run", "steps", "python", "args", "llm", "cwd", "env", "priority", "after",
     "retries", "retry_delay", "max_retry_delay", "timeout", "resources", "window", "not_before",
-    "deadline", "approval", "category", "uses",
+    "deadline", "approval", "category", "uses", "unique",
 )  # fmt: skip
 RESOURCE_KEYS = ("cpus", "memory", "gpus", "gpu_memory")
 STEP_KEYS = ("name", "run")
@@ -142,13 +144,15 @@ class TaskSpec:
     max_retry_delay: float | None = None
     timeout: float | None = None
     resources: Resources = field(default_factory=Resources)
-    window: tuple[tuple[time, time], ...] = ()
+    window: tuple[_windows.Window, ...] = ()
     window_text: tuple[str, ...] = ()
     not_before: datetime | time | None = None
     deadline: datetime | time | None = None
     approval: bool = False
     category: str | None = None
     uses: Mapping[str, int] = field(default_factory=_frozen)
+    # `unique:` (SPEC 10): True (the key is a hash of the file), a key, or None (not unique).
+    unique: bool | str | None = None
 
     def retry_cap(self, default: float) -> float:
         """The longest wait between attempts: the task's `max_retry_delay`, else `default`
@@ -196,6 +200,7 @@ class TaskSpec:
             "approval": self.approval,
             "category": self.category,
             "uses": dict(self.uses),
+            "unique": self.unique,
         }
 
 
@@ -803,13 +808,13 @@ class _Checker:
             raise _Bad(f"expected {what}, got {_show(node)}", node)
         return value
 
-    def _window(self, node: Node, path: str) -> tuple[tuple[str, tuple[time, time]], ...]:
-        texts = self.text_list(node, path, "a window like 23:00-07:00")
+    def _window(self, node: Node, path: str) -> tuple[tuple[str, _windows.Window], ...]:
+        texts = self.text_list(node, path, _windows.WINDOW_HINT)
         nodes = node.value if isinstance(node, SequenceNode) else [node]
         out = []
         for text, item in zip(texts, nodes, strict=True):
             try:
-                out.append((text.strip(), units.parse_window(text)))
+                out.append((text.strip(), _windows.parse_window(text)))
             except ValueError as e:
                 raise _Bad(str(e), item) from None
         return tuple(out)
@@ -825,6 +830,15 @@ class _Checker:
         if not isinstance(value, bool):
             raise _Bad(f"expected true or false, got {_show(node)}", node)
         return value
+
+    def _unique(self, node: Node, path: str) -> bool | str | None:
+        value = self.construct(node) if isinstance(node, ScalarNode) else None
+        if isinstance(value, bool):
+            return True if value else None
+        try:
+            return _unique.parse_key(self.text(node, _unique.HINT))
+        except ValueError as e:
+            raise _Bad(str(e), node) from None
 
     def _category(self, node: Node, path: str) -> str:
         return self.text(node, "a category name")

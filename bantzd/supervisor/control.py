@@ -34,6 +34,7 @@ from bantzd.supervisor import taskedits
 
 if TYPE_CHECKING:
     from bantzd.queue.taskfile import TaskSpec
+    from bantzd.queue.unique import UniqueKeys
     from bantzd.supervisor.schedules import Schedules
 
 log = logging.getLogger("bantzd")
@@ -314,6 +315,8 @@ class ControlHandler:
         approval_categories: Iterable[str] | None = None,
         on_taken: Callable[[TaskState, TaskSpec], None] | None = None,
         schedules: Schedules | None = None,
+        unique: UniqueKeys | None = None,
+        max_queued: int | None = None,
     ) -> None:
         self.view = view
         # The supervisor's schedules; offline, loaded from disk when a request needs them.
@@ -325,6 +328,10 @@ class ControlHandler:
         # offline, config.toml is read when a take comes, and the state joins `view.states`.
         self.approval_categories = approval_categories
         self.on_taken = on_taken
+        # The supervisor's unique keys and max_queued (SPEC 10); offline, the keys are read
+        # from the task folders and max_queued from config.toml when a take comes.
+        self.unique = unique
+        self.max_queued = max_queued
 
     def apply(self, req: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
         """Apply one request; a request already applied (replayed after a crash between
@@ -419,12 +426,13 @@ class ControlHandler:
             return _err(f"malformed request: inode {inode!r}")
         if since is not None and (isinstance(since, bool) or not isinstance(since, int | float)):
             return _err(f"malformed request: since {since!r}")
-        categories = self.approval_categories
+        categories, max_queued = self.approval_categories, self.max_queued
         if categories is None:
             from bantzd.config import load_config
 
             try:
-                categories = load_config(self.home.config).approval_categories
+                config = load_config(self.home.config)
+                categories, max_queued = config.approval_categories, config.max_queued
             except BantzError:
                 # The file is safe in the spool; which tasks need approval is unknown until
                 # config.toml is fixed (the command said what is wrong with it).
@@ -447,6 +455,8 @@ class ControlHandler:
             # Offline (no supervisor, so no table to join) the task waits for one to run.
             queued_reason=None if self.on_taken is not None else NO_SUPERVISOR,
             schedules=self.loaded_schedules(),
+            keys=self.unique,
+            max_queued=max_queued,
         )
         if isinstance(found, takeone.ScheduleTaken):
             from bantzd.supervisor import schedctl
@@ -461,6 +471,8 @@ class ControlHandler:
                     self.view.states[state.id] = state
             reply = _ok(f"{name}: task {state.id} ({state.name})")
             return {**reply, "id": state.id, "name": state.name, "status": str(state.status)}
+        if isinstance(found, takeone.Waiting):
+            return {**_ok(found.why), "pending": True}
         if isinstance(found, takeone.NotAccepted):
             reply = _err(f"{name} was not accepted: {found.problem}")
             return {**reply, "problem": found.problem, "rejected": str(found.moved_to or "")}

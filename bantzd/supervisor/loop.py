@@ -119,6 +119,8 @@ class Supervisor:
             approval_categories=config.approval_categories,
             on_taken=self.table.add,  # a `take` (submit, add) joins the queue like intake's
             schedules=self.schedules,
+            unique=self.table.unique,
+            max_queued=config.max_queued,
         )
         # The foreground run's account of starts and ends (`narrate`, stdout) and its
         # answers to stop signals (`alerts`, stderr); None for either is silence.
@@ -219,7 +221,10 @@ class Supervisor:
         if self.stopping:
             return not self.attempts
         if self.once and not self.attempts:
-            if intake.pending(self.home) or control.pending(self.home):
+            # Files held back by a full queue (max_queued) wait for tasks that may never
+            # end tonight (held, questions): they do not keep `--once` running.
+            spool = intake.pending(self.home) and not self.intake.held_back
+            if spool or control.pending(self.home):
                 return False
             last = self.starter.last
             return not last.start and not last.transient_waits()
@@ -438,7 +443,12 @@ class Supervisor:
 
     def intake_spool(self) -> None:
         intake.take_in(
-            self.intake, self.store, self.table, self.config.approval_categories, self.schedules
+            self.intake,
+            self.store,
+            self.table,
+            self.config.approval_categories,
+            self.config.max_queued,
+            schedules=self.schedules,
         )
 
     def fire_schedules(self) -> None:

@@ -17,8 +17,8 @@ carries the firing in its name: before a firing is made, a task of that name is 
 and if one exists (made before the crash; its state.json may have been rebuilt from
 task.yaml) it is the firing's task, and no second one is made. A leftover firing.yaml that
 never became a task is removed: its slot is still pending, and is made again (on time, so
-whatever `catch_up` says). The unique key of an instance is its name (SPEC 10: duplicates
-of `NAME@TIME` are refused); `instance_key` is the seam for that check.
+whatever `catch_up` says). The unique key of an instance (SPEC 10, queue/unique.py) is its
+name, `instance_key`.
 """
 
 from __future__ import annotations
@@ -264,9 +264,10 @@ class Schedules:
             path = disk.write_firing(self.home, entry.name, data)
             crash_point("fire.after_write")
             task_id = maker.store.allocate_id()
-            task = new_state(
-                Accepted(path, spec), task_id, now, maker.approval_categories, maker.queued_reason
-            )
+            # The instance's unique key (SPEC 10) is its name: a `unique: NAME@TIME` file is
+            # a duplicate of it while it is unfinished.
+            item = Accepted(path, spec, key=name)
+            task = new_state(item, task_id, now, maker.approval_categories, maker.queued_reason)
             task.schedule, task.firing = entry.name, firing.slot_text(slot)
             task.source = f"schedules/{entry.name}"
             maker.store.create(task, path)

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from bantzd.queue.states import Status
+from bantzd.queue.states import FINISHED, Status
 from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskSpec
+from bantzd.queue.unique import UniqueKeys
 from bantzd.supervisor.scheduler import Candidate, TaskBrief
 
 # Tasks that left the queue stay in the cached order until this many have piled up.
@@ -32,15 +33,24 @@ class TaskTable:
         self._order: list[TaskState] | None = None
         self._order_stale = 0
         self._candidates: dict[int, tuple[tuple[Any, ...], Candidate]] = {}
+        # `unique:` keys of the tasks (intake's duplicate check) and the ids not finished
+        # (`max_queued`), both kept here because every task comes in through `add`.
+        self.unique = UniqueKeys()
+        self.unfinished: set[int] = set()
 
     def add(self, state: TaskState, spec: TaskSpec | None = None) -> None:
         self.states[state.id] = state
         if spec is not None:
             self.specs[state.id] = spec
+        self.unique.add(state)
         self.track(state, state.status)
 
     def track(self, state: TaskState, src: Status) -> None:
         """Keep the queued index: called by the store after every transition."""
+        if state.status in FINISHED:
+            self.unfinished.discard(state.id)
+        else:
+            self.unfinished.add(state.id)
         if state.status is Status.QUEUED:
             if state.id not in self.queued:
                 self.queued[state.id] = state
@@ -53,6 +63,8 @@ class TaskTable:
         `retry`): its cached scheduler view was built from the old one."""
         self.specs[task_id] = spec
         self._candidates.pop(task_id, None)
+        if task_id in self.states:  # an edit may have changed its unique key
+            self.unique.add(self.states[task_id])
 
     def reorder(self) -> None:
         """A priority changed (`bantzd priority`): the cached start order is rebuilt."""

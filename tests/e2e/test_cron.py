@@ -91,60 +91,70 @@ def _cron_running() -> bool:
     return True
 
 
-@pytest.fixture
-def cron() -> Iterator[str]:
-    """A running cron daemon (ours, stopped afterwards, unless one ran already); crontab."""
-    cron_bin, crontab = _ensure_cron()
-    proc = None
-    if not _cron_running():
+class Cron:
+    """Debian's cron, started only once the test's crontab line is in place.
+
+    cron reads the crontabs when it starts and afterwards only when the spool folder's
+    mtime (whole seconds) has changed at a minute's turn: a line installed in the same
+    second as cron's start-up read was never seen, and the night never ran. Installing
+    first and starting cron after removes that race.
+    """
+
+    def __init__(self) -> None:
+        self.cron, self.crontab = _ensure_cron()
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        if self.proc is not None or _cron_running():
+            return  # one runs already (the machine's own): it rereads at the minute's turn
         # cron reads the local time as we do (same TZ), so the minute we pick is its minute.
-        proc = subprocess.Popen(
-            [cron_bin, "-f"],
+        proc = self.proc = subprocess.Popen(
+            [self.cron, "-f"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
         )
-        try:
-            wait_for(lambda: proc.poll() is not None or _cron_running(), timeout=10)
-        except BaseException:
-            proc.kill()
-            raise
+        wait_for(lambda: proc.poll() is not None or _cron_running(), timeout=10)
         if proc.poll() is not None:
             _cannot(f"cron cannot start here: {proc.stdout.read().strip()[-300:]}")
-    try:
-        yield crontab
-    finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
 
 
 @pytest.fixture
-def crontab_entry(cron: str) -> Iterator[Callable[[str], None]]:
-    """Installs lines into root's crontab beside what is there; restores it afterwards."""
-    old = _run(cron, "-l")
+def crontab_entry() -> Iterator[Callable[[str], None]]:
+    """Installs lines into root's crontab beside what is there, then makes sure cron runs;
+    restores the crontab and stops the cron it started afterwards."""
+    cron = Cron()
+    old = _run(cron.crontab, "-l")
     before = old.stdout if old.returncode == 0 else None
 
     def install(lines: str) -> None:
         kept = before or ""
         if kept and not kept.endswith("\n"):
             kept += "\n"
-        res = _run(cron, "-", input=f"{kept}{MARK}\n{lines}\n")
+        res = _run(cron.crontab, "-", input=f"{kept}{MARK}\n{lines}\n")
         assert res.returncode == 0, res.stderr
+        cron.start()
 
     try:
         yield install
     finally:
+        cron.stop()
         if before is None:
-            _run(cron, "-r")
+            _run(cron.crontab, "-r")
         else:
-            _run(cron, "-", input=before)
+            _run(cron.crontab, "-", input=before)
 
 
 def test_a_crontab_entry_runs_the_night_and_writes_the_report(

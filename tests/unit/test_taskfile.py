@@ -22,6 +22,7 @@ from bantzd.queue.taskfile import (
     TaskSpec,
     parse_task,
 )
+from bantzd.queue.windows import Window
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "bantzd" / "examples"
 
@@ -99,7 +100,7 @@ def test_the_spec_section_3_example() -> None:
     assert spec.retry_delay == 60
     assert spec.timeout == 4 * 3600
     assert spec.resources == Resources(cpus=4, memory=16 * 2**30, gpus=1, gpu_memory=20 * 2**30)
-    assert spec.window == ((time(23), time(7)),)
+    assert spec.window == (Window(time(23), time(7)),)
     assert spec.window_text == ("23:00-07:00",)
     assert spec.not_before == datetime(2026, 11, 22, 1, 0)
     assert spec.deadline == time(7, 0)
@@ -841,13 +842,13 @@ def test_bad_size_message() -> None:
 
 def test_window_crossing_midnight_unquoted() -> None:
     spec = parse("run: x\nwindow: 23:00-07:00\n")
-    assert spec.window == ((time(23), time(7)),)
+    assert spec.window == (Window(time(23), time(7)),)
     assert spec.window_text == ("23:00-07:00",)
 
 
 def test_window_list() -> None:
     spec = parse("run: x\nwindow: ['01:00-05:00', ' 12:00-13:30 ']\n")
-    assert spec.window == ((time(1), time(5)), (time(12), time(13, 30)))
+    assert spec.window == (Window(time(1), time(5)), Window(time(12), time(13, 30)))
     assert spec.window_text == ("01:00-05:00", "12:00-13:30")
 
 
@@ -971,7 +972,7 @@ def test_to_dict_is_json_and_complete() -> None:
     assert set(d) == {
         "name", "kind", "run", "steps", "python", "args", "llm", "cwd", "env", "priority",
         "after", "retries", "retry_delay", "max_retry_delay", "timeout", "resources", "window",
-        "not_before", "deadline", "approval", "category", "uses",
+        "not_before", "deadline", "approval", "category", "uses", "unique",
     }  # fmt: skip
 
 
