@@ -31,7 +31,7 @@ import pytest
 
 from tests.conftest import config_text, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.xdist_group("cron")]
 
 MARK = "# bantzd test_cron"
 

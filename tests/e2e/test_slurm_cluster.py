@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import wait_for
 from tests.slurmcluster import Cluster
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180), pytest.mark.xdist_group("slurm")]
 
 
 def _job_state(slurm: Cluster, job: str) -> dict[str, str]:
