@@ -37,6 +37,7 @@ COMMAND_MODULES = {
     "doctor": ("doctor",),
     "intask": ("answer-of", "ask", "checkpoint", "progress"),
     "limits": ("backoff", "take"),
+    "serve": ("serve",),
     "setup": ("demo", "init", "report"),
     "tasks": ("add", "run", "submit", "validate"),
     "view": ("list", "logs", "show", "status"),
