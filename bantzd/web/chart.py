@@ -93,7 +93,7 @@ def _bucket(points: list[tuple[float, float | None]], start: float, end: float) 
     sums: dict[int, list[float]] = {}
     times: dict[int, float] = {}
     for t, v in points:
-        b = int((t - start) / width)
+        b = min(int((t - start) / width), MAX_POINTS - 1)
         times.setdefault(b, t)
         if v is not None:
             sums.setdefault(b, []).append(v)
@@ -241,7 +241,13 @@ def _axis(start: float, end: float, x_of: Callable[[float], float], y: int) -> s
 # a task's attempts -----------------------------------------------------------------------
 
 LABEL_ROOM = 150
-OUTCOME_CSS = {"done": "done", "failed": "failed", "asked": "asked", "interrupted": "stopped"}
+OUTCOME_CSS = {
+    "done": "done",
+    "failed": "failed",
+    "asked": "asked",
+    "interrupted": "stopped",
+    "running": "running",
+}
 
 
 def attempts_chart(attempt_log: Sequence[object], now: float) -> str | None:

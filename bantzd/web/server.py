@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 from collections.abc import Callable
+from types import FrameType
+
+# Imported here, not when serving: `bantzd serve` catches the ImportError of a missing
+# `web` extra when it imports this module.
+import uvicorn
 
 from bantzd.errors import BantzError
 from bantzd.paths import Home
+from bantzd.web.app import create_app
 from bantzd.web.auth import is_loopback, new_token, remove_token, write_token
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 GRACEFUL = 3.0  # seconds uvicorn gives open pages to close at a stop
 
@@ -36,15 +45,16 @@ def url_of(host: str, port: int, token: str) -> str:
 
 
 def serve(home: Home, host: str, port: int, say: Callable[[str], None]) -> None:
-    """Serve `home`'s dashboard until SIGINT/SIGTERM; `say` prints the address line."""
-    import uvicorn
+    """Serve `home`'s dashboard until SIGINT/SIGTERM; `say` prints the address line.
 
-    from bantzd.web.app import create_app
-
+    uvicorn stops gracefully on either signal, then raises it again with the handlers it
+    found in place; ours turns it into a clean exit (status 0) that removes serve.token.
+    """
     sock = bind(host, port)
     token = new_token()
-    write_token(home, token)
+    before = {sig: signal.signal(sig, _stopped) for sig in STOP_SIGNALS}
     try:
+        write_token(home, token)
         actual = sock.getsockname()[1]
         if not is_loopback(host):
             print(
@@ -64,5 +74,11 @@ def serve(home: Home, host: str, port: int, say: Callable[[str], None]) -> None:
         )
         uvicorn.Server(config).run(sockets=[sock])
     finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
         sock.close()
         remove_token(home, token)
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
