@@ -57,7 +57,7 @@ def create_app(home: Home, token: str, *, view: HomeView | None = None) -> Any:
         key = request.path_params["page"]
         if key not in PAGES or not PAGES[key].fragments:
             return Response("no such stream\n", status_code=404, media_type="text/plain")
-        params = dict(request.query_params)
+        params = _query(request)
         try:  # a task that is gone: 204 tells EventSource to stop reconnecting
             await run_in_threadpool(lambda: PAGES[key].build(view, view.snapshot(), params))
         except NotFound:
@@ -111,7 +111,7 @@ def _page_key(request: Request) -> str:
 
 
 async def _page(request: Request, view: HomeView, key: str) -> Response:
-    params = {**dict(request.query_params), **{k: str(v) for k, v in request.path_params.items()}}
+    params = {**_query(request), **{k: str(v) for k, v in request.path_params.items()}}
     spec = PAGES[key]
 
     def build() -> tuple[dict[str, Any], Any]:
@@ -125,7 +125,7 @@ async def _page(request: Request, view: HomeView, key: str) -> Response:
             render("missing.html", {"message": str(e), "page": key, "mask": str}), status_code=404
         )
     flash = _read_flash(request)
-    query = {k: v for k, v in request.query_params.items() if k != "token"}
+    query = {k: v for k, v in _query(request).items() if k != "token"}
     live = ""
     if spec.fragments:
         extra = {"id": params["id"]} if key == "task" else {}
@@ -143,6 +143,12 @@ async def _page(request: Request, view: HomeView, key: str) -> Response:
     if flash is not None:
         response.delete_cookie(FLASH)
     return response
+
+
+def _query(request: Request) -> dict[str, str]:
+    """The query's parameters; a repeated one (`?status=queued&status=held`, as the filter's
+    checkboxes send it) joined with commas (`status=queued,held`)."""
+    return {k: ",".join(request.query_params.getlist(k)) for k in request.query_params}
 
 
 def _read_flash(request: Request) -> dict[str, Any] | None:

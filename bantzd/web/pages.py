@@ -47,6 +47,8 @@ FILE_BYTES = 256 * 1024  # checkpoint, result and transcript are shown up to thi
 REPORT_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[-_.][\w-]+)?\.md$")
 
 Context = dict[str, Any]
+# The statuses whose page says what the task waits for (and the command that moves it on).
+WAITING = frozenset({Status.QUEUED, Status.HELD, Status.WAITING_HUMAN})
 
 
 class NotFound(Exception):
@@ -198,7 +200,7 @@ def task(view: HomeView, snap: Snapshot, params: Mapping[str, str]) -> Context:
     return {
         "task": task_row(state),
         "fields": _fields(state),
-        "waiting": waiting_for(state) if not state.finished_state else None,
+        "waiting": waiting_for(state) if state.status in WAITING else None,
         "history": [
             {"at": clock_text(e.get("at")), "status": e.get("status"), "reason": e.get("reason")}
             for e in state.history

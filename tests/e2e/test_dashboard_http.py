@@ -181,6 +181,10 @@ def test_every_page(authed: TestClient, night: Bantz) -> None:
     assert "<svg" in night_page or "No load samples" in night_page
     tasks = authed.get("/tasks?name=SHOUT").text
     assert "shouty" in tasks and "needs-ok" not in tasks
+    both = authed.get("/tasks?status=done&status=held").text  # the filter's checkboxes
+    assert "shouty" in both and "needs-ok" in both
+    assert 'sse-connect="/events/tasks?status=done%2Cheld"' in both
+    assert "needs-ok" not in authed.get("/tasks?status=done").text
     task = authed.get("/tasks/2").text
     assert "waiting for approval" in task and 'value="approve"' in task
     assert authed.get("/tasks/99").status_code == 404
