@@ -38,6 +38,7 @@ COMMAND_MODULES = {
     "intask": ("answer-of", "ask", "checkpoint", "progress"),
     "limits": ("backoff", "take"),
     "schedules": ("schedule", "schedules"),
+    "serve": ("serve",),
     "setup": ("demo", "init", "report"),
     "tasks": ("add", "run", "submit", "validate"),
     "view": ("list", "logs", "show", "status"),

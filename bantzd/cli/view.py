@@ -338,12 +338,16 @@ def status(ctx: click.Context, as_json: bool) -> None:
     click.echo("\n".join(status_lines(report, time.time())))
 
 
-def collect_status(home: Home, reading: Reading) -> dict[str, Any]:
-    """The `status --json` object (SPEC section 7) from the files and one machine reading."""
+def collect_status(
+    home: Home, reading: Reading, *, states: list[TaskState] | None = None
+) -> dict[str, Any]:
+    """The `status --json` object (SPEC section 7) from the files and one machine reading.
+
+    `states`: the tasks, when the caller has just scanned them (the dashboard)."""
     info = supervisor_info(home)
     since = info.get("since") if info else None
     pid = info.get("pid") if info else None
-    states = list(scan_states(home))
+    states = list(scan_states(home)) if states is None else states
     counts = {str(s): 0 for s in STATUSES}
     for state in states:
         counts[str(state.status)] = counts.get(str(state.status), 0) + 1
