@@ -108,11 +108,18 @@ def schedule() -> None:
     """Pause, resume, remove or fire a schedule now."""
 
 
-def _send(ctx: click.Context, op: str, name: str, **params: object) -> None:
+def send_request(home: Home, op: str, name: str) -> dict[str, Any]:
+    """Send `bantzd schedule OP NAME`'s control request and return its reply `{ok, exit,
+    message}`; the dashboard's buttons send it through here too. A `fire` carries the
+    sender's time, which names the firing (supervisor/schedctl.py)."""
     from bantzd.supervisor import control
 
-    home = get_home(ctx)
-    reply = control.send(home, "schedule", None, op=op, name=name, **params)
+    params: dict[str, Any] = {"at": time.time()} if op == "fire" else {}
+    return control.send(home, "schedule", None, op=op, name=name, **params)
+
+
+def _send(ctx: click.Context, op: str, name: str) -> None:
+    reply = send_request(get_home(ctx), op, name)
     message = reply.get("message", "")
     if reply.get("ok"):
         click.echo(message)
@@ -150,4 +157,4 @@ def remove(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def fire(ctx: click.Context, name: str) -> None:
     """Make NAME's task now (named for this minute); its next firing stays as it was."""
-    _send(ctx, "fire", name, at=time.time())
+    _send(ctx, "fire", name)

@@ -4,7 +4,10 @@
     GET  /tasks/ID         one task           GET  /reports, /reports/DATE      the reports
     GET  /api/status       `bantzd status --json`'s object (secrets masked)
     GET  /events/PAGE?...  server-sent events: that page's fragments, when they change
-    POST /act              cancel, retry, pause, resume, approve, reject, answer
+    GET  /schedules[?name=NAME]            the schedules (web/schedpage.py)
+    GET  /schedules/remove?name=NAME       asks before removing one
+    POST /act              cancel, retry, pause, resume, approve, reject, answer; and
+                           schedule (op=pause|resume|fire|remove, schedule=NAME)
 
 Every request passes the token gate (web/auth.py). Pages are plain HTML that read well
 without JavaScript; htmx's SSE extension swaps in the fragments a stream sends.
@@ -28,6 +31,7 @@ from starlette.staticfiles import StaticFiles
 
 from bantzd.errors import BantzError
 from bantzd.paths import Home
+from bantzd.web import schedpage
 from bantzd.web.auth import TokenGate, cookie_name
 from bantzd.web.pages import PAGES, NotFound
 from bantzd.web.render import render
@@ -38,8 +42,10 @@ INTERVAL = 1.0
 FLASH = "bantzd_flash"
 FORM_LIMIT = 64 * 1024
 # What the page's buttons may ask, with exactly the CLI commands' effect (SPEC 14).
-ACTIONS = frozenset({"cancel", "retry", "pause", "resume", "approve", "reject", "answer"})
-NEEDS_TASK = ACTIONS - {"pause", "resume"}
+ACTIONS = frozenset(
+    {"cancel", "retry", "pause", "resume", "approve", "reject", "answer", "schedule"}
+)
+NEEDS_TASK = ACTIONS - {"pause", "resume", "schedule"}
 
 
 def create_app(home: Home, token: str, *, view: HomeView | None = None) -> Any:
@@ -69,6 +75,8 @@ def create_app(home: Home, token: str, *, view: HomeView | None = None) -> Any:
         if fields is None:
             return Response("send the form url-encoded, under 64 KiB\n", status_code=400)
         reply = await run_in_threadpool(perform, home, fields)
+        if fields.get("action") == "schedule":
+            view.forget_schedules()  # the page it goes back to shows the change
         if "application/json" in request.headers.get("accept", ""):
             return JSONResponse(reply, status_code=200 if reply.get("ok") else 400)
         response = RedirectResponse(_local(fields.get("next")), status_code=303)
@@ -87,6 +95,8 @@ def create_app(home: Home, token: str, *, view: HomeView | None = None) -> Any:
         Route("/tasks/{id:int}", page, name="task"),
         Route("/reports", page, name="reports"),
         Route("/reports/{name:str}", page, name="report"),
+        Route("/schedules", page, name="schedules"),
+        Route("/schedules/remove", page, name="schedule_remove"),
         Route("/api/status", api_status),
         Route("/events/{page:str}", events),
         Route("/act", act, methods=["POST"]),
@@ -107,6 +117,10 @@ def _page_key(request: Request) -> str:
         return "task"
     if path == "/reports":
         return "reports"
+    if path == "/schedules":
+        return "schedules"
+    if path == "/schedules/remove":
+        return "schedule_remove"
     return "report"
 
 
@@ -214,6 +228,9 @@ def _here(key: str, params: dict[str, str]) -> str:
     if key == "tasks":
         query = {k: v for k, v in params.items() if k in ("status", "name")}
         return "/tasks" + (f"?{urlencode(query)}" if query else "")
+    if key == "schedules":
+        query = {k: v for k, v in params.items() if k == "name"}
+        return "/schedules" + (f"?{urlencode(query)}" if query else "")
     return "/"
 
 
@@ -234,6 +251,8 @@ def perform(home: Home, fields: dict[str, str]) -> dict[str, Any]:
     action = fields.get("action", "")
     if action not in ACTIONS:
         return {"ok": False, "exit": 2, "message": f"unknown action {action!r}"}
+    if action == "schedule":
+        return schedpage.perform(home, fields)
     ref = (fields.get("task") or "").strip() or None
     if ref is None and action in NEEDS_TASK:
         return {"ok": False, "exit": 2, "message": f"{action} needs a task"}

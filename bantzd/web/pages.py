@@ -37,6 +37,7 @@ from bantzd.queue.states import Status
 from bantzd.queue.task import TaskState, attempt_started
 from bantzd.supervisor.overrides import parallel_text
 from bantzd.units import format_size
+from bantzd.web import schedpage
 from bantzd.web.chart import attempts_chart, load_chart
 from bantzd.web.mdview import render_markdown
 from bantzd.web.snapshot import CHART_SPAN, HomeView, Snapshot
@@ -214,6 +215,8 @@ def task(view: HomeView, snap: Snapshot, params: Mapping[str, str]) -> Context:
         "transcript": _markdown_file(paths.dir / "transcript.md", mask),
         "task_yaml": _task_yaml(paths.task_yaml),
         "actions": _actions(state),
+        "schedule": state.schedule,
+        "firing": schedpage.when_text(state.firing, snap.at) if state.schedule else None,
     }
 
 
@@ -319,10 +322,22 @@ def report(view: HomeView, snap: Snapshot, params: Mapping[str, str]) -> Context
     return {"name": name.removesuffix(".md"), "html": Markup(render_markdown(text, snap.mask))}
 
 
+# schedules (web/schedpage.py) -----------------------------------------------------------
+
+
+def _confirm_remove(view: HomeView, snap: Snapshot, params: Mapping[str, str]) -> Context:
+    try:
+        return schedpage.confirm_remove(view, snap, params)
+    except schedpage.NoSchedule as e:
+        raise NotFound(str(e)) from e
+
+
 PAGES: dict[str, Page] = {
     "night": Page("night.html", ("supervisor", "counts", "running", "needs", "chart"), night),
     "tasks": Page("tasks.html", ("rows",), tasks),
     "task": Page("task.html", ("state", "actions", "story", "log", "files"), task),
     "reports": Page("reports.html", (), reports),
     "report": Page("report.html", (), report),
+    "schedules": Page("schedules.html", ("rows",), schedpage.schedules),
+    "schedule_remove": Page("schedule_remove.html", (), _confirm_remove),
 }

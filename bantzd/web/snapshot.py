@@ -100,6 +100,8 @@ class HomeView:
         self._chart: list[dict[str, Any]] = []
         self._chart_taken: float | None = None
         self._chart_stat: tuple[int, int] | None = None
+        self._schedules: list[dict[str, Any]] = []
+        self._schedules_taken: float | None = None
         self.reads = 0  # how many times the home was read (for tests and the benchmark)
 
     def snapshot(self) -> Snapshot:
@@ -126,6 +128,23 @@ class HomeView:
             total_memory=reading.total_memory,
             by_id={s.id: s for s in states},
         )
+
+    def schedules(self) -> list[dict[str, Any]]:
+        """Every schedule as `bantzd schedules --json` shows it (the CLI's own reader),
+        read anew when the last reading is older than `fresh`."""
+        from bantzd.cli.schedules import schedule_objects
+
+        with self._lock:
+            now = self._monotonic()
+            if self._schedules_taken is None or now - self._schedules_taken >= self._fresh:
+                self._schedules = schedule_objects(self.home)
+                self._schedules_taken = now
+            return self._schedules
+
+    def forget_schedules(self) -> None:
+        """Read the schedules anew at the next look (after a button changed one)."""
+        with self._lock:
+            self._schedules_taken = None
 
     def samples(self) -> list[dict[str, Any]]:
         """The load history of the chart's span; re-read when the file changed, at most
