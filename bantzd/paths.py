@@ -115,6 +115,11 @@ class Home:
         return self.root / "bantzd.log"
 
     @property
+    def estimates(self) -> Path:
+        """The runs of each task name, for estimates (SPEC 11, queue/estimates.py)."""
+        return self.root / "estimates.json"
+
+    @property
     def load_history(self) -> Path:
         """One line per machine probe, for `status` and the report's Machine section."""
         return self.root / "load.jsonl"

@@ -37,6 +37,7 @@ COMMAND_MODULES = {
     "doctor": ("doctor",),
     "intask": ("answer-of", "ask", "checkpoint", "progress"),
     "limits": ("backoff", "take"),
+    "plan": ("plan",),
     "schedules": ("schedule", "schedules"),
     "serve": ("serve",),
     "setup": ("demo", "init", "report"),

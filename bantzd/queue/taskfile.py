@@ -39,6 +39,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bantzd import units
+from bantzd.queue import fitfields as _fit
 from bantzd.queue import unique as _unique
 from bantzd.queue import windows as _windows
 from bantzd.queue.yamlnodes import TAG as _T
@@ -50,7 +51,7 @@ WORKER_KEYS = ("run", "steps", "python", "llm")
 TASK_KEYS = (
     "name", "run", "steps", "python", "args", "llm", "cwd", "env", "priority", "after",
     "retries", "retry_delay", "max_retry_delay", "timeout", "resources", "window", "not_before",
-    "deadline", "approval", "category", "uses", "unique",
+    "deadline", "approval", "category", "uses", "unique", *_fit.KEYS,
 )  # fmt: skip
 RESOURCE_KEYS = ("cpus", "memory", "gpus", "gpu_memory")
 STEP_KEYS = ("name", "run")
@@ -153,6 +154,9 @@ class TaskSpec:
     uses: Mapping[str, int] = field(default_factory=_frozen)
     # `unique:` (SPEC 10): True (the key is a hash of the file), a key, or None (not unique).
     unique: bool | str | None = None
+    # SPEC 11: how long a run takes (seconds), and whether the task resumes when stopped.
+    estimate: float | None = None
+    checkpoints: bool = False
 
     def retry_cap(self, default: float) -> float:
         """The longest wait between attempts: the task's `max_retry_delay`, else `default`
@@ -201,6 +205,7 @@ class TaskSpec:
             "category": self.category,
             "uses": dict(self.uses),
             "unique": self.unique,
+            **_fit.to_dict(self),
         }
 
 
@@ -839,6 +844,12 @@ class _Checker:
             return _unique.parse_key(self.text(node, _unique.HINT))
         except ValueError as e:
             raise _Bad(str(e), node) from None
+
+    def _estimate(self, node: Node, path: str) -> float:
+        return _fit.estimate(self, node)
+
+    def _checkpoints(self, node: Node, path: str) -> bool:
+        return self._approval(node, path)
 
     def _category(self, node: Node, path: str) -> str:
         return self.text(node, "a category name")

@@ -33,6 +33,7 @@ from bantzd.config import Config, load_config
 from bantzd.crash import crash_point, fault_point
 from bantzd.errors import IoPathError
 from bantzd.paths import Home, TaskPaths
+from bantzd.queue.estimates import EstimateBook
 from bantzd.queue.states import Status, can_transition
 from bantzd.queue.store import Store
 from bantzd.queue.task import TaskState
@@ -43,6 +44,7 @@ from bantzd.supervisor.attemptend import record_end
 from bantzd.supervisor.attempts import Attempts, LiveQueue, NotStarted
 from bantzd.supervisor.diskguard import DiskGuard
 from bantzd.supervisor.executor import Executor, LocalExecutor
+from bantzd.supervisor.fitting import learn
 from bantzd.supervisor.hooks import FinishHooks
 from bantzd.supervisor.lock import HomeLock, mark_stopping
 from bantzd.supervisor.logsetup import setup_logging
@@ -104,7 +106,9 @@ class Supervisor:
         self.machine = MachineWatch(
             LoadHistory(home.load_history), clock, config.probe_interval, probe
         )
-        self.starter = Starter(config, cores(), self.limits, clock)
+        self.starter = Starter(config, cores(), self.limits, clock, until=until)
+        self.table.estimates = EstimateBook(home.estimates)
+        self.table.has_checkpoint = self._has_checkpoint
         self.intake = intake.SpoolScan(home, config.scan_interval, clock)
         self.disk = DiskGuard(home.root)
         self.schedules = Schedules(home, clock)
@@ -353,6 +357,8 @@ class Supervisor:
             self.store.update(state, **changes)
         else:
             self.store.transition(state, verdict.status, verdict.reason, **changes)
+            if verdict.status is Status.DONE and spec is not None:
+                learn(self.table.estimates, state, spec)
         if verdict.message:
             log.info("%s", verdict.message)
         self.narrator.ended(state, verdict, stopping=self.stopping)

@@ -14,7 +14,9 @@ from typing import Any
 
 from bantzd.clock import hms
 from bantzd.config import DEFAULT_MAX_RETRY_DELAY
+from bantzd.queue.estimates import Estimate
 from bantzd.queue.states import FINISHED, Status
+from bantzd.supervisor.fitting import fit_reason
 from bantzd.supervisor.timing import TimingCheck, check_timing, local_zone
 
 
@@ -50,6 +52,10 @@ class Candidate:
     not_before_at: float | None = None
     deadline_at: float | None = None
     attempts: int = 0
+    # Fitting the night (supervisor/fitting.py): how long a run takes, and whether the
+    # task resumes from where it stopped.
+    estimate: Estimate | None = None
+    resumable: bool = False
 
     @property
     def timed(self) -> bool:
@@ -155,6 +161,7 @@ def decide(
     tz: tzinfo | None = None,
     ordered: bool = False,
     stop_when_full: bool = False,
+    until: float | None = None,
 ) -> Decision:
     """Pick what starts: highest priority first, then lowest id, into the free slots.
 
@@ -169,6 +176,8 @@ def decide(
     but the later candidates get no wait reason or failure this time. With thousands of
     queued tasks that makes a start cost O(slots) instead of O(queue); the supervisor still
     makes a full decision every second or so.
+    `until`: the end of the run; a task that cannot resume and would not finish by then
+    (or by its window's end or deadline) waits (supervisor/fitting.py).
     """
     briefs = tasks.values() if isinstance(tasks, Mapping) else tasks
     index: DependencyIndex | None = None  # built only when some candidate has `after:`
@@ -209,6 +218,9 @@ def decide(
         if paused:
             decision.waiting[cand.id] = "paused: all new starts are paused"
             continue
+        if (late := _fit(cand, now, until, tz)) is not None:
+            decision.waiting[cand.id] = late
+            continue
         if free <= 0:
             # The slots are taken by the running tasks and those starting now.
             occupied = running + len(decision.start)
@@ -236,6 +248,20 @@ def _timing(cand: Candidate, now: float, tz: tzinfo | None) -> TimingCheck:
         window_text=cand.window_text,
         not_before=at(cand.not_before_at),
         deadline=at(cand.deadline_at) if cand.attempts == 0 else None,
+    )
+
+
+def _fit(cand: Candidate, now: float, until: float | None, tz: tzinfo | None) -> str | None:
+    if cand.estimate is None or cand.resumable:
+        return None
+    return fit_reason(
+        now,
+        cand.estimate,
+        resumable=cand.resumable,
+        until=until,
+        windows=cand.windows,
+        deadline_at=cand.deadline_at if cand.attempts == 0 else None,
+        tz=tz,
     )
 
 

@@ -74,8 +74,17 @@ def launch_recorded(
 class Starter:
     """Remembers the last decision (the loop's sleep and `--once` exit read it)."""
 
-    def __init__(self, config: Config, cores: int, limits: RateLimits, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: Config,
+        cores: int,
+        limits: RateLimits,
+        clock: Clock,
+        *,
+        until: float | None = None,
+    ) -> None:
         self.config = config
+        self.until = until  # the end of the run: what a task must finish by
         self.clock = clock
         self.cores = cores
         self.limits = limits
@@ -117,6 +126,7 @@ class Starter:
             admit=admission,
             ordered=True,
             stop_when_full=not full,
+            until=self.until,
         )
         plan.gpus = admission.gpu_assignment
         plan.throttled = admission.throttled

@@ -8,9 +8,10 @@ start O(all tasks).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from bantzd.queue.estimates import Estimate, EstimateBook, history_key
 from bantzd.queue.states import FINISHED, Status
 from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskSpec
@@ -37,6 +38,10 @@ class TaskTable:
         # (`max_queued`), both kept here because every task comes in through `add`.
         self.unique = UniqueKeys()
         self.unfinished: set[int] = set()
+        # Fitting the night: learned estimates, and whether a task saved a checkpoint
+        # (a file the loop looks at); without a book no task has an estimate.
+        self.estimates: EstimateBook | None = None
+        self.has_checkpoint: Callable[[TaskState], bool] | None = None
 
     def add(self, state: TaskState, spec: TaskSpec | None = None) -> None:
         self.states[state.id] = state
@@ -87,11 +92,13 @@ class TaskTable:
 
     def candidate(self, s: TaskState) -> Candidate:
         """The scheduler's view of a queued task, cached while the fields it uses hold."""
-        key = (s.priority, s.retry_at, s.paused, s.attempts)
+        version = self.estimates.version if self.estimates is not None else 0
+        key = (s.priority, s.retry_at, s.paused, s.attempts, version)
         cached = self._candidates.get(s.id)
         if cached is not None and cached[0] == key:
             return cached[1]
         spec = self.specs[s.id]
+        estimate, resumable = self.fit(s, spec)
         cand = Candidate(
             id=s.id,
             name=s.name,
@@ -106,9 +113,23 @@ class TaskTable:
             not_before_at=s.not_before_at,
             deadline_at=s.deadline_at,
             attempts=s.attempts,
+            estimate=estimate,
+            resumable=resumable,
         )
         self._candidates[s.id] = (key, cand)
         return cand
+
+    def fit(self, s: TaskState, spec: TaskSpec) -> tuple[Estimate | None, bool]:
+        """(the task's estimate, whether it can resume): `estimate:` in its file, else what
+        its name's history gives; `steps:`, `checkpoints: true` or a saved checkpoint."""
+        resumable = spec.checkpoints or spec.kind == "steps" or bool(s.steps_done)
+        if not resumable and self.has_checkpoint is not None:
+            resumable = self.has_checkpoint(s)
+        if spec.estimate is not None:
+            return Estimate(spec.estimate, "the task file"), resumable
+        if self.estimates is None:
+            return None, resumable
+        return self.estimates.estimate(history_key(s)), resumable
 
     def briefs(self) -> Iterator[TaskBrief]:
         """Every task as `after:` sees it (name and status)."""

@@ -972,7 +972,8 @@ def test_to_dict_is_json_and_complete() -> None:
     assert set(d) == {
         "name", "kind", "run", "steps", "python", "args", "llm", "cwd", "env", "priority",
         "after", "retries", "retry_delay", "max_retry_delay", "timeout", "resources", "window",
-        "not_before", "deadline", "approval", "category", "uses", "unique",
+        "not_before", "deadline", "approval", "category", "uses", "unique", "estimate",
+        "checkpoints",
     }  # fmt: skip
 
 
