@@ -207,6 +207,11 @@ class TaskPaths:
         return self.dir / "tokens.json"
 
     @property
+    def agent_stats(self) -> Path:
+        """Written by `agent:` workers: steps, tool calls per tool, the current step."""
+        return self.dir / "agent.json"
+
+    @property
     def question(self) -> Path:
         """Written by the worker side when it asks (`ctx.ask`, `bantzd ask`)."""
         return self.dir / "question.json"

@@ -188,6 +188,7 @@ def _show_lines(state: TaskState, paths: TaskPaths) -> list[str]:
     else:
         field("answer", state.answer)
     field("tokens", tokens_text(state.tokens))
+    field("agent", agent_text(state.agent))
 
     if state.history:
         lines += ["", click.style("history:", bold=True)]
@@ -535,3 +536,14 @@ def tokens_text(tokens: dict[str, int]) -> str | None:
         *sorted(k for k in tokens if k not in ("prompt", "completion")),
     ]
     return " + ".join(f"{tokens[k]:,} {k}" for k in order if k in tokens)
+
+
+def agent_text(agent: dict[str, Any] | None) -> str | None:
+    """`12 steps; tool calls: read 4, write 1` for an agent: task's agent.json."""
+    if not isinstance(agent, dict) or not agent.get("steps"):
+        return None
+    calls = agent.get("tool_calls") if isinstance(agent.get("tool_calls"), dict) else {}
+    text = f"{agent['steps']} steps"
+    if calls:
+        text += "; tool calls: " + ", ".join(f"{k} {v}" for k, v in sorted(calls.items()))
+    return text

@@ -49,6 +49,7 @@ class TaskState:
     step: str | None = None  # the step running now, for `steps:` tasks
     gpus: list[int] = field(default_factory=list)  # GPU indices the running attempt holds
     tokens: dict[str, int] = field(default_factory=dict)
+    agent: dict[str, Any] | None = None  # `agent:` tasks: steps, tool calls (agent.json)
     requests: list[str] = field(default_factory=list)  # last control requests applied
     # A schedule's instance (SPEC 9): the schedule's name and the firing's own time (ISO).
     schedule: str | None = None

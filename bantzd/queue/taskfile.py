@@ -47,11 +47,11 @@ from bantzd.queue.yamlnodes import Problem, TaskFileError, compose, decode
 
 MAX_TASK_FILE_BYTES = 1024 * 1024
 PRIORITY_WORDS = {"high": 10, "normal": 0, "low": -10}
-WORKER_KEYS = ("run", "steps", "python", "llm")
+WORKER_KEYS = ("run", "steps", "python", "llm", "agent")
 TASK_KEYS = (
     "name", "run", "steps", "python", "args", "llm", "cwd", "env", "priority", "after",
     "retries", "retry_delay", "max_retry_delay", "timeout", "resources", "window", "not_before",
-    "deadline", "approval", "category", "uses", "unique", *_fit.KEYS,
+    "deadline", "approval", "category", "uses", "unique", "agent", *_fit.KEYS,
 )  # fmt: skip
 RESOURCE_KEYS = ("cpus", "memory", "gpus", "gpu_memory")
 STEP_KEYS = ("name", "run")
@@ -136,6 +136,7 @@ class TaskSpec:
     python: str | None = None
     args: Mapping[str, Any] = field(default_factory=_frozen)
     llm: Mapping[str, Any] | None = None
+    agent: Mapping[str, Any] | None = None  # SPEC 12, checked by queue/agentfile.py
     cwd: str = "~"
     env: Mapping[str, str] = field(default_factory=_frozen)
     priority: int = 0
@@ -184,6 +185,7 @@ class TaskSpec:
             "python": self.python,
             "args": _jsonable(self.args),
             "llm": _jsonable(self.llm),
+            "agent": _jsonable(self.agent),
             "cwd": self.cwd,
             "env": dict(self.env),
             "priority": self.priority,
@@ -578,11 +580,11 @@ class _Checker:
 
         workers = [k for k in entries if k in WORKER_KEYS]
         if not workers:
-            self.problem("missing what to do: give one of run, steps, python, llm")
+            self.problem("missing what to do: give one of run, steps, python, llm, agent")
         elif len(workers) > 1:
             names = ", ".join(workers[:-1]) + " and " + workers[-1]
             self.problem(
-                f"{names} each say what to do; give only one of run, steps, python, llm",
+                f"{names} each say what to do; give only one of run, steps, python, llm, agent",
                 node=entries[workers[1]][0],
             )
         cap, first = values.get("max_retry_delay"), values.get("retry_delay", 60.0)
@@ -703,6 +705,11 @@ class _Checker:
         if "choices" in entries and "confirm" not in entries:
             self.problem("only used with confirm", _join(path, "choices"), entries["choices"][0])
         return MappingProxyType(out)
+
+    def _agent(self, node: Node, path: str) -> Mapping[str, Any]:
+        from bantzd.queue.agentfile import check_agent  # it builds on this module
+
+        return check_agent(self, node, path)
 
     def _temperature(self, node: Node, path: str) -> float:
         return self.number(node, "a number from 0 to 2", 0, 2)

@@ -469,7 +469,7 @@ def test_null_value_is_an_error_not_the_default() -> None:
 
 def test_missing_worker_key() -> None:
     p = only("name: idle\n")
-    assert p.message == "missing what to do: give one of run, steps, python, llm"
+    assert p.message == "missing what to do: give one of run, steps, python, llm, agent"
 
 
 def test_two_worker_keys_names_both() -> None:
@@ -972,7 +972,7 @@ def test_to_dict_is_json_and_complete() -> None:
     assert set(d) == {
         "name", "kind", "run", "steps", "python", "args", "llm", "cwd", "env", "priority",
         "after", "retries", "retry_delay", "max_retry_delay", "timeout", "resources", "window",
-        "not_before", "deadline", "approval", "category", "uses", "unique", "estimate",
+        "not_before", "deadline", "approval", "category", "uses", "unique", "agent", "estimate",
         "checkpoints",
     }  # fmt: skip
 
