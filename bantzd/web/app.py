@@ -6,6 +6,7 @@
     GET  /events/PAGE?...  server-sent events: that page's fragments, when they change
     GET  /schedules[?name=NAME]            the schedules (web/schedpage.py)
     GET  /schedules/remove?name=NAME       asks before removing one
+    GET  /tonight[?until=TIME]             `bantzd plan`'s forecast (web/planpage.py)
     POST /act              cancel, retry, pause, resume, approve, reject, answer; and
                            schedule (op=pause|resume|fire|remove, schedule=NAME)
 
@@ -97,6 +98,7 @@ def create_app(home: Home, token: str, *, view: HomeView | None = None) -> Any:
         Route("/reports/{name:str}", page, name="report"),
         Route("/schedules", page, name="schedules"),
         Route("/schedules/remove", page, name="schedule_remove"),
+        Route("/tonight", page, name="tonight"),
         Route("/api/status", api_status),
         Route("/events/{page:str}", events),
         Route("/act", act, methods=["POST"]),
@@ -121,6 +123,8 @@ def _page_key(request: Request) -> str:
         return "schedules"
     if path == "/schedules/remove":
         return "schedule_remove"
+    if path == "/tonight":
+        return "tonight"
     return "report"
 
 
@@ -153,7 +157,8 @@ async def _page(request: Request, view: HomeView, key: str) -> Response:
         here=request.url.path + (f"?{urlencode(query)}" if query else ""),
         snapshot_at=snap.at,
     )
-    response = HTMLResponse(render(spec.template, context))
+    status_code = context.pop("status_code", 200)  # a page's own refusal (bad ?until=)
+    response = HTMLResponse(render(spec.template, context), status_code=status_code)
     if flash is not None:
         response.delete_cookie(FLASH)
     return response

@@ -37,7 +37,7 @@ from bantzd.queue.states import Status
 from bantzd.queue.task import TaskState, attempt_started
 from bantzd.supervisor.overrides import parallel_text
 from bantzd.units import format_size
-from bantzd.web import schedpage
+from bantzd.web import planpage, schedpage
 from bantzd.web.chart import attempts_chart, load_chart
 from bantzd.web.mdview import render_markdown
 from bantzd.web.snapshot import CHART_SPAN, HomeView, Snapshot
@@ -340,4 +340,6 @@ PAGES: dict[str, Page] = {
     "report": Page("report.html", (), report),
     "schedules": Page("schedules.html", ("rows",), schedpage.schedules),
     "schedule_remove": Page("schedule_remove.html", (), _confirm_remove),
+    # No live parts: a forecast is made on page load, at most once a minute (web/planpage.py).
+    "tonight": Page("tonight.html", (), planpage.tonight),
 }

@@ -104,6 +104,11 @@ class HomeView:
         self._schedules_taken: float | None = None
         self.reads = 0  # how many times the home was read (for tests and the benchmark)
 
+    @property
+    def probe(self) -> Callable[[], Reading]:
+        """How the view reads the machine (the forecast of the Tonight page uses it too)."""
+        return self._probe
+
     def snapshot(self) -> Snapshot:
         """The current snapshot, read anew when the last one is older than `fresh`."""
         with self._lock:
