@@ -26,7 +26,7 @@ from bantzd.queue.taskfile import LIMITS, BadValue, NodeChecker
 AGENT_KEYS = (
     "goal", "tools", "shell_allow", "max_steps", "max_tokens", "model", "system", "temperature",
 )  # fmt: skip
-TOOLS = ("read", "list", "write", "shell", "ask")
+TOOLS = ("read", "list", "write", "fetch", "shell", "ask")
 DEFAULT_TOOLS = ("read", "write", "ask")
 DEFAULT_MAX_STEPS = 30
 MAX_STEPS = 10_000

@@ -27,6 +27,7 @@ from typing import Any
 
 from bantzd.errors import BantzError
 from bantzd.queue.atomic import write_bytes_atomic, write_json_atomic
+from bantzd.workers.agentfetch import Allow, Fetcher, missing_library
 from bantzd.workers.agentjournal import AgentJournal, parse_arguments
 from bantzd.workers.agenttools import Toolbox, ToolError
 from bantzd.workers.llmcall import Caller, CallFailed
@@ -260,11 +261,22 @@ def _run(ctx: Context) -> int:
         on_notice=log,
         temperature=spec.get("temperature"),
     )
+    fetcher = None
+    if "fetch" in spec["tools"]:
+        missing = missing_library()
+        if missing:
+            raise TaskProblem(missing)
+        fetcher = Fetcher(
+            Allow.parse(config.agent.fetch_allow),
+            timeout=config.agent.fetch_timeout,
+            max_bytes=config.agent.fetch_max_bytes,
+        )
     toolbox = Toolbox(
         spec["tools"],
         cwd=Path.cwd(),
         work=ctx.dir / "work",
         shell_allow=spec.get("shell_allow") or (),
+        fetcher=fetcher,
     )
     task = AgentTask(ctx, spec, caller, toolbox)
     log(

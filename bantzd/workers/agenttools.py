@@ -1,4 +1,4 @@
-"""The built-in tools of an `agent:` task (SPEC section 12): read, list, write, shell, ask.
+"""The built-in tools of an `agent:` task (SPEC section 12): read, list, write, fetch, shell, ask.
 
 Every tool takes the model's arguments (a JSON object) and gives back text for the model.
 What a tool refuses (a path outside its folder, a missing argument) is a `ToolError`, whose
@@ -7,6 +7,7 @@ message goes back to the model as the result, so it can try something else; the 
 - `read` / `list`: files under the task's `cwd`. Paths are resolved (symlinks and `..`
   followed) before the check, so no link or `..` leads out of it.
 - `write`: files under `tasks/<id>/work/` only, written atomically.
+- `fetch`: an HTTP(S) GET with the address check and caps of bantzd.workers.agentfetch.
 - `shell`: `/bin/sh -c COMMAND` in `cwd`, in the task's own process group (a stopped task
   stops it too), with a timeout and its output capped. A command that matches no pattern of
   `shell_allow`, or that holds shell control characters (`;`, `|`, `&`, `$`, backquotes,
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bantzd.queue.atomic import write_bytes_atomic
+from bantzd.workers.agentfetch import Fetcher, FetchError, schema_args
 
 READ_CHARS = 20_000  # of a file the model reads at once
 READ_BYTES = 2 * 1024 * 1024  # larger files are refused: the model could not read them anyway
@@ -38,7 +40,7 @@ WRITE_BYTES = 5 * 1024 * 1024
 SHELL_TIMEOUT = 120.0
 SHELL_OUTPUT = 16_000  # characters of a command's output the model sees
 SHELL_SPECIAL = set(";&|<>$`\n\r(){}\\")
-READ_ONLY = frozenset({"read", "list"})
+READ_ONLY = frozenset({"read", "list", "fetch"})
 # `ask` changes nothing either: asked again, it gives back the answer already given.
 RERUN_SAFE = READ_ONLY | {"ask"}
 
@@ -75,6 +77,7 @@ _SCHEMAS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
         },
         ("path", "content"),
     ),
+    "fetch": schema_args(),
     "shell": (
         "Run a shell command in the working folder; returns its exit status and output. "
         "Commands not on the allowed list wait for a person's approval.",
@@ -123,6 +126,7 @@ class Toolbox:
         work: Path,
         shell_allow: Sequence[str] = (),
         shell_timeout: float = SHELL_TIMEOUT,
+        fetcher: Fetcher | None = None,
     ) -> None:
         offered = list(names)
         if "read" in offered and "list" not in offered:
@@ -132,6 +136,7 @@ class Toolbox:
         self.work = work
         self.shell_allow = tuple(shell_allow)
         self.shell_timeout = shell_timeout
+        self.fetcher = fetcher or Fetcher()
 
     def schemas(self) -> list[dict[str, Any]]:
         """The `tools` parameter of the chat request."""
@@ -179,6 +184,11 @@ class Toolbox:
             return self._list(str(args.get("path") or "."))
         if name == "write":
             return self._write(_text(args, "path"), args.get("content"))
+        if name == "fetch":
+            try:
+                return self.fetcher.text(_text(args, "url"))
+            except FetchError as e:
+                raise ToolError(str(e)) from None
         if name == "shell":
             command = _text(args, "command")
             if answer is not None and answer.strip().lower() not in ("yes", "y"):
