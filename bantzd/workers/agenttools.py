@@ -14,6 +14,7 @@ message goes back to the model as the result, so it can try something else; the 
   redirections, newlines: a pattern like `ls *` must not let `ls; rm -rf ~` through),
   becomes a question with the exact command.
 - `ask`: a question to the person; the answer is the result.
+- MCP servers' tools (bantzd.workers.agentmcp), as `SERVER__TOOL`.
 
 `read_only` says which tools may simply run again when an attempt died during the call.
 """
@@ -32,6 +33,7 @@ from typing import Any
 
 from bantzd.queue.atomic import write_bytes_atomic
 from bantzd.workers.agentfetch import Fetcher, FetchError, schema_args
+from bantzd.workers.agentmcp import McpCallError, McpTools
 
 READ_CHARS = 20_000  # of a file the model reads at once
 READ_BYTES = 2 * 1024 * 1024  # larger files are refused: the model could not read them anyway
@@ -127,11 +129,13 @@ class Toolbox:
         shell_allow: Sequence[str] = (),
         shell_timeout: float = SHELL_TIMEOUT,
         fetcher: Fetcher | None = None,
+        mcp: McpTools | None = None,
     ) -> None:
         offered = list(names)
         if "read" in offered and "list" not in offered:
             offered.insert(offered.index("read") + 1, "list")
-        self.names = tuple(offered)
+        self.mcp = mcp
+        self.names = tuple(offered) + tuple(mcp.tools if mcp else ())
         self.cwd = cwd
         self.work = work
         self.shell_allow = tuple(shell_allow)
@@ -142,6 +146,8 @@ class Toolbox:
         """The `tools` parameter of the chat request."""
         out = []
         for name in self.names:
+            if name not in _SCHEMAS:
+                continue  # an MCP tool: its server's schema, below
             text, props, required = _SCHEMAS[name]
             params = {"type": "object", "properties": props, "required": list(required)}
             out.append(
@@ -150,10 +156,12 @@ class Toolbox:
                     "function": {"name": name, "description": text, "parameters": params},
                 }
             )
-        return out
+        return out + (self.mcp.schemas() if self.mcp else [])
 
     def read_only(self, name: str) -> bool:
         """Whether a call of `name` may simply run again after an interruption."""
+        if self.mcp is not None and name in self.mcp.tools:
+            return self.mcp.tools[name].read_only  # the server's readOnlyHint
         return name in RERUN_SAFE
 
     def knows(self, name: str) -> bool:
@@ -196,6 +204,11 @@ class Toolbox:
             return self._shell(command)
         if name == "ask":
             return f"The person answered: {answer}"
+        if self.mcp is not None and name in self.mcp.tools:
+            try:
+                return self.mcp.call(name, args)
+            except McpCallError as e:
+                raise ToolError(str(e)) from None
         raise ToolError(f"no tool named {name!r}")
 
     # the tools -----------------------------------------------------------------------
