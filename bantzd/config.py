@@ -71,6 +71,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "notify": {"urls": [], "on": ["report", "question", "failed"]},
     "hooks": {"on_finish": "", "timeout": "1m"},
+    "agent": {"fetch_allow": [], "fetch_timeout": "30s", "fetch_max_bytes": "2MiB"},
 }
 
 
@@ -127,6 +128,18 @@ class HooksConfig:
 
 
 @dataclass(frozen=True)
+class AgentConfig:
+    """`[agent]`: what the fetch tool of `agent:` tasks may reach, and its caps.
+
+    `fetch_allow` lists host names and networks (CIDRs) let through the check that refuses
+    loopback, private and link-local addresses (bantzd.workers.agentfetch)."""
+
+    fetch_allow: tuple[str, ...] = ()
+    fetch_timeout: float = 30.0
+    fetch_max_bytes: int = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class Config:
     """The validated settings; durations in seconds, sizes in bytes."""
 
@@ -145,6 +158,7 @@ class Config:
     max_retry_delay: float = DEFAULT_MAX_RETRY_DELAY
     hooks: HooksConfig = HooksConfig()
     max_queued: int = 10_000
+    agent: AgentConfig = AgentConfig()
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -274,6 +288,12 @@ def _build(data: Mapping[str, Any], source: str, text: str | None = None) -> Con
         on_finish=v("hooks.on_finish", h["on_finish"], _text(empty_ok=True)),
         timeout=v("hooks.timeout", h["timeout"], _duration()),
     )
+    a = merged["agent"]
+    agent = AgentConfig(
+        fetch_allow=v("agent.fetch_allow", a["fetch_allow"], _fetch_allow),
+        fetch_timeout=v("agent.fetch_timeout", a["fetch_timeout"], _duration()),
+        fetch_max_bytes=v("agent.fetch_max_bytes", a["fetch_max_bytes"], _size),
+    )
     if problems.lines:
         raise ConfigError(problems.report(source, text))
     return Config(
@@ -284,6 +304,7 @@ def _build(data: Mapping[str, Any], source: str, text: str | None = None) -> Con
         llm=llm,
         notify=notify,
         hooks=hooks,
+        agent=agent,
     )
 
 
@@ -416,6 +437,14 @@ def _texts(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _fetch_allow(value: Any) -> tuple[str, ...]:
+    from bantzd.workers.agentfetch import Allow  # stdlib only: the rule lives beside its use
+
+    entries = _texts(value)
+    Allow.parse(entries)  # ValueError naming the entry
+    return entries
+
+
 def _url(value: Any) -> str:
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
         raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
@@ -463,6 +492,8 @@ _COMMENTS = {
     ("notify", "on"): "any of: " + ", ".join(NOTIFY_EVENTS),
     ("hooks", "on_finish"): "run with sh -c when a task ends (README: its variables)",
     ("hooks", "timeout"): "a hook still running after this is killed",
+    ("agent", "fetch_allow"): "hosts or networks (10.0.0.0/8) the fetch tool may reach",
+    ("agent", "fetch_max_bytes"): "the fetch tool stops reading a page past this",
 }
 
 _FOOTER = """

@@ -58,6 +58,7 @@ class ScriptedLLM(FakeLLM):
         self.scripts: dict[str, list[dict[str, Any]]] = {}
         self.asked: list[tuple[str, int, int]] = []  # (script, turn, status)
         self.last_messages: dict[str, list[dict[str, Any]]] = {}
+        self.last_tools: dict[str, list[dict[str, Any]]] = {}
 
     def turns(self, script: str, status: int | None = 200) -> Counter[int]:
         with self._cond:
@@ -114,6 +115,7 @@ class _ScriptHandler(_Handler):
         with server._cond:
             server.asked.append((name, turn, status))
             server.last_messages[name] = messages
+            server.last_tools[name] = body.get("tools") or []
             server._cond.notify_all()
         if action is not None and action[0] == "drop":
             self.close_connection = True

@@ -27,7 +27,10 @@ from typing import Any
 
 from bantzd.errors import BantzError
 from bantzd.queue.atomic import write_bytes_atomic, write_json_atomic
+from bantzd.workers.agentfetch import Allow, Fetcher, missing_library
 from bantzd.workers.agentjournal import AgentJournal, parse_arguments
+from bantzd.workers.agentmcp import McpProblem, McpTools
+from bantzd.workers.agentmcp import missing_library as missing_mcp
 from bantzd.workers.agenttools import Toolbox, ToolError
 from bantzd.workers.llmcall import Caller, CallFailed
 from bantzd.workers.llmtask import LimitTaker, SetupProblem, Tokens, make_caller
@@ -260,18 +263,44 @@ def _run(ctx: Context) -> int:
         on_notice=log,
         temperature=spec.get("temperature"),
     )
-    toolbox = Toolbox(
-        spec["tools"],
-        cwd=Path.cwd(),
-        work=ctx.dir / "work",
-        shell_allow=spec.get("shell_allow") or (),
-    )
-    task = AgentTask(ctx, spec, caller, toolbox)
-    log(
-        f"{config.llm.base_url}, model {' then '.join(models)}, tools {', '.join(toolbox.names)}"
-        + (f", resuming after step {task.journal.steps}" if task.journal.steps else "")
-    )
-    task.run()
+    fetcher = None
+    if "fetch" in spec["tools"]:
+        missing = missing_library()
+        if missing:
+            raise TaskProblem(missing)
+        fetcher = Fetcher(
+            Allow.parse(config.agent.fetch_allow),
+            timeout=config.agent.fetch_timeout,
+            max_bytes=config.agent.fetch_max_bytes,
+        )
+    mcp = None
+    if spec.get("mcp"):
+        missing = missing_mcp()
+        if missing:
+            raise TaskProblem(missing)
+        try:
+            mcp = McpTools(spec["mcp"], cwd=Path.cwd())
+        except McpProblem as e:
+            raise TaskProblem(str(e)) from None
+    try:
+        toolbox = Toolbox(
+            spec["tools"],
+            cwd=Path.cwd(),
+            work=ctx.dir / "work",
+            shell_allow=spec.get("shell_allow") or (),
+            fetcher=fetcher,
+            mcp=mcp,
+        )
+        task = AgentTask(ctx, spec, caller, toolbox)
+        log(
+            f"{config.llm.base_url}, model {' then '.join(models)}, "
+            f"tools {', '.join(toolbox.names)}"
+            + (f", resuming after step {task.journal.steps}" if task.journal.steps else "")
+        )
+        task.run()
+    finally:
+        if mcp is not None:
+            mcp.close()
     return 0
 
 

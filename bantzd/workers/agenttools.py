@@ -1,4 +1,4 @@
-"""The built-in tools of an `agent:` task (SPEC section 12): read, list, write, shell, ask.
+"""The built-in tools of an `agent:` task (SPEC section 12): read, list, write, fetch, shell, ask.
 
 Every tool takes the model's arguments (a JSON object) and gives back text for the model.
 What a tool refuses (a path outside its folder, a missing argument) is a `ToolError`, whose
@@ -7,12 +7,14 @@ message goes back to the model as the result, so it can try something else; the 
 - `read` / `list`: files under the task's `cwd`. Paths are resolved (symlinks and `..`
   followed) before the check, so no link or `..` leads out of it.
 - `write`: files under `tasks/<id>/work/` only, written atomically.
+- `fetch`: an HTTP(S) GET with the address check and caps of bantzd.workers.agentfetch.
 - `shell`: `/bin/sh -c COMMAND` in `cwd`, in the task's own process group (a stopped task
   stops it too), with a timeout and its output capped. A command that matches no pattern of
   `shell_allow`, or that holds shell control characters (`;`, `|`, `&`, `$`, backquotes,
   redirections, newlines: a pattern like `ls *` must not let `ls; rm -rf ~` through),
   becomes a question with the exact command.
 - `ask`: a question to the person; the answer is the result.
+- MCP servers' tools (bantzd.workers.agentmcp), as `SERVER__TOOL`.
 
 `read_only` says which tools may simply run again when an attempt died during the call.
 """
@@ -30,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from bantzd.queue.atomic import write_bytes_atomic
+from bantzd.workers.agentfetch import Fetcher, FetchError, schema_args
+from bantzd.workers.agentmcp import McpCallError, McpTools
 
 READ_CHARS = 20_000  # of a file the model reads at once
 READ_BYTES = 2 * 1024 * 1024  # larger files are refused: the model could not read them anyway
@@ -38,7 +42,7 @@ WRITE_BYTES = 5 * 1024 * 1024
 SHELL_TIMEOUT = 120.0
 SHELL_OUTPUT = 16_000  # characters of a command's output the model sees
 SHELL_SPECIAL = set(";&|<>$`\n\r(){}\\")
-READ_ONLY = frozenset({"read", "list"})
+READ_ONLY = frozenset({"read", "list", "fetch"})
 # `ask` changes nothing either: asked again, it gives back the answer already given.
 RERUN_SAFE = READ_ONLY | {"ask"}
 
@@ -75,6 +79,7 @@ _SCHEMAS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
         },
         ("path", "content"),
     ),
+    "fetch": schema_args(),
     "shell": (
         "Run a shell command in the working folder; returns its exit status and output. "
         "Commands not on the allowed list wait for a person's approval.",
@@ -123,20 +128,26 @@ class Toolbox:
         work: Path,
         shell_allow: Sequence[str] = (),
         shell_timeout: float = SHELL_TIMEOUT,
+        fetcher: Fetcher | None = None,
+        mcp: McpTools | None = None,
     ) -> None:
         offered = list(names)
         if "read" in offered and "list" not in offered:
             offered.insert(offered.index("read") + 1, "list")
-        self.names = tuple(offered)
+        self.mcp = mcp
+        self.names = tuple(offered) + tuple(mcp.tools if mcp else ())
         self.cwd = cwd
         self.work = work
         self.shell_allow = tuple(shell_allow)
         self.shell_timeout = shell_timeout
+        self.fetcher = fetcher or Fetcher()
 
     def schemas(self) -> list[dict[str, Any]]:
         """The `tools` parameter of the chat request."""
         out = []
         for name in self.names:
+            if name not in _SCHEMAS:
+                continue  # an MCP tool: its server's schema, below
             text, props, required = _SCHEMAS[name]
             params = {"type": "object", "properties": props, "required": list(required)}
             out.append(
@@ -145,10 +156,12 @@ class Toolbox:
                     "function": {"name": name, "description": text, "parameters": params},
                 }
             )
-        return out
+        return out + (self.mcp.schemas() if self.mcp else [])
 
     def read_only(self, name: str) -> bool:
         """Whether a call of `name` may simply run again after an interruption."""
+        if self.mcp is not None and name in self.mcp.tools:
+            return self.mcp.tools[name].read_only  # the server's readOnlyHint
         return name in RERUN_SAFE
 
     def knows(self, name: str) -> bool:
@@ -179,6 +192,11 @@ class Toolbox:
             return self._list(str(args.get("path") or "."))
         if name == "write":
             return self._write(_text(args, "path"), args.get("content"))
+        if name == "fetch":
+            try:
+                return self.fetcher.text(_text(args, "url"))
+            except FetchError as e:
+                raise ToolError(str(e)) from None
         if name == "shell":
             command = _text(args, "command")
             if answer is not None and answer.strip().lower() not in ("yes", "y"):
@@ -186,6 +204,11 @@ class Toolbox:
             return self._shell(command)
         if name == "ask":
             return f"The person answered: {answer}"
+        if self.mcp is not None and name in self.mcp.tools:
+            try:
+                return self.mcp.call(name, args)
+            except McpCallError as e:
+                raise ToolError(str(e)) from None
         raise ToolError(f"no tool named {name!r}")
 
     # the tools -----------------------------------------------------------------------

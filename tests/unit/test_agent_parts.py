@@ -26,7 +26,8 @@ def test_agent_task_files_are_checked_with_defaults_and_named_problems() -> None
     assert spec.agent["max_steps"] == 30
     assert problems("agent:\n  tools: [read, browse]\n  max_steps: 0\n") == [
         "agent: missing goal: what the agent is to do",
-        "agent.tools[1]: no tool named 'browse'; the tools are read, list, write, shell, ask",
+        "agent.tools[1]: no tool named 'browse'; "
+        "the tools are read, list, write, fetch, shell, ask",
         "agent.max_steps: expected a whole number > 0, got 0",
     ]
     assert problems("agent:\n  goal: x\n  shell_allow: ['ls *']\n") == [
