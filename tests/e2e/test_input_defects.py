@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,6 +133,12 @@ def test_a_spool_name_that_is_not_utf8_runs_under_a_safe_name(bantz: Bantz) -> N
     fd = os.open(spool + b"/%FF%FE.yaml", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.write(fd, b"run: echo the-real-one\n")
     os.close(fd)
+    # The bad name is the older file, so the intake (oldest first) renames it while the safe
+    # name is still taken: with equal mtimes the real one could go first, free its name, and
+    # the renamed file would rightly get it (nothing replaced, but not this test's case).
+    now = time.time()
+    os.utime(spool + b"/\xff\xfe.yaml", (now - 10, now - 10))
+    os.utime(spool + b"/%FF%FE.yaml", (now - 5, now - 5))
     bantz.drop("later.yaml", "run: echo later\n")
     res = bantz("run", "--once", timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
