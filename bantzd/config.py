@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "scan_interval": "2s",
     "max_queued": 10_000,
     "report_language": "en",
+    "fit_night": True,
     "throttle": {
         "max_load": 1.5,
         "min_free_memory": "2GiB",
@@ -159,6 +160,8 @@ class Config:
     hooks: HooksConfig = HooksConfig()
     max_queued: int = 10_000
     agent: AgentConfig = AgentConfig()
+    # SPEC 11: hold back what would not finish, stop resumable tasks stop_grace early
+    fit_night: bool = True
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -259,6 +262,7 @@ def _build(data: Mapping[str, Any], source: str, text: str | None = None) -> Con
         "scan_interval": v("scan_interval", merged["scan_interval"], _duration()),
         "max_queued": v("max_queued", merged["max_queued"], _int(1, cap=MAX_QUEUED)),
         "report_language": v("report_language", merged["report_language"], _text()),
+        "fit_night": v("fit_night", merged["fit_night"], _bool),
     }
     t = merged["throttle"]
     throttle = Throttle(
@@ -422,6 +426,12 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {_short(value)}")
+    return value
+
+
 def _text(*, empty_ok: bool = False) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if not isinstance(value, str) or (not empty_ok and not value.strip()):
@@ -478,6 +488,7 @@ _COMMENTS = {
     ("", "scan_interval"): "how often the spool is rescanned",
     ("", "max_queued"): "past this many unfinished tasks, spool files wait",
     ("", "report_language"): "language of the morning report",
+    ("", "fit_night"): "hold back what would not finish; stop resumable tasks stop_grace early",
     ("throttle", None): "a new task starts only while all of these hold",
     ("throttle", "max_load"): "1-minute load average per core",
     ("throttle", "gpu_max_util"): "percent, per GPU considered free",

@@ -1,4 +1,4 @@
-"""`bantzd plan [--until TIME] [--json] [--mermaid]`: what tonight will get done (SPEC 11).
+"""`bantzd plan [--until TIME] [--from TIME] [--json] [--mermaid]`: tonight's forecast (SPEC 11).
 
 The forecast is the supervisor's own night on a copy of the queue with a fake clock
 (supervisor/forecast.py), so it needs no supervisor and changes nothing in the home.
@@ -26,10 +26,20 @@ DEFAULT_UNTIL = "07:00"
     show_default=True,
     help="The end of the night to plan for: the next TIME local time, or an ISO date-time.",
 )
+@click.option(
+    "--from",
+    "from_text",
+    metavar="TIME",
+    default=None,
+    help="Plan the night from TIME (the next TIME local time, or an ISO date-time) instead "
+    "of from now: at 17:00, `--from 23:00` is tonight's run.",
+)
 @click.option("--json", "as_json", is_flag=True, help="The forecast as JSON (see the README).")
 @click.option("--mermaid", is_flag=True, help="The forecast as a Mermaid gantt chart.")
 @click.pass_context
-def plan(ctx: click.Context, until_text: str, as_json: bool, mermaid: bool) -> None:
+def plan(
+    ctx: click.Context, until_text: str, from_text: str | None, as_json: bool, mermaid: bool
+) -> None:
     """Forecast tonight: each task's expected start and end, and what will not fit."""
     from bantzd.config import load_config
     from bantzd.supervisor.forecast import forecast, quiet_config
@@ -40,6 +50,11 @@ def plan(ctx: click.Context, until_text: str, as_json: bool, mermaid: bool) -> N
         raise UsageError("--json and --mermaid cannot be used together")
     home = get_home(ctx)
     now = local_now()
+    if from_text is not None:
+        try:
+            now = resolve_until(from_text, now)
+        except ValueError as e:
+            raise UsageError(f"--from: {e}") from e
     try:
         until = resolve_until(until_text, now).timestamp()
     except ValueError as e:

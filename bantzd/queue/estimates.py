@@ -117,6 +117,15 @@ class EstimateBook:
     def estimate(self, key: str) -> Estimate | None:
         return from_history(self._runs.get(key, ()))
 
+    def started_with(self) -> dict[int, float]:
+        """The estimate each recorded task had when it ran (the report's Done table)."""
+        return {
+            r.task_id: r.estimate
+            for runs in self._runs.values()
+            for r in runs
+            if r.estimate is not None
+        }
+
     def record(self, key: str, run: Run) -> None:
         """Add a run (replacing one of the same task: a settle done twice counts once)."""
         if not math.isfinite(run.took) or run.took < 0:

@@ -41,11 +41,13 @@ def gantt(
     run_end: str | None,
     lang: Language,
     mask: Callable[[str], str] = str,
+    night_end: str | None = None,
 ) -> list[str] | None:
     """The lines of the chart (without the fence), or None when no attempt is dated.
 
     An attempt with no end yet is drawn up to `run_end`; a bar is at least one second long,
-    because a zero-length bar is invisible.
+    because a zero-length bar is invisible. `night_end` (the run's `--until`) is drawn as a
+    milestone in a last section of its own: a diamond at that time, below every bar.
     """
     end_of_run = parse_wall(run_end)
     lines: list[str] = []
@@ -58,7 +60,21 @@ def gantt(
         if bars:
             lines.append(f"    section {mermaid_text(mask(f'{state.id} {state.name}'))}")
             lines.extend(bars)
-    return [*HEADER, *lines] if lines else None
+    if not lines:
+        return None
+    if (end := parse_wall(night_end)) is not None:
+        lines.extend(milestone(end, lang))
+    return [*HEADER, *lines]
+
+
+def milestone(end: datetime, lang: Language) -> list[str]:
+    """The night's end as a zero-length milestone (Mermaid draws it midway between its start
+    and end, so both are the same time)."""
+    at = end.strftime(GANTT_TIME)
+    return [
+        f"    section {mermaid_text(lang.t('night_end'))}",
+        f"    --until :milestone, until, {at}, {at}",
+    ]
 
 
 def _bar(

@@ -55,6 +55,7 @@ EN: dict[str, Text] = {
     "col_id": "id",
     "col_name": "name",
     "col_took": "took",
+    "col_estimate": "estimate",
     "col_attempts": "attempts",
     "col_tokens": "tokens (prompt + completion)",
     "col_result": "result",
@@ -81,6 +82,10 @@ EN: dict[str, Text] = {
     "running": "running, attempt {n}",
     "ready": "ready to start",
     "nothing_queued": "Nothing is left in the queue.",
+    "held_back": (
+        "Not started, as it would not finish before the end: {tasks}.",
+        "Not started, as they would not finish before the end: {tasks}.",
+    ),
     # machine
     "cpu_load": "CPU load per core: average {average}, peak {peak} ({samples}).",
     "samples": ("{n} sample", "{n} samples"),
@@ -97,6 +102,7 @@ EN: dict[str, Text] = {
     "outcome_interrupted": "interrupted",
     "outcome_cancelled": "cancelled",
     "no_attempts": "No attempts ran in this period.",
+    "night_end": "End of the run",
     # coming up (schedules)
     "coming_up": "Coming up",
     "next_firing": "next firing {when}",
@@ -155,6 +161,7 @@ TR: dict[str, Text] = {
     "col_id": "no",
     "col_name": "ad",
     "col_took": "süre",
+    "col_estimate": "tahmin",
     "col_attempts": "deneme",
     "col_tokens": "token (istem + yanıt)",
     "col_result": "sonuç",
@@ -179,6 +186,10 @@ TR: dict[str, Text] = {
     "running": "çalışıyor, deneme {n}",
     "ready": "başlamaya hazır",
     "nothing_queued": "Sırada bekleyen görev yok.",
+    "held_back": (
+        "Bitişe kadar tamamlanamayacağı için başlatılmadı: {tasks}.",
+        "Bitişe kadar tamamlanamayacakları için başlatılmadı: {tasks}.",
+    ),
     "cpu_load": "Çekirdek başına CPU yükü: ortalama {average}, en yüksek {peak} ({samples}).",
     "samples": ("{n} ölçüm", "{n} ölçüm"),
     "gpu_util": "GPU {index}: kullanım ortalama {average}, en yüksek {peak}",
@@ -193,6 +204,7 @@ TR: dict[str, Text] = {
     "outcome_interrupted": "kesildi",
     "outcome_cancelled": "iptal edildi",
     "no_attempts": "Bu dönemde hiç deneme çalışmadı.",
+    "night_end": "Çalışmanın sonu",
     "coming_up": "Sıradaki zamanlanmış görevler",
     "next_firing": "bir sonraki çalışma {when}",
     "schedule_paused": "duraklatıldı (yeniden başlatmak için: bantzd schedule resume)",

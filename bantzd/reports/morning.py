@@ -298,8 +298,20 @@ def gather(
         commands=commands,
         secrets=sorted(set(secrets)),
         took=took_all,
+        estimates=started_estimates(home, states),
         schedules=gather_schedules(home, since, until),
     )
+
+
+def started_estimates(home: Home, states: Sequence[TaskState]) -> dict[int, float]:
+    """The estimate each done task ran with, as estimates.json recorded it when it ended
+    (the file's estimate, else the one learned from the runs before it)."""
+    from bantzd.queue.estimates import EstimateBook
+
+    done = {s.id for s in states if s.status is Status.DONE}
+    if not done:
+        return {}
+    return {i: e for i, e in EstimateBook(home.estimates).started_with().items() if i in done}
 
 
 def rejected_files(home: Home, events: Sequence[Mapping[str, Any]]) -> list[RejectedFile]:

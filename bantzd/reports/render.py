@@ -29,6 +29,7 @@ from bantzd.reports.i18n import Language, language
 from bantzd.reports.markdown import cell, code, fenced, one_line, when
 from bantzd.reports.secrets import Masker
 
+WOULD_NOT_FINISH = "would not finish before"  # the fit rule's reason (supervisor/fitting.py)
 MISSED_DEADLINE = "missed deadline"  # the reason the supervisor gives (supervisor/timing.py)
 DEPENDENCY_FAILED = "dependency failed"  # and for a failed `after:` (supervisor/scheduler.py)
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})
@@ -81,6 +82,8 @@ class NightFacts:
     took: Mapping[int, float] = field(default_factory=lambda: _EMPTY)
     # The home's schedules, for Coming up (reports/comingup.py); none: no such section.
     schedules: Sequence[ScheduleFacts] = ()
+    # The estimate (seconds) each done task had when it ran (estimates.json), for Done.
+    estimates: Mapping[int, float] = field(default_factory=lambda: _EMPTY)
 
 
 def render_report(facts: NightFacts) -> str:
@@ -94,6 +97,15 @@ def _dependency(state: TaskState) -> str | None:
     if not why.startswith(DEPENDENCY_FAILED):
         return None
     return why[len(DEPENDENCY_FAILED) :].strip(" :") or None
+
+
+def run_until(events: Sequence[Mapping[str, Any]]) -> str | None:
+    """The `--until` of the period's last supervisor start, None when it had none."""
+    for e in reversed(events):
+        if e.get("event") == machine.RUN_STARTED:
+            until = e.get("until")
+            return until if isinstance(until, str) else None
+    return None
 
 
 def run_span(events: Sequence[Mapping[str, Any]]) -> tuple[str | None, str | None]:
@@ -248,8 +260,12 @@ class _Renderer:
         if not done:
             return f"{self.heading('done')}\n\n{t('nothing_done')}"
         with_tokens = any(token_counts(s) for s in done)
+        with_estimates = any(s.id in self.f.estimates for s in done)
         head = ["col_id", "col_name", "col_took", "col_attempts"]
         align = ["---:", "---", "---:", "---:"]
+        if with_estimates:
+            head.insert(3, "col_estimate")
+            align.insert(3, "---:")
         if with_tokens:
             head.append("col_tokens")
             align.append("---:")
@@ -267,6 +283,9 @@ class _Renderer:
                 self.lang.duration(seconds) if seconds is not None else "?",
                 self.lang.integer(state.attempts),
             ]
+            if with_estimates:
+                estimate = self.f.estimates.get(state.id)
+                cells.insert(3, self.lang.duration(estimate) if estimate is not None else "")
             if with_tokens:
                 counts = token_counts(state)
                 cells.append(
@@ -396,6 +415,11 @@ class _Renderer:
             reason = self.text(state.reason) if state.reason else t("ready")
             items.append(f"- {self.label(state)}: {reason}")
         body = "\n".join(items) if items else t("nothing_queued")
+        held_back = [
+            self.label(s) for s in queued if one_line(s.reason or "").startswith(WOULD_NOT_FINISH)
+        ]
+        if held_back:
+            body += "\n\n" + self.lang.n("held_back", len(held_back), tasks=", ".join(held_back))
         return f"{self.heading('still_queued')}\n\n{body}"
 
     def coming_up(self) -> list[str]:
@@ -467,7 +491,8 @@ class _Renderer:
         return lines
 
     def timeline(self) -> str:
-        lines = gantt(sorted(self.f.states, key=lambda s: s.id), self.ended, self.lang, self.mask)
+        states = sorted(self.f.states, key=lambda s: s.id)
+        lines = gantt(states, self.ended, self.lang, self.mask, night_end=run_until(self.f.events))
         body = timeline_block(lines) if lines else self.lang.t("no_attempts")
         return f"{self.heading('timeline')}\n\n{body}"
 

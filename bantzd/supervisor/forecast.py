@@ -278,6 +278,8 @@ def _runs_of(state: TaskState, now: float) -> list[Run]:
 def _next_jump(sup: Any, sim: SimExecutor, now: float) -> float:
     """Seconds to the next thing that changes a decision; at least one second."""
     events = [sup.until]
+    if sup.wind_down_at is not None:  # resumable tasks stop stop_grace early (nightend.py)
+        events.append(sup.wind_down_at)
     if (end := sim.next_end()) is not None:
         events.append(end)
     if sup.starter.last.wake_at is not None:

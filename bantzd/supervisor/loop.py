@@ -39,7 +39,7 @@ from bantzd.queue.store import Store
 from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskSpec
 from bantzd.ratelimit import RateLimits
-from bantzd.supervisor import control, intake, overrides, recovery, session, taskedits
+from bantzd.supervisor import control, intake, nightend, overrides, recovery, session, taskedits
 from bantzd.supervisor.attemptend import record_end
 from bantzd.supervisor.attempts import Attempts, LiveQueue, NotStarted
 from bantzd.supervisor.diskguard import DiskGuard
@@ -132,6 +132,9 @@ class Supervisor:
         self.lock: HomeLock | None = None  # held in run(); its info tells `status` we stop
         self.paused = False
         self.stopping = False
+        # stop_grace before --until: no new starts, resumable tasks stopped (nightend.py)
+        self.wind_down_at = nightend.wind_down_at(until, clock.time(), config)
+        self.winding_down = False
         self._killed_all = False
         self.started_at: float | None = None
 
@@ -244,6 +247,8 @@ class Supervisor:
             due.append(firing)
         if self.until is not None and not self.stopping:
             due.append(self.until - now)
+        if self.wind_down_at is not None and not self.winding_down and not self.stopping:
+            due.append(self.wind_down_at - now)
         return max(0.0, min(due))
 
     # signals and stopping ----------------------------------------------------------------
@@ -273,10 +278,33 @@ class Supervisor:
             log.warning("second stop signal: killing running tasks now")
             self.narrator.killing(len(self.attempts))
             self.attempts.kill_all()
+        if not (self.stopping or self.winding_down) and self._wind_down_due():
+            self.wind_down()
         if self.until is not None and not self.stopping and self.clock.time() >= self.until:
             log.info("reached --until %s", iso(self.until))
             self.narrator.until_reached(self.until, len(self.attempts), grace)
             self.request_stop()
+
+    def wind_down(self) -> None:
+        """stop_grace before --until: the tasks that can resume get SIGTERM now, so they
+        have saved and exited by --until, and none starts again (supervisor/nightend.py)."""
+        self.winding_down = self.starter.winding_down = True
+        early = [att for att in self.attempts if self._resumable(att.task_id)]
+        log.info(
+            "%gs before --until: %d task(s) that can resume get SIGTERM and none starts",
+            self.config.stop_grace,
+            len(early),
+        )
+        for att in early:
+            self._terminate(att, "interrupted")
+
+    def _wind_down_due(self) -> bool:
+        return self.wind_down_at is not None and self.clock.time() >= self.wind_down_at
+
+    def _resumable(self, task_id: int) -> bool:
+        spec = self.table.specs.get(task_id)
+        state = self.table.states.get(task_id)
+        return spec is not None and state is not None and self.table.fit(state, spec)[1]
 
     def _terminate(self, att: Attempt, reason: str) -> None:
         self.attempts.terminate(att, reason, paused=self.table.states[att.task_id].paused)
@@ -331,11 +359,11 @@ class Supervisor:
         policy = Policy(
             max_interruptions=self.config.max_interruptions,
             max_retry_delay=self.config.max_retry_delay,
-            stopping=self.stopping,
+            stopping=self.stopping or self.winding_down,
         )
         now = self.clock.time()
         verdict = settle(ended, state, spec, policy, now)
-        night_over = self.until is not None and now >= self.until
+        night_over = self.winding_down or (self.until is not None and now >= self.until)
         record_end(self.home, state, spec, ended, verdict, now, night_over=night_over)
         self._apply(state, spec, verdict, started_mono=started_mono)
 

@@ -162,6 +162,7 @@ def decide(
     ordered: bool = False,
     stop_when_full: bool = False,
     until: float | None = None,
+    fit: bool = True,
 ) -> Decision:
     """Pick what starts: highest priority first, then lowest id, into the free slots.
 
@@ -177,7 +178,8 @@ def decide(
     queued tasks that makes a start cost O(slots) instead of O(queue); the supervisor still
     makes a full decision every second or so.
     `until`: the end of the run; a task that cannot resume and would not finish by then
-    (or by its window's end or deadline) waits (supervisor/fitting.py).
+    (or by its window's end or deadline) waits (supervisor/fitting.py); `fit=False` (the
+    config's `fit_night = false`) turns that rule off.
     """
     briefs = tasks.values() if isinstance(tasks, Mapping) else tasks
     index: DependencyIndex | None = None  # built only when some candidate has `after:`
@@ -218,7 +220,7 @@ def decide(
         if paused:
             decision.waiting[cand.id] = "paused: all new starts are paused"
             continue
-        if (late := _fit(cand, now, until, tz)) is not None:
+        if fit and (late := _fit(cand, now, until, tz)) is not None:
             decision.waiting[cand.id] = late
             continue
         if free <= 0:

@@ -85,6 +85,9 @@ class Starter:
     ) -> None:
         self.config = config
         self.until = until  # the end of the run: what a task must finish by
+        # stop_grace before --until (supervisor/nightend.py): tasks that can resume would
+        # be stopped at once, so they are left out of the decision (their reason stays).
+        self.winding_down = False
         self.clock = clock
         self.cores = cores
         self.limits = limits
@@ -116,8 +119,11 @@ class Starter:
             now=now,
             limits=_LazyLimits(self.limits, now),
         )
+        candidates = self._candidates(table, table.order(rebuild=full), plan.broken)
+        if self.winding_down:
+            candidates = (c for c in candidates if not c.resumable)
         plan.decision = decide(
-            self._candidates(table, table.order(rebuild=full), plan.broken),
+            candidates,
             table.briefs(),
             running=running,
             max_parallel=self.config.max_parallel,
@@ -127,6 +133,7 @@ class Starter:
             ordered=True,
             stop_when_full=not full,
             until=self.until,
+            fit=self.config.fit_night,
         )
         plan.gpus = admission.gpu_assignment
         plan.throttled = admission.throttled

@@ -37,3 +37,25 @@ def test_plan_forecasts_without_a_supervisor_and_changes_nothing(bantz, home) ->
     assert mermaid.startswith("```mermaid\ngantt") and "night ends :milestone" in mermaid
     bad = bantz("plan", "--until", "soon")
     assert bad.returncode == 2 and "--until" in bad.stderr
+
+
+def test_plan_from_plans_a_night_that_starts_later(bantz, home) -> None:
+    bantz("init", check=True)
+    spool = home / "spool"
+    (spool / "a.yaml").write_text("name: long\nrun: 'true'\nestimate: 7h\n")
+    (spool / "b.yaml").write_text("name: too-long\nrun: 'true'\nestimate: 9h\n")
+    old = time.time() - 60
+    for path in spool.glob("*.yaml"):
+        os.utime(path, (old, old))
+    start = (datetime.now() + timedelta(days=1)).replace(hour=23, minute=0, second=0, microsecond=0)
+    res = bantz("plan", "--json", "--from", start.strftime("%Y-%m-%dT%H:%M"), "--until", "07:00")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert datetime.fromisoformat(data["now"]) == start.astimezone()
+    assert datetime.fromisoformat(data["until"]) == (start + timedelta(hours=8)).astimezone()
+    [run] = data["tasks"]
+    assert run["name"] == "long" and datetime.fromisoformat(run["start"]) == start.astimezone()
+    [held] = data["not_fitting"]
+    assert held["name"] == "too-long" and held["reason"].startswith("would not finish before 07:00")
+    bad = bantz("plan", "--from", "2001-01-01T00:00")
+    assert bad.returncode == 2 and "--from" in bad.stderr
