@@ -68,7 +68,12 @@ DEFAULTS: dict[str, Any] = {
     },
     "notify": {"urls": [], "on": ["report", "question", "failed"]},
     "hooks": {"on_finish": "", "timeout": "1m"},
+    "executor": {
+        "kind": "local",
+        "slurm": {"partition": "", "max_submitted": 50, "sbatch_args": [], "poll_interval": "5s"},
+    },
 }
+EXECUTOR_KINDS = ("local", "slurm")
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,24 @@ class HooksConfig:
 
 
 @dataclass(frozen=True)
+class SlurmConfig:
+    """`[executor.slurm]`: how tasks run as Slurm jobs (SPEC section 13)."""
+
+    partition: str = ""  # empty: the cluster's default
+    max_submitted: int = 50  # this home's jobs in Slurm at once, pending + running
+    sbatch_args: tuple[str, ...] = ()
+    poll_interval: float = 5.0
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """`[executor]`: where tasks run unless their `executor:` says otherwise."""
+
+    kind: str = "local"
+    slurm: SlurmConfig = SlurmConfig()
+
+
+@dataclass(frozen=True)
 class Config:
     """The validated settings; durations in seconds, sizes in bytes."""
 
@@ -141,6 +164,7 @@ class Config:
     notify: NotifyConfig
     max_retry_delay: float = DEFAULT_MAX_RETRY_DELAY
     hooks: HooksConfig = HooksConfig()
+    executor: ExecutorConfig = ExecutorConfig()
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -219,7 +243,7 @@ def _build(data: Mapping[str, Any], source: str, text: str | None = None) -> Con
     for key, value in data.items():
         if key not in DEFAULTS:
             continue
-        if isinstance(DEFAULTS[key], dict) and key != "limits":
+        if isinstance(DEFAULTS[key], dict) and key not in ("limits", "executor"):
             if not isinstance(value, dict):
                 problems.add(key, f"expected a table [{key}], got {value!r}")
                 continue
@@ -269,6 +293,7 @@ def _build(data: Mapping[str, Any], source: str, text: str | None = None) -> Con
         on_finish=v("hooks.on_finish", h["on_finish"], _text(empty_ok=True)),
         timeout=v("hooks.timeout", h["timeout"], _duration()),
     )
+    executor = _executor(merged["executor"], problems)
     if problems.lines:
         raise ConfigError(problems.report(source, text))
     return Config(
@@ -279,6 +304,51 @@ def _build(data: Mapping[str, Any], source: str, text: str | None = None) -> Con
         llm=llm,
         notify=notify,
         hooks=hooks,
+        executor=executor,
+    )
+
+
+def _executor(value: Any, problems: _Problems) -> ExecutorConfig:
+    """`[executor]` and its `[executor.slurm]` table, each merged over its defaults."""
+    defaults = DEFAULTS["executor"]
+    if not isinstance(value, dict):
+        problems.add("executor", f"expected a table [executor], got {value!r}")
+        return ExecutorConfig()
+    problems.known(value, "executor.", defaults)
+    slurm = {**defaults["slurm"]}
+    given = value.get("slurm", {})
+    if isinstance(given, dict):
+        problems.known(given, "executor.slurm.", defaults["slurm"])
+        slurm.update({k: v for k, v in given.items() if k in defaults["slurm"]})
+    else:
+        problems.add("executor.slurm", f"expected a table [executor.slurm], got {given!r}")
+
+    def kind(word: Any) -> str:
+        if word not in EXECUTOR_KINDS:
+            hint = _did_you_mean(word, EXECUTOR_KINDS) if isinstance(word, str) else ""
+            raise ValueError(f"expected {_or(EXECUTOR_KINDS)}, got {_short(word)}{hint}")
+        return str(word)
+
+    def sbatch_args(args: Any) -> tuple[str, ...]:
+        words = _texts(args)
+        for word in words:
+            if not word.startswith("-"):
+                raise ValueError(
+                    f"each argument is an sbatch option like --qos=night, got {word!r}"
+                )
+        return words
+
+    v = problems.value
+    return ExecutorConfig(
+        kind=v("executor.kind", value.get("kind", defaults["kind"]), kind) or "local",
+        slurm=SlurmConfig(
+            partition=v("executor.slurm.partition", slurm["partition"], _text(empty_ok=True)),
+            max_submitted=v(
+                "executor.slurm.max_submitted", slurm["max_submitted"], _int(1, cap=MAX_PARALLEL)
+            ),
+            sbatch_args=v("executor.slurm.sbatch_args", slurm["sbatch_args"], sbatch_args),
+            poll_interval=v("executor.slurm.poll_interval", slurm["poll_interval"], _duration()),
+        ),
     )
 
 
@@ -457,6 +527,11 @@ _COMMENTS = {
     ("notify", "on"): "any of: " + ", ".join(NOTIFY_EVENTS),
     ("hooks", "on_finish"): "run with sh -c when a task ends (README: its variables)",
     ("hooks", "timeout"): "a hook still running after this is killed",
+    ("executor", "kind"): "local | slurm: where tasks run unless they say otherwise",
+    ("executor.slurm", "partition"): "empty: the cluster's default",
+    ("executor.slurm", "max_submitted"): "this home's jobs in Slurm at once",
+    ("executor.slurm", "sbatch_args"): 'added to every job, e.g. ["--qos=night"]',
+    ("executor.slurm", "poll_interval"): "one squeue for all jobs this often",
 }
 
 _FOOTER = """

@@ -21,6 +21,8 @@ POINTS = (
     "exit.after_reap",  # attempt reaped, outcome not yet written
     "control.after_apply",  # request applied, reply not yet written
 )
+# Reached only with a Slurm cluster (tests/e2e/test_slurm.py crashes there).
+CLUSTER_POINTS = ("slurm.after_sbatch",)  # job submitted, its id not yet in the task folder
 
 _spec = os.environ.get("BANTZ_CRASH_AT", "")
 _name, _, _count = _spec.partition(":")

@@ -39,6 +39,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bantzd import units
+from bantzd.queue import taskexec
 from bantzd.queue.yamlnodes import TAG as _T
 from bantzd.queue.yamlnodes import Problem, TaskFileError, compose, decode
 
@@ -48,7 +49,7 @@ WORKER_KEYS = ("run", "steps", "python", "llm")
 TASK_KEYS = (
     "name", "run", "steps", "python", "args", "llm", "cwd", "env", "priority", "after",
     "retries", "retry_delay", "max_retry_delay", "timeout", "resources", "window", "not_before",
-    "deadline", "approval", "category", "uses",
+    "deadline", "approval", "category", "uses", "executor",
 )  # fmt: skip
 RESOURCE_KEYS = ("cpus", "memory", "gpus", "gpu_memory")
 STEP_KEYS = ("name", "run")
@@ -149,6 +150,7 @@ class TaskSpec:
     approval: bool = False
     category: str | None = None
     uses: Mapping[str, int] = field(default_factory=_frozen)
+    executor: str | None = None  # local | slurm; None: config.toml's [executor] kind
 
     def retry_cap(self, default: float) -> float:
         """The longest wait between attempts: the task's `max_retry_delay`, else `default`
@@ -196,6 +198,7 @@ class TaskSpec:
             "approval": self.approval,
             "category": self.category,
             "uses": dict(self.uses),
+            "executor": self.executor,
         }
 
 
@@ -831,6 +834,12 @@ class _Checker:
             if n is not None:
                 uses[key] = n
         return MappingProxyType(uses)
+
+    def _executor(self, node: Node, path: str) -> str:
+        try:
+            return taskexec.check(self.text(node, "local or slurm"))
+        except ValueError as e:
+            raise _Bad(str(e), node) from None
 
 
 def _suggest(key: str, allowed: tuple[str, ...], aliases: Mapping[str, str] | None) -> str:

@@ -26,6 +26,7 @@ from bantzd.reports.causes import Ending, failure_cause
 from bantzd.reports.gantt import gantt, timeline_block
 from bantzd.reports.i18n import Language, language
 from bantzd.reports.markdown import cell, code, fenced, one_line, when
+from bantzd.reports.nodes import nodes_text
 from bantzd.reports.secrets import Masker
 
 MISSED_DEADLINE = "missed deadline"  # the reason the supervisor gives (supervisor/timing.py)
@@ -263,6 +264,8 @@ class _Renderer:
                 self.lang.duration(seconds) if seconds is not None else "?",
                 self.lang.integer(state.attempts),
             ]
+            if where := nodes_text(state):  # a Slurm task: the node(s) it ran on
+                cells[2] += f" · {where}"
             if with_tokens:
                 counts = token_counts(state)
                 cells.append(
@@ -343,6 +346,8 @@ class _Renderer:
         if end is None and not why:
             end = t("no_exit_status")
         facts += [e for e in (end,) if e] + [self.lang.n("attempts", state.attempts)]
+        if where := nodes_text(state):
+            facts.append(self.text(where))  # the Slurm node(s) it ran on
         # The supervisor's error for a plain failure restates the exit status: skip it.
         plain = (f"exit {state.exit_code}", f"exit code {state.exit_code}", "killed by")
         if why and not why.startswith(plain):

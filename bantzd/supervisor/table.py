@@ -32,6 +32,8 @@ class TaskTable:
         self._order: list[TaskState] | None = None
         self._order_stale = 0
         self._candidates: dict[int, tuple[tuple[Any, ...], Candidate]] = {}
+        # config.toml's `[executor] kind`, for tasks whose file names no `executor:`.
+        self.default_executor = "local"
 
     def add(self, state: TaskState, spec: TaskSpec | None = None) -> None:
         self.states[state.id] = state
@@ -94,6 +96,7 @@ class TaskTable:
             not_before_at=s.not_before_at,
             deadline_at=s.deadline_at,
             attempts=s.attempts,
+            remote=(spec.executor or self.default_executor) == "slurm",
         )
         self._candidates[s.id] = (key, cand)
         return cand

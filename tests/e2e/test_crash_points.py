@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from bantzd.crash import POINTS
+from bantzd.crash import CLUSTER_POINTS, POINTS
 from tests.conftest import Bantz, wait_for
 
 pytestmark = pytest.mark.slow
@@ -84,7 +84,8 @@ def test_crash_at_point_then_restart(bantz: Bantz, point: str, tmp_path) -> None
 
 
 def test_crash_points_are_all_reached_by_the_test() -> None:
-    # Every point the code names must be exercised above (the parametrize list is POINTS).
+    # Every point the code names must be exercised above (the parametrize list is POINTS),
+    # or by the Slurm tests (CLUSTER_POINTS: tests/e2e/test_slurm.py).
     out = subprocess.run(
         ["grep", "-rhoE", r'crash_point\("[a-z_.]+"\)', "bantzd"],
         capture_output=True,
@@ -92,4 +93,4 @@ def test_crash_points_are_all_reached_by_the_test() -> None:
         check=True,
     ).stdout
     used = {line.split('"')[1] for line in out.splitlines()}
-    assert used == set(POINTS)
+    assert used == set(POINTS) | set(CLUSTER_POINTS)
