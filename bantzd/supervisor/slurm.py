@@ -240,8 +240,9 @@ class SlurmExecutor:
                         t.job_id = job.job_id
 
     def _poll_once(self) -> None:
+        """The first look, waited for: recovery needs to know what Slurm has."""
         if self._tried is None:
-            self.poll()
+            self.poll(force=True)
 
     def _resend_cancels(self) -> None:
         for t in self.jobs.values():
@@ -255,16 +256,9 @@ class SlurmExecutor:
     # the port ----------------------------------------------------------------------------
 
     def setup(self, home_root: Path) -> None:
-        """Where this home's jobs are told apart; a first look at them where Slurm is
-        installed, so recovery finds a job whose id no file holds yet."""
+        """This home's jobs are told apart by it (the job comment). No squeue here: a home
+        that never used Slurm never waits for one (a task that did has `slurm.job`)."""
         self.home = str(Path(home_root).resolve())
-        if self._installed():
-            self.poll(force=True)
-
-    def _installed(self) -> bool:
-        import shutil
-
-        return shutil.which("squeue", path=self.env.get("PATH")) is not None
 
     def start(self, launch: Launch, started_mono: float) -> Attempt:
         check_runnable(launch.argv, launch.cwd, launch.env)
@@ -401,11 +395,25 @@ class SlurmExecutor:
         job = self.listing.get(t.job_id)
         if job is not None and not job.active:
             return False
-        if sig == signals.SIGKILL or (sig == signals.SIGTERM and not t.ran):
-            return self._scancel(t, None)  # a pending job has no process to ask
-        if sig == signals.SIGCONT and not t.ran:
-            return False
-        return self._scancel(t, signals.Signals(sig).name.removeprefix("SIG"))
+        if sig == signals.SIGKILL:
+            return self._scancel(t, None)
+        name = signals.Signals(sig).name.removeprefix("SIG")
+        if not t.ran and self._still_pending(t):
+            # Nothing runs to receive it (and `scancel --signal` on a pending job retries
+            # for ~95 s): a stop cancels it, a pause or resume has nothing to do.
+            return self._scancel(t, None) if sig == signals.SIGTERM else False
+        return self._scancel(t, name)
+
+    def _still_pending(self, t: Tracked) -> bool:
+        """Whether a job the polls never saw running is pending now (asked at once)."""
+        try:
+            state = slurmcli.job_state(t.job_id, self.env, runner=self._run)
+        except SlurmUnreachable:
+            return True  # the cancel is queued and sent again when Slurm answers
+        if state is None:
+            job = self.listing.get(t.job_id)
+            return job is None or job.pending
+        return state in slurmcli.PENDING_STATES
 
     def _scancel(self, t: Tracked, signal_name: str | None) -> bool:
         try:
@@ -586,6 +594,31 @@ class MixedExecutor:
 
     def room(self) -> Room:
         return self.slurm.room()
+
+
+def offline_signal(paths: TaskPaths, attempt: int, sig: int) -> bool | None:
+    """Signal a task's Slurm job when no supervisor runs (`bantzd cancel`, `pause` done by
+    the CLI itself): through `scancel`, since the pid in worker.lock is the node's. None:
+    the task's latest attempt is no Slurm job."""
+    recorded = _read_job_record(paths)
+    if recorded is None or recorded[0] != attempt or recorded[1] == 0:
+        return None
+    env = slurmcli.command_env()
+    try:
+        state = slurmcli.job_state(recorded[1], env)
+        if state is None or state not in slurmcli.ACTIVE_STATES:
+            return False
+        if sig == signals.SIGKILL or (sig == signals.SIGTERM and state in slurmcli.PENDING_STATES):
+            argv = slurmcli.scancel_argv(recorded[1])  # a pending job: nothing to ask
+        elif state in slurmcli.PENDING_STATES:
+            return False
+        else:
+            argv = slurmcli.scancel_argv(recorded[1], signals.Signals(sig).name.removeprefix("SIG"))
+        slurmcli.run(argv, env=env)
+    except SlurmError as e:
+        log.warning("could not signal Slurm job %d: %s", recorded[1], e)
+        return False
+    return True
 
 
 def make_executor(config: Any, clock: Clock | None = None) -> MixedExecutor:

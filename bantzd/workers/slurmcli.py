@@ -241,10 +241,20 @@ def ours(jobs: Iterable[Job], home: str) -> list[Job]:
     return [j for j in jobs if j.task is not None and j.home == home]
 
 
+# Pause and resume: Slurm's own SIGSTOP stops only the batch shell (and marks the job
+# STOPPED), not the attempt's process group; so the job's entry process gets one of these
+# (`--batch`: it alone) and stops or continues the attempt's group itself (slurmjob.py).
+PAUSE_SIGNAL, RESUME_SIGNAL = "USR1", "USR2"
+
+
 def scancel_argv(job_id: int, signal_name: str | None = None) -> list[str]:
-    """`scancel JOB` (end it), or `scancel --signal=SIG --full JOB` (every process of it)."""
+    """`scancel JOB` (end it), `scancel --signal=SIG --full JOB` (every process of it), or
+    for STOP/CONT the pause/resume signal to the job's entry process alone."""
     if signal_name is None:
         return ["scancel", str(job_id)]
+    if signal_name in ("STOP", "CONT"):
+        forward = PAUSE_SIGNAL if signal_name == "STOP" else RESUME_SIGNAL
+        return ["scancel", "--batch", f"--signal={forward}", str(job_id)]
     return ["scancel", f"--signal={signal_name}", "--full", str(job_id)]
 
 
@@ -286,6 +296,21 @@ def run(
     if res.returncode != 0:
         raise classify(res.returncode, res.stderr, argv[0])
     return res.stdout
+
+
+def job_state(
+    job_id: int, env: Mapping[str, str] | None = None, *, runner: Any = None
+) -> str | None:
+    """One job's state now (`scontrol show job -o`), None when Slurm no longer knows it.
+
+    Asked before a signal to a job the last poll saw pending: `scancel --signal` on a
+    pending job retries for about 95 s before it gives up ("transitional state")."""
+    try:
+        out = (runner or run)(["scontrol", "show", "job", "-o", str(job_id)], env=env, timeout=10)
+    except SlurmRefused:
+        return None  # "Invalid job id specified"
+    m = re.search(r"(?:^|\s)JobState=(\S+)", out)
+    return m.group(1) if m else None
 
 
 def squeue(env: Mapping[str, str] | None = None) -> list[Job]:

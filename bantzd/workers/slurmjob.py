@@ -42,6 +42,19 @@ def _ignore(signum: int, frame: object) -> None:
     """Outlive the attempt: the stop signal is for the task, which got it too."""
 
 
+_group: list[int] = []  # the attempt's process group, once it started
+
+
+def _forward(signum: int, frame: object) -> None:
+    """`bantzd pause` / `resume` (slurmcli.PAUSE_SIGNAL, RESUME_SIGNAL): SIGSTOP or SIGCONT
+    to the attempt's whole group."""
+    if _group:
+        try:
+            os.killpg(_group[0], signal.SIGSTOP if signum == signal.SIGUSR1 else signal.SIGCONT)
+        except OSError:
+            pass
+
+
 def _record(paths: TaskPaths, attempt: int, step_index: int, outcome: spawn.Outcome) -> None:
     """A durable exit record for this attempt (the wrapper's, or one from `outcome`)."""
     data = read_json(paths.exit_record)
@@ -81,6 +94,8 @@ def main(argv: list[str]) -> int:
     attempt, step_index = int(job["attempt"]), int(job.get("step_index", -1))
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _ignore)
+    for sig in (signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, _forward)
     env = {**os.environ, **job["env"]}
     env["BANTZ_NODE"] = socket.gethostname()
     try:
@@ -101,6 +116,7 @@ def main(argv: list[str]) -> int:
         write_bytes_atomic(paths.reason, (why + "\n").encode())
         _record(paths, attempt, step_index, spawn.Outcome(exit_code=127))
         return 127
+    _group.append(popen.pid)
     att = spawn.Attempt(
         task_id=int(job.get("task_id", 0)),
         attempt=attempt,

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Bantz, config_text, wait_for
+from bantzd.workers import slurmcli
+from tests.conftest import Bantz, config_text, run_demo, wait_for
 from tests.slurmcluster import Cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -38,7 +39,7 @@ def sbantz(bantz: Bantz, slurm: Cluster) -> Iterator[Bantz]:
     yield bantz
     bantz.stop_all()
     for job in our_jobs(slurm, bantz.home):
-        if job["job_state"] in ("PENDING", "RUNNING", "COMPLETING"):
+        if job["job_state"] in slurmcli.ACTIVE_STATES:
             slurm.run("scancel", str(job["job_id"]))
 
 
@@ -138,7 +139,7 @@ def test_cancel_a_pending_and_a_running_job(sbantz: Bantz, slurm: Cluster) -> No
     for task_id in (pending, running):
         sbantz("cancel", str(task_id), check=True)
     for task_id in (pending, running):
-        wait_status(sbantz, task_id, "cancelled", timeout=30)
+        wait_status(sbantz, task_id, "cancelled", timeout=15)
         wait_for(
             lambda t=task_id: all(
                 j["job_state"] == "CANCELLED" for j in jobs_of(slurm, sbantz.home, t)
@@ -287,3 +288,51 @@ def test_the_job_script_runs_the_attempt_wrapper_on_the_node(tmp_path: Path) -> 
     assert (task_dir / "output.log").read_text().endswith("attempt 2 · now · test ===\nfrom-job\n")
     assert (task_dir / "worker.lock").read_text().split()[1] == "2"
     assert not (task_dir / "job.json").exists()
+
+
+def test_demo_runs_the_examples_through_slurm(
+    slurm: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
+    out = run_demo(tmp_path, tmp_path / "user", "--executor", "slurm")
+    assert "as Slurm jobs: Slurm answers" in out
+    assert "| 1 | `prepare-data` |" in out and " · vm | 1 | 729 clean rows ready |" in out
+    demo_home = next(tmp_path.glob("bantzd-demo-*"))
+    states = [json.loads(p.read_text()) for p in demo_home.glob("tasks/*/state.json")]
+    assert len(states) == 6 and all(s["slurm"]["node"] == "vm" for s in states)
+    assert sorted(s["status"] for s in states).count("done") == 5
+
+
+def test_pause_and_resume_a_running_job(sbantz: Bantz) -> None:
+    ticks = sbantz.home.parent / "ticks"
+    task = submit(
+        sbantz, "tick", f"name: tick\nrun: while true; do echo x >> {ticks}; sleep 0.1; done\n"
+    )
+    sbantz.start("run")
+    wait_for(lambda: ticks.exists() and len(ticks.read_text()) > 4, timeout=60, what="ticks")
+    sbantz("pause", str(task), check=True)
+    wait_for(lambda: sbantz.state(task).get("paused"), what="paused")
+    time.sleep(0.5)  # the signal reaches the node's processes
+    before = len(ticks.read_text())
+    time.sleep(1.0)  # a stopped task writes nothing: the file must not grow meanwhile
+    assert len(ticks.read_text()) == before
+    sbantz("resume", str(task), check=True)
+    wait_for(lambda: len(ticks.read_text()) > before, timeout=20, what="ticks again")
+    sbantz("cancel", str(task), check=True)
+    wait_status(sbantz, task, "cancelled", timeout=30)
+
+
+def test_cancel_with_no_supervisor_running_cancels_the_job(sbantz: Bantz, slurm: Cluster) -> None:
+    task = submit(sbantz, "orphan", "name: orphan\nrun: sleep 120\n")
+    sup = sbantz.start("run")
+    wait_for(lambda: (sbantz.state(task).get("slurm") or {}).get("state") == "RUNNING")
+    sup.send_signal(signal.SIGKILL)
+    sup.wait(10)
+    res = sbantz("cancel", str(task), timeout=60)  # applied by the CLI itself: scancel
+    assert res.returncode == 0, res.stderr
+    assert sbantz.status_of(task) == "cancelled"
+    wait_for(
+        lambda: jobs_of(slurm, sbantz.home, task)[0]["job_state"] == "CANCELLED",
+        timeout=30,
+        what="the job cancelled",
+    )
