@@ -31,9 +31,9 @@ from bantzd.queue.taskexec import resolve
 from bantzd.queue.taskfile import TaskSpec
 from bantzd.ratelimit import RateLimits
 from bantzd.supervisor.executor import Executor, Launch
+from bantzd.supervisor.mixed import task_changes
 from bantzd.supervisor.outcome import Ended, next_step
 from bantzd.supervisor.resources import Held
-from bantzd.supervisor.slurm import task_changes
 from bantzd.workers.spawn import (
     Attempt,
     Outcome,

@@ -45,11 +45,11 @@ from bantzd.supervisor.hooks import FinishHooks
 from bantzd.supervisor.lock import HomeLock, mark_stopping
 from bantzd.supervisor.logsetup import setup_logging
 from bantzd.supervisor.machine import MachineWatch
+from bantzd.supervisor.mixed import make_executor
 from bantzd.supervisor.narrate import Narrator
 from bantzd.supervisor.outcome import Ended, Policy, Verdict, closed_log, internal_error, settle
 from bantzd.supervisor.probes import LoadHistory, Reading, cores
 from bantzd.supervisor.signals import Signals
-from bantzd.supervisor.slurm import make_executor
 from bantzd.supervisor.starter import Starter, launch_recorded
 from bantzd.supervisor.table import TaskTable
 from bantzd.units import format_size

@@ -1,10 +1,10 @@
 """The Slurm executor: one `sbatch` job per attempt, watched with one `squeue` per poll.
 
 `SlurmExecutor` implements the executor port (supervisor/executor.py) over the Slurm
-command line (`workers.slurmcli`); `MixedExecutor` is what the supervisor gets: the local
-executor and the Slurm one side by side, each attempt routed to the one that started it
-(a task's `executor:`, else `[executor] kind`). The loop learns nothing new: an attempt's
-end is still `exited` then `reap`, a stop still SIGTERM then, after `stop_grace`, SIGKILL.
+command line (`workers.slurmcli`); the supervisor gets it beside the local executor, each
+attempt routed to the one that started it (supervisor/mixed.py). The loop learns nothing
+new: an attempt's end is still `exited` then `reap`, a stop still SIGTERM then, after
+`stop_grace`, SIGKILL.
 
 How a job maps onto the port (SPEC section 13):
 
@@ -47,8 +47,7 @@ from bantzd.config import SlurmConfig
 from bantzd.crash import crash_point
 from bantzd.paths import TaskPaths
 from bantzd.queue.atomic import dumps, write_bytes_atomic
-from bantzd.queue.task import TaskState
-from bantzd.supervisor.executor import Executor, Found, Launch, LocalExecutor, Room
+from bantzd.supervisor.executor import Found, Launch, Room
 from bantzd.workers import slurmcli, slurmjob
 from bantzd.workers.slurmcli import Job, SlurmError, SlurmRefused, SlurmUnreachable
 from bantzd.workers.spawn import (
@@ -430,7 +429,7 @@ class SlurmExecutor:
 
     def find(self, paths: TaskPaths) -> Found | None:
         """The task's newest job: by `slurm.job`, or by name in Slurm's list."""
-        task_id = _task_id(paths)
+        task_id = task_id_of(paths)
         best: tuple[int, int, int] | None = None  # (attempt, job id, step index)
         recorded = _read_job_record(paths)
         if recorded is not None:
@@ -519,7 +518,7 @@ def _words(reason: str) -> str:
     return "" if reason in ("", "None", "(null)") else reason
 
 
-def _task_id(paths: TaskPaths) -> int | None:
+def task_id_of(paths: TaskPaths) -> int | None:
     name = paths.dir.name
     return int(name) if name.isdigit() else None
 
@@ -531,69 +530,6 @@ def _read_job_record(paths: TaskPaths) -> tuple[int, int, int] | None:
         return None
     m = re.fullmatch(r"(\d+) (\d+) (-?\d+)\n?", text)
     return (int(m.group(2)), int(m.group(1)), int(m.group(3))) if m else None
-
-
-class MixedExecutor:
-    """The local executor and the Slurm one, each attempt routed to the one that has it."""
-
-    def __init__(self, local: Executor, slurm: SlurmExecutor) -> None:
-        self.local = local
-        self.slurm = slurm
-
-    def _for(self, att: Attempt) -> Executor:
-        return self.slurm if att.task_id in self.slurm.jobs else self.local
-
-    def setup(self, home_root: Path) -> None:
-        self.local.setup(home_root)
-        self.slurm.setup(home_root)
-
-    def start(self, launch: Launch, started_mono: float) -> Attempt:
-        if launch.executor == "slurm":
-            return self.slurm.start(launch, started_mono)
-        return self.local.start(launch, started_mono)
-
-    def exited(self, att: Attempt) -> bool:
-        return self._for(att).exited(att)
-
-    def reap(self, att: Attempt) -> Outcome:
-        return self._for(att).reap(att)
-
-    def signal(self, att: Attempt, sig: int) -> bool:
-        return self._for(att).signal(att, sig)
-
-    def find(self, paths: TaskPaths) -> Found | None:
-        local = self.local.find(paths)
-        remote = None
-        if job_record(paths).exists() or self.slurm.listing or self.slurm.jobs:
-            remote = self.slurm.find(paths)
-        if remote is not None and (local is None or remote.info.attempt >= local.info.attempt):
-            task_id = _task_id(paths)
-            if task_id is not None:
-                self.slurm.adopt(task_id, remote)
-            return remote
-        return local
-
-    def kill_found(self, found: Found) -> None:
-        if found.job_id is not None:
-            self.slurm.kill_found(found)
-        else:
-            self.local.kill_found(found)
-
-    def memory(self, atts: list[Attempt]) -> dict[int, int]:
-        return self.local.memory([a for a in atts if a.task_id not in self.slurm.jobs])
-
-    def memory_over(self, att: Attempt, limit: int) -> int | None:
-        return self._for(att).memory_over(att, limit)
-
-    def housekeeping(self) -> None:
-        self.local.housekeeping()
-        self.slurm.housekeeping()
-
-    def watch(self, att: Attempt) -> dict[str, object] | None:
-        return self._for(att).watch(att)
-
-    def room(self) -> Room:
-        return self.slurm.room()
 
 
 def offline_signal(paths: TaskPaths, attempt: int, sig: int) -> bool | None:
@@ -619,32 +555,3 @@ def offline_signal(paths: TaskPaths, attempt: int, sig: int) -> bool | None:
         log.warning("could not signal Slurm job %d: %s", recorded[1], e)
         return False
     return True
-
-
-def make_executor(config: Any, clock: Clock | None = None) -> MixedExecutor:
-    """The supervisor's executor: local attempts and Slurm jobs side by side."""
-    slurm = SlurmExecutor(config.executor.slurm, config.stop_grace, clock)
-    return MixedExecutor(LocalExecutor(), slurm)
-
-
-def task_changes(state: TaskState, watched: Mapping[str, Any]) -> dict[str, Any]:
-    """The state.json fields `watch` changes: `slurm`, the reason, and in the attempt log
-    the node the attempt runs on; its `start` becomes the job's start on that node (the
-    submit time is kept as `submitted`), so `took` counts no time spent pending."""
-    changes: dict[str, Any] = {}
-    info = watched.get("slurm")
-    if info is not None and info != state.slurm:
-        changes["slurm"] = dict(info)
-    reason = watched.get("reason")
-    if reason != state.reason:
-        changes["reason"] = reason
-    node = watched.get("node")
-    log = state.attempt_log
-    last = log[-1] if log and isinstance(log[-1], dict) else {}
-    if node and last.get("attempt") == state.attempts and last.get("node") != node:
-        entry = {**last, "node": node}
-        started = watched.get("started")
-        if started and "submitted" not in last:
-            entry.update(submitted=last.get("start"), start=started)
-        changes["attempt_log"] = [*log[:-1], entry]
-    return changes

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from bantzd.config import load_config
-from bantzd.supervisor.slurm import MixedExecutor, SlurmExecutor
+from bantzd.supervisor.mixed import MixedExecutor
+from bantzd.supervisor.slurm import SlurmExecutor
 from bantzd.workers.slurmcli import SlurmRefused, SlurmUnreachable
 from tests.tick.conftest import Harness
 from tests.tick.fakes import FakeExecutor
@@ -258,3 +259,27 @@ def test_a_restart_finds_its_jobs_and_never_submits_twice(cluster, tmp_path: Pat
     slurm.set(102, "FAILED", exit_code=4 << 8)
     _poll(h)
     assert h.status(2) == "failed" and h.state(2)["exit_code"] == 4
+
+
+def test_a_task_may_say_where_it_runs(tmp_path: Path) -> None:
+    h = Harness(tmp_path / "home", "max_parallel = 1", fake=True)  # [executor] kind = "local"
+    slurm = FakeSlurm()
+    config = load_config(h.home.config)
+    local = FakeExecutor()
+    h.executor = MixedExecutor(  # type: ignore[assignment]
+        local,
+        SlurmExecutor(config.executor.slurm, 2.0, h.clock, run=slurm, background=False, env={}),
+    )
+    h.sup = h.new_supervisor()
+    h.sup.recover()
+    try:
+        h.submit("a.yaml", "name: a\nrun: 'true'\n")
+        h.submit("b.yaml", "name: b\nrun: 'true'\nexecutor: slurm\n")
+        h.submit("c.yaml", "name: c\nrun: 'true'\nexecutor: slurm\n")
+        h.tick()
+        # The local task takes the one local slot; the Slurm ones take none.
+        assert [h.status(i) for i in (1, 2, 3)] == ["running", "running", "running"]
+        assert [launch.task_id for launch in local.launches] == [1]
+        assert sorted(j["name"] for j in slurm.jobs.values()) == ["bantzd-2-1", "bantzd-3-1"]
+    finally:
+        h.close()

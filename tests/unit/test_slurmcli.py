@@ -13,8 +13,9 @@ from bantzd.errors import ConfigError
 from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskFileError, parse_task
 from bantzd.reports.nodes import job_text, nodes_text
+from bantzd.supervisor.mixed import task_changes
 from bantzd.supervisor.scheduler import Candidate, RemoteRoom, decide
-from bantzd.supervisor.slurm import outcome_from_slurm, own_env, task_changes
+from bantzd.supervisor.slurm import outcome_from_slurm, own_env
 from bantzd.workers import slurmcli
 from bantzd.workers.slurmcli import JobSpec, SlurmRefused, SlurmUnreachable
 
