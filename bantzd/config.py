@@ -8,7 +8,8 @@ Durations and sizes take the same forms as task files (`30s`, `2GiB`) or plain n
 Defaults not shown in SPEC section 7: `max_interruptions = 5` (a task stopped, not failed, more
 often than this fails), `max_retry_delay = "1h"` (the doubling of a task's `retry_delay` stops
 there; a task may set its own), `probe_interval = "5s"`, `scan_interval = "2s"` (periodic spool
-rescan), `report_language = "en"`, no `[limits]`, and `[approval] categories = []` (nothing is
+rescan), `max_queued = 10000` (SPEC 10: past that many unfinished tasks spool files wait),
+`report_language = "en"`, no `[limits]`, and `[approval] categories = []` (nothing is
 held by category unless configured).
 
 Every number is bounded (durations by units.MAX_DURATION, sizes by units.MAX_SIZE, counts by
@@ -35,6 +36,7 @@ NOTIFY_EVENTS = ("report", "question", "failed")
 DEFAULT_MAX_RETRY_DELAY = 3600.0
 # Upper bounds for whole numbers; generous, they only keep typos and attacks out.
 MAX_PARALLEL = 10_000
+MAX_QUEUED = 100_000_000  # `max_queued`: unfinished tasks before spool files wait
 MAX_COUNT = 1000
 MAX_CONTEXT_CHARS = 100_000_000
 MAX_LIMIT = 1_000_000_000
@@ -49,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "max_retry_delay": units.format_duration(DEFAULT_MAX_RETRY_DELAY),  # "1h"
     "probe_interval": "5s",
     "scan_interval": "2s",
+    "max_queued": 10_000,
     "report_language": "en",
     "throttle": {
         "max_load": 1.5,
@@ -164,6 +167,7 @@ class Config:
     notify: NotifyConfig
     max_retry_delay: float = DEFAULT_MAX_RETRY_DELAY
     hooks: HooksConfig = HooksConfig()
+    max_queued: int = 10_000
     executor: ExecutorConfig = ExecutorConfig()
 
 
@@ -263,6 +267,7 @@ def _build(data: Mapping[str, Any], source: str, text: str | None = None) -> Con
         "max_retry_delay": v("max_retry_delay", merged["max_retry_delay"], _duration(zero_ok=True)),
         "probe_interval": v("probe_interval", merged["probe_interval"], _duration()),
         "scan_interval": v("scan_interval", merged["scan_interval"], _duration()),
+        "max_queued": v("max_queued", merged["max_queued"], _int(1, cap=MAX_QUEUED)),
         "report_language": v("report_language", merged["report_language"], _text()),
     }
     t = merged["throttle"]
@@ -512,6 +517,7 @@ _COMMENTS = {
     ("", "max_retry_delay"): "retry_delay doubles after each failure, up to this",
     ("", "probe_interval"): "how often CPU, memory and GPU load are measured",
     ("", "scan_interval"): "how often the spool is rescanned",
+    ("", "max_queued"): "past this many unfinished tasks, spool files wait",
     ("", "report_language"): "language of the morning report",
     ("throttle", None): "a new task starts only while all of these hold",
     ("throttle", "max_load"): "1-minute load average per core",

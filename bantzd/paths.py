@@ -115,6 +115,11 @@ class Home:
         return self.root / "bantzd.log"
 
     @property
+    def estimates(self) -> Path:
+        """The runs of each task name, for estimates (SPEC 11, queue/estimates.py)."""
+        return self.root / "estimates.json"
+
+    @property
     def load_history(self) -> Path:
         """One line per machine probe, for `status` and the report's Machine section."""
         return self.root / "load.jsonl"
@@ -144,6 +149,11 @@ class Home:
 
     def task_dir(self, task_id: int) -> Path:
         return self.tasks / str(task_id)
+
+    @property
+    def schedules(self) -> Path:
+        """One folder per accepted schedule (SPEC 9; queue/schedules.py)."""
+        return self.root / "schedules"
 
     def ensure(self) -> None:
         """Create the folders every command may need, private to the user (0700).
@@ -195,6 +205,11 @@ class TaskPaths:
     def tokens(self) -> Path:
         """Written by `llm:` workers: tokens used so far, summed over calls."""
         return self.dir / "tokens.json"
+
+    @property
+    def agent_stats(self) -> Path:
+        """Written by `agent:` workers: steps, tool calls per tool, the current step."""
+        return self.dir / "agent.json"
 
     @property
     def question(self) -> Path:

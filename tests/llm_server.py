@@ -60,6 +60,8 @@ class Request:
 class FakeLLM:
     """The server's state and switches; `start()` serves it on a free port of 127.0.0.1."""
 
+    handler: type[BaseHTTPRequestHandler]  # set below the class: _Handler
+
     def __init__(self, models: tuple[str, ...] = ("local",), delay: float = 0.0) -> None:
         self.models = set(models)
         self.delay = delay
@@ -127,7 +129,7 @@ class FakeLLM:
     # serving ----------------------------------------------------------------------------
 
     def start(self, port: int = 0) -> str:
-        handler = type("Handler", (_Handler,), {"llm": self})
+        handler = type("Handler", (self.handler,), {"llm": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -296,6 +298,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (its timeout)
+
+
+FakeLLM.handler = _Handler
 
 
 def main() -> None:

@@ -61,9 +61,19 @@ def _cannot(reason: str) -> Cluster:
 
 
 def cluster() -> Cluster:
-    """The cluster of $SLURM_CONF (or the script's default folder), started if need be."""
+    """The cluster of $SLURM_CONF (or the script's default folder), started if need be.
+
+    Each pytest-xdist worker has its own session: a lock keeps two of them from starting
+    the daemons at once."""
+    from filelock import FileLock
+
     folder = os.environ.get("BANTZ_SLURM_DIR", DEFAULT_DIR)
     conf = Path(os.environ.get("SLURM_CONF") or Path(folder) / "slurm.conf")
+    with FileLock(f"{conf.parent}.lock", timeout=900):
+        return _cluster(conf)
+
+
+def _cluster(conf: Path) -> Cluster:
     env = {**os.environ, "SLURM_CONF": str(conf)}
     status = subprocess.run(
         ["bash", str(SCRIPT), "status", str(conf.parent)], env=env, capture_output=True

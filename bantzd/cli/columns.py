@@ -47,6 +47,8 @@ def command_text(spec: TaskSpec | None) -> str:
     elif spec.kind == "llm":
         prompt = str((spec.llm or {}).get("prompt", ""))
         text = f"llm: {prompt}"
+    elif spec.kind == "agent":
+        text = "agent: " + str((spec.agent or {}).get("goal", ""))
     else:
         text = spec.kind
     lines = text.strip().splitlines() or [""]

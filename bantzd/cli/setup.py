@@ -137,6 +137,8 @@ def demo(ctx: click.Context, llm_url: str | None, llm_model: str | None, executo
         click.echo(f"as Slurm jobs: {cluster}")
     if why_not:
         click.echo(why_not)
+    for line in _fire_example_schedules(home):
+        click.echo(line)
     code = run_supervisor(home, once=True)
     path = write_report(home)
     click.echo(f"report: {path}\n")
@@ -145,6 +147,29 @@ def demo(ctx: click.Context, llm_url: str | None, llm_model: str | None, executo
         f"\nlook around: bantzd --home {home.root} list  (remove it with: rm -r {home.root})"
     )
     sys.exit(code)
+
+
+def _fire_example_schedules(home: Home) -> list[str]:
+    """Take the example schedules in and fire each once now, as `bantzd submit` and
+    `bantzd schedule fire` would: a schedule's next firing is hours away, and the demo
+    shows the task a firing makes. The lines to print."""
+    import time
+
+    from bantzd.queue.schedulefile import is_schedule_file
+    from bantzd.supervisor import control
+
+    lines = []
+    for path in sorted(home.spool.glob("*.yaml")):
+        if not is_schedule_file(path.read_bytes()):
+            continue
+        taken = control.send(home, "take", None, file=path.name)
+        name = taken.get("schedule")
+        if not isinstance(name, str):
+            lines.append(f"{path.name}: {taken.get('message')}")
+            continue
+        fired = control.send(home, "schedule", None, op="fire", name=name, at=time.time())
+        lines.append(f"{fired.get('message')}, as `bantzd schedule fire {name}` does")
+    return lines
 
 
 @dataclass(frozen=True)

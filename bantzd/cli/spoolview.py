@@ -31,20 +31,38 @@ def last_report_time(home: Home) -> float | None:
     return float(until) if ok else None
 
 
-def spool_status(home: Home) -> dict[str, Any]:
+def spool_status(home: Home, unfinished: int | None = None) -> dict[str, Any]:
     """`status --json`'s `spool`: the waiting file names, oldest first, how many files
-    were rejected since the last report, and the folder they are in."""
+    were rejected since the last report, and the folder they are in; `max_queued` and
+    whether the queue is full (`unfinished` tasks, SPEC 10: then the files wait)."""
+    max_queued = _max_queued(home)
     return {
         "waiting": waiting_files(home),
         "rejected_since_report": len(rejected_since(home, last_report_time(home))),
         "rejected_dir": str(home.rejected),
+        "max_queued": max_queued,
+        "queue_full": unfinished is not None and unfinished >= max_queued,
     }
+
+
+def _max_queued(home: Home) -> int:
+    """config.toml's max_queued; its default while the file is broken (status says so)."""
+    from bantzd.config import DEFAULTS, load_config
+    from bantzd.errors import BantzError
+
+    try:
+        return load_config(home.config).max_queued
+    except (BantzError, OSError, ValueError):
+        return int(DEFAULTS["max_queued"])
 
 
 def spool_status_lines(spool: dict[str, Any], supervisor_running: bool) -> list[str]:
     """`status` lines: `spool:` always, `rejected:` when files were rejected."""
     waiting = list(spool.get("waiting") or [])
-    if waiting:
+    if waiting and spool.get("queue_full"):
+        verb = "waits" if len(waiting) == 1 else "wait"
+        line = f"{_files(len(waiting))} {verb}: queue full (max_queued {spool.get('max_queued')})"
+    elif waiting:
         names = ", ".join(waiting[:NAMED])
         if len(waiting) > NAMED:
             names += f" and {len(waiting) - NAMED} more"

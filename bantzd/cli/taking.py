@@ -37,10 +37,11 @@ class TakeAnswer:
     problem: str | None = None
     rejected: str | None = None
     failed: bool = False
+    schedule: str | None = None  # the file was a schedule, installed under this name
 
     @property
     def pending(self) -> bool:
-        return self.id is None and self.problem is None and not self.failed
+        return self.id is None and self.problem is None and not self.failed and not self.schedule
 
 
 def take_now(home: Home, placed: Placed) -> TakeAnswer:
@@ -68,6 +69,8 @@ def take_now(home: Home, placed: Placed) -> TakeAnswer:
     task_id = reply.get("id")
     if isinstance(task_id, int) and not isinstance(task_id, bool):
         return TakeAnswer(message, id=task_id, name=str(reply.get("name", "")))
+    if isinstance(reply.get("schedule"), str):
+        return TakeAnswer(message, schedule=reply["schedule"])
     if isinstance(reply.get("problem"), str):
         return TakeAnswer(
             message, problem=reply["problem"], rejected=str(reply.get("rejected") or "") or None

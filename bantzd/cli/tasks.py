@@ -121,8 +121,9 @@ def _write_report(home: Home) -> None:
 
 
 def _check(path: Path) -> tuple[bytes | None, str | None]:
-    """(bytes, None) for a valid task file, (None, problems) otherwise."""
-    from bantzd.queue.taskfile import MAX_TASK_FILE_BYTES, TaskFileError, parse_task
+    """(bytes, None) for a valid task file (or schedule file), (None, problems) otherwise."""
+    from bantzd.queue.schedulefile import parse_spool_file
+    from bantzd.queue.taskfile import MAX_TASK_FILE_BYTES, TaskFileError
 
     try:
         if path.stat().st_size > MAX_TASK_FILE_BYTES:
@@ -132,7 +133,7 @@ def _check(path: Path) -> tuple[bytes | None, str | None]:
         return None, f"cannot be read: {e.strerror}"
     stem = path.name.rsplit(".", 1)[0] if path.suffix in (".yaml", ".yml") else path.name
     try:
-        parse_task(data, default_name=stem)
+        parse_spool_file(data, default_name=stem)
     except TaskFileError as e:
         return None, str(e)
     return data, None
@@ -243,6 +244,9 @@ def _tell_taken(home: Home, placed: Placed, print_id: bool, done: str, prefix: s
     from bantzd.cli.taking import pending_text, rejected_text, take_now
 
     answer = take_now(home, placed)
+    if answer.schedule is not None:  # a schedule file: installed, its firings come later
+        click.echo(answer.schedule if print_id else answer.message)
+        return True
     if answer.id is not None:
         click.echo(str(answer.id) if print_id else f"{done} #{answer.id} {answer.name}")
         return True

@@ -166,6 +166,8 @@ def _show_lines(state: TaskState, paths: TaskPaths) -> list[str]:
     field("attempts", state.attempts)
     field("priority", state.priority)
     field("kind", state.kind)
+    if state.schedule:  # a schedule's instance: which one, and for which firing
+        field("schedule", f"{state.schedule} (firing of {(state.firing or '?').replace('T', ' ')})")
     field("paused", "yes" if state.paused else None)
     field("pid", state.pid if state.slurm is None else None)
     field("slurm", job_text(state.slurm))
@@ -189,6 +191,7 @@ def _show_lines(state: TaskState, paths: TaskPaths) -> list[str]:
     else:
         field("answer", state.answer)
     field("tokens", tokens_text(state.tokens))
+    field("agent", agent_text(state.agent))
 
     if state.history:
         lines += ["", click.style("history:", bold=True)]
@@ -339,12 +342,16 @@ def status(ctx: click.Context, as_json: bool) -> None:
     click.echo("\n".join(status_lines(report, time.time())))
 
 
-def collect_status(home: Home, reading: Reading) -> dict[str, Any]:
-    """The `status --json` object (SPEC section 7) from the files and one machine reading."""
+def collect_status(
+    home: Home, reading: Reading, *, states: list[TaskState] | None = None
+) -> dict[str, Any]:
+    """The `status --json` object (SPEC section 7) from the files and one machine reading.
+
+    `states`: the tasks, when the caller has just scanned them (the dashboard)."""
     info = supervisor_info(home)
     since = info.get("since") if info else None
     pid = info.get("pid") if info else None
-    states = list(scan_states(home))
+    states = list(scan_states(home)) if states is None else states
     counts = {str(s): 0 for s in STATUSES}
     for state in states:
         counts[str(state.status)] = counts.get(str(state.status), 0) + 1
@@ -366,14 +373,14 @@ def collect_status(home: Home, reading: Reading) -> dict[str, Any]:
         "load": reading.to_json(),
         "throttled": _throttled(home, reading, running=info is not None),
         "warnings": _config_warnings(home) + home_warnings(home),
-        "spool": _spool_status(home),
+        "spool": _spool_status(home, sum(not s.finished_state for s in states)),
     }
 
 
-def _spool_status(home: Home) -> dict[str, Any]:
+def _spool_status(home: Home, unfinished: int) -> dict[str, Any]:
     from bantzd.cli.spoolview import spool_status
 
-    return spool_status(home)
+    return spool_status(home, unfinished)
 
 
 def _config_warnings(home: Home) -> list[str]:
@@ -535,3 +542,14 @@ def tokens_text(tokens: dict[str, int]) -> str | None:
         *sorted(k for k in tokens if k not in ("prompt", "completion")),
     ]
     return " + ".join(f"{tokens[k]:,} {k}" for k in order if k in tokens)
+
+
+def agent_text(agent: dict[str, Any] | None) -> str | None:
+    """`12 steps; tool calls: read 4, write 1` for an agent: task's agent.json."""
+    if not isinstance(agent, dict) or not agent.get("steps"):
+        return None
+    calls = agent.get("tool_calls") if isinstance(agent.get("tool_calls"), dict) else {}
+    text = f"{agent['steps']} steps"
+    if calls:
+        text += "; tool calls: " + ", ".join(f"{k} {v}" for k, v in sorted(calls.items()))
+    return text

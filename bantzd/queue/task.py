@@ -37,6 +37,8 @@ class TaskState:
     priority: int = 0
     kind: str = "run"
     source: str | None = None
+    # `unique:` (SPEC 10): the key this task holds while unfinished (queue/unique.py).
+    unique_key: str | None = None
     paused: bool = False
     retry_at: float | None = None
     # `not_before` / `deadline` of task.yaml, resolved to instants when the task was accepted
@@ -49,7 +51,11 @@ class TaskState:
     # The Slurm job of the latest attempt: {job_id, state, node, reason} (SPEC section 13).
     slurm: dict[str, Any] | None = None
     tokens: dict[str, int] = field(default_factory=dict)
+    agent: dict[str, Any] | None = None  # `agent:` tasks: steps, tool calls (agent.json)
     requests: list[str] = field(default_factory=list)  # last control requests applied
+    # A schedule's instance (SPEC 9): the schedule's name and the firing's own time (ISO).
+    schedule: str | None = None
+    firing: str | None = None
     attempt_log: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
 

@@ -39,17 +39,20 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bantzd import units
+from bantzd.queue import fitfields as _fit
 from bantzd.queue import taskexec
+from bantzd.queue import unique as _unique
+from bantzd.queue import windows as _windows
 from bantzd.queue.yamlnodes import TAG as _T
 from bantzd.queue.yamlnodes import Problem, TaskFileError, compose, decode
 
 MAX_TASK_FILE_BYTES = 1024 * 1024
 PRIORITY_WORDS = {"high": 10, "normal": 0, "low": -10}
-WORKER_KEYS = ("run", "steps", "python", "llm")
+WORKER_KEYS = ("run", "steps", "python", "llm", "agent")
 TASK_KEYS = (
     "name", "run", "steps", "python", "args", "llm", "cwd", "env", "priority", "after",
     "retries", "retry_delay", "max_retry_delay", "timeout", "resources", "window", "not_before",
-    "deadline", "approval", "category", "uses", "executor",
+    "deadline", "approval", "category", "uses", "unique", "agent", "executor", *_fit.KEYS,
 )  # fmt: skip
 RESOURCE_KEYS = ("cpus", "memory", "gpus", "gpu_memory")
 STEP_KEYS = ("name", "run")
@@ -134,6 +137,7 @@ class TaskSpec:
     python: str | None = None
     args: Mapping[str, Any] = field(default_factory=_frozen)
     llm: Mapping[str, Any] | None = None
+    agent: Mapping[str, Any] | None = None  # SPEC 12, checked by queue/agentfile.py
     cwd: str = "~"
     env: Mapping[str, str] = field(default_factory=_frozen)
     priority: int = 0
@@ -143,13 +147,18 @@ class TaskSpec:
     max_retry_delay: float | None = None
     timeout: float | None = None
     resources: Resources = field(default_factory=Resources)
-    window: tuple[tuple[time, time], ...] = ()
+    window: tuple[_windows.Window, ...] = ()
     window_text: tuple[str, ...] = ()
     not_before: datetime | time | None = None
     deadline: datetime | time | None = None
     approval: bool = False
     category: str | None = None
     uses: Mapping[str, int] = field(default_factory=_frozen)
+    # `unique:` (SPEC 10): True (the key is a hash of the file), a key, or None (not unique).
+    unique: bool | str | None = None
+    # SPEC 11: how long a run takes (seconds), and whether the task resumes when stopped.
+    estimate: float | None = None
+    checkpoints: bool = False
     executor: str | None = None  # local | slurm; None: config.toml's [executor] kind
 
     def retry_cap(self, default: float) -> float:
@@ -178,6 +187,7 @@ class TaskSpec:
             "python": self.python,
             "args": _jsonable(self.args),
             "llm": _jsonable(self.llm),
+            "agent": _jsonable(self.agent),
             "cwd": self.cwd,
             "env": dict(self.env),
             "priority": self.priority,
@@ -198,6 +208,8 @@ class TaskSpec:
             "approval": self.approval,
             "category": self.category,
             "uses": dict(self.uses),
+            "unique": self.unique,
+            **_fit.to_dict(self),
             "executor": self.executor,
         }
 
@@ -231,18 +243,28 @@ def parse_task(data: bytes | str, *, default_name: str) -> TaskSpec:
         raise TaskFileError(
             [Problem(f"file is {units.format_size(len(raw))}; task files are limited to 1 MiB")]
         )
-    text = decode(raw)
-    root = compose(text)
+    spec, problems = check_task_root(compose(decode(raw)), default_name)
+    if spec is None:
+        raise TaskFileError(problems)
+    return spec
+
+
+def check_task_root(root: Node, default_name: str) -> tuple[TaskSpec | None, list[Problem]]:
+    """parse_task's checks on a composed document: (the spec, []) or (None, the problems in
+    file order). queue/schedulefile.py hands it the task part of a schedule file."""
     checker = _Checker()
     checker.check_nodes(root)
     if checker.problems:
-        raise TaskFileError(checker.problems)
+        return None, checker.problems
     spec = checker.task(root, default_name)
     if checker.problems or spec is None:
-        raise TaskFileError(
-            sorted(checker.problems, key=lambda p: (p.line is not None, p.line or 0, p.column or 0))
-        )
-    return spec
+        return None, sorted(checker.problems, key=problem_order)
+    return spec, []
+
+
+def problem_order(p: Problem) -> tuple[bool, int, int]:
+    """Problems without a line first, then by line and column."""
+    return (p.line is not None, p.line or 0, p.column or 0)
 
 
 # --- the checker ----------------------------------------------------------------------------
@@ -561,11 +583,11 @@ class _Checker:
 
         workers = [k for k in entries if k in WORKER_KEYS]
         if not workers:
-            self.problem("missing what to do: give one of run, steps, python, llm")
+            self.problem("missing what to do: give one of run, steps, python, llm, agent")
         elif len(workers) > 1:
             names = ", ".join(workers[:-1]) + " and " + workers[-1]
             self.problem(
-                f"{names} each say what to do; give only one of run, steps, python, llm",
+                f"{names} each say what to do; give only one of run, steps, python, llm, agent",
                 node=entries[workers[1]][0],
             )
         cap, first = values.get("max_retry_delay"), values.get("retry_delay", 60.0)
@@ -687,6 +709,11 @@ class _Checker:
             self.problem("only used with confirm", _join(path, "choices"), entries["choices"][0])
         return MappingProxyType(out)
 
+    def _agent(self, node: Node, path: str) -> Mapping[str, Any]:
+        from bantzd.queue.agentfile import check_agent  # it builds on this module
+
+        return check_agent(self, node, path)
+
     def _temperature(self, node: Node, path: str) -> float:
         return self.number(node, "a number from 0 to 2", 0, 2)
 
@@ -796,13 +823,13 @@ class _Checker:
             raise _Bad(f"expected {what}, got {_show(node)}", node)
         return value
 
-    def _window(self, node: Node, path: str) -> tuple[tuple[str, tuple[time, time]], ...]:
-        texts = self.text_list(node, path, "a window like 23:00-07:00")
+    def _window(self, node: Node, path: str) -> tuple[tuple[str, _windows.Window], ...]:
+        texts = self.text_list(node, path, _windows.WINDOW_HINT)
         nodes = node.value if isinstance(node, SequenceNode) else [node]
         out = []
         for text, item in zip(texts, nodes, strict=True):
             try:
-                out.append((text.strip(), units.parse_window(text)))
+                out.append((text.strip(), _windows.parse_window(text)))
             except ValueError as e:
                 raise _Bad(str(e), item) from None
         return tuple(out)
@@ -818,6 +845,21 @@ class _Checker:
         if not isinstance(value, bool):
             raise _Bad(f"expected true or false, got {_show(node)}", node)
         return value
+
+    def _unique(self, node: Node, path: str) -> bool | str | None:
+        value = self.construct(node) if isinstance(node, ScalarNode) else None
+        if isinstance(value, bool):
+            return True if value else None
+        try:
+            return _unique.parse_key(self.text(node, _unique.HINT))
+        except ValueError as e:
+            raise _Bad(str(e), node) from None
+
+    def _estimate(self, node: Node, path: str) -> float:
+        return _fit.estimate(self, node)
+
+    def _checkpoints(self, node: Node, path: str) -> bool:
+        return self._approval(node, path)
 
     def _category(self, node: Node, path: str) -> str:
         return self.text(node, "a category name")
@@ -840,6 +882,12 @@ class _Checker:
             return taskexec.check(self.text(node, "local or slurm"))
         except ValueError as e:
             raise _Bad(str(e), node) from None
+
+
+# The per-value checks (text, durations, mappings with misspelt-key suggestions), for the
+# schedule part of a schedule file (queue/schedulefile.py).
+NodeChecker = _Checker
+BadValue = _Bad
 
 
 def _suggest(key: str, allowed: tuple[str, ...], aliases: Mapping[str, str] | None) -> str:

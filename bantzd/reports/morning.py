@@ -34,6 +34,7 @@ from bantzd.queue.journal import read_journal
 from bantzd.queue.states import Status
 from bantzd.queue.store import scan_states
 from bantzd.queue.task import TaskState
+from bantzd.reports.comingup import gather_schedules
 from bantzd.reports.gantt import mermaid_text
 from bantzd.reports.i18n import language
 from bantzd.reports.render import (
@@ -297,6 +298,7 @@ def gather(
         commands=commands,
         secrets=sorted(set(secrets)),
         took=took_all,
+        schedules=gather_schedules(home, since, until),
     )
 
 

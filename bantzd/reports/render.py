@@ -23,6 +23,7 @@ from bantzd.queue.states import Status
 from bantzd.queue.task import TaskState, took
 from bantzd.reports import machine
 from bantzd.reports.causes import Ending, failure_cause
+from bantzd.reports.comingup import ScheduleFacts, coming_up
 from bantzd.reports.gantt import gantt, timeline_block
 from bantzd.reports.i18n import Language, language
 from bantzd.reports.markdown import cell, code, fenced, one_line, when
@@ -79,6 +80,8 @@ class NightFacts:
     # What each task took over all its attempts, earlier nights' too (`states` only keep
     # this period's attempts): the same `took` as `list` and `show`. Absent: from `states`.
     took: Mapping[int, float] = field(default_factory=lambda: _EMPTY)
+    # The home's schedules, for Coming up (reports/comingup.py); none: no such section.
+    schedules: Sequence[ScheduleFacts] = ()
 
 
 def render_report(facts: NightFacts) -> str:
@@ -151,6 +154,7 @@ class _Renderer:
             self.done(b[Status.DONE]),
             self.failed(b[Status.FAILED]),
             self.still_queued(b[Status.QUEUED], b[Status.RUNNING]),
+            *self.coming_up(),
             self.machine(),
             self.timeline(),
         ]
@@ -398,6 +402,11 @@ class _Renderer:
             items.append(f"- {self.label(state)}: {reason}")
         body = "\n".join(items) if items else t("nothing_queued")
         return f"{self.heading('still_queued')}\n\n{body}"
+
+    def coming_up(self) -> list[str]:
+        if not self.f.schedules:
+            return []
+        return [coming_up(self.lang, self.f.schedules, self.f.states, self.text)]
 
     def machine(self) -> str:
         lang, t = self.lang, self.lang.t

@@ -80,6 +80,9 @@ def plan_launch(
         argv = [sys.executable, "-m", "bantzd.workers.llm"]
         llm = spec.llm or {}
         what = "llm: " + _show(str(llm.get("prompt") or f"prompt_file {llm.get('prompt_file')}"))
+    elif spec.kind == "agent":
+        argv = [sys.executable, "-m", "bantzd.workers.agent"]
+        what = "agent: " + _show(str((spec.agent or {}).get("goal", "")))
     else:
         return f"{spec.kind} tasks are not supported yet"
     env = dict(os.environ)
@@ -97,7 +100,7 @@ def plan_launch(
         # PCI bus order, so the indices mean what nvidia-smi shows.
         env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in state.gpus)
-    if spec.kind in ("python", "llm"):
+    if spec.kind in ("python", "llm", "agent"):
         # These run in bantzd's own interpreter: make sure it finds this very bantzd,
         # installed or not, whatever the task's cwd.
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
@@ -380,10 +383,15 @@ class Attempts:
                 yield att.task_id, changes
 
     def reports(self, att: Attempt, *, last: bool = False) -> dict[str, Any]:
-        """What the worker's progress.json / tokens.json say, where it changed since the
-        last look: the fields for state.json."""
+        """What the worker's progress.json / tokens.json / agent.json say, where it changed
+        since the last look: the fields for state.json."""
         changes: dict[str, Any] = {}
-        for path, field_name in ((att.paths.progress, "progress"), (att.paths.tokens, "tokens")):
+        files = (
+            (att.paths.progress, "progress"),
+            (att.paths.tokens, "tokens"),
+            (att.paths.agent_stats, "agent"),
+        )
+        for path, field_name in files:
             data = self._changed_json(path)
             if isinstance(data, dict):
                 changes[field_name] = data

@@ -34,12 +34,14 @@ from bantzd.supervisor import taskedits
 
 if TYPE_CHECKING:
     from bantzd.queue.taskfile import TaskSpec
+    from bantzd.queue.unique import UniqueKeys
+    from bantzd.supervisor.schedules import Schedules
 
 log = logging.getLogger("bantzd")
 
 ACTIONS = frozenset(
     {"cancel", "retry", "pause", "resume", "approve", "reject", "answer", "clean", "take"}
-)
+) | {"schedule"}  # pause, resume, remove or fire a schedule (supervisor/schedctl.py)
 # pueue / task-spooler parity (supervisor/taskedits.py).
 PARITY_ACTIONS = frozenset({"rerun", "priority", "edit", "parallel"})
 ACTIONS = ACTIONS | PARITY_ACTIONS
@@ -318,8 +320,13 @@ class ControlHandler:
         *,
         approval_categories: Iterable[str] | None = None,
         on_taken: Callable[[TaskState, TaskSpec], None] | None = None,
+        schedules: Schedules | None = None,
+        unique: UniqueKeys | None = None,
+        max_queued: int | None = None,
     ) -> None:
         self.view = view
+        # The supervisor's schedules; offline, loaded from disk when a request needs them.
+        self.schedules = schedules
         self.home = home
         self.on_global_pause = on_global_pause
         self.live = live or taskedits.Live()
@@ -327,6 +334,10 @@ class ControlHandler:
         # offline, config.toml is read when a take comes, and the state joins `view.states`.
         self.approval_categories = approval_categories
         self.on_taken = on_taken
+        # The supervisor's unique keys and max_queued (SPEC 10); offline, the keys are read
+        # from the task folders and max_queued from config.toml when a take comes.
+        self.unique = unique
+        self.max_queued = max_queued
 
     def apply(self, req: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
         """Apply one request; a request already applied (replayed after a crash between
@@ -356,6 +367,10 @@ class ControlHandler:
                     return _err(str(e), e.exit_code)
             if action == "take":
                 return self._take(params)
+            if action == "schedule":
+                from bantzd.supervisor import schedctl
+
+                return schedctl.apply(self, params, request_id)
             return _err(f"{action} needs a task")
         state = self.view.states.get(int(task_id))
         if state is None:
@@ -417,12 +432,13 @@ class ControlHandler:
             return _err(f"malformed request: inode {inode!r}")
         if since is not None and (isinstance(since, bool) or not isinstance(since, int | float)):
             return _err(f"malformed request: since {since!r}")
-        categories = self.approval_categories
+        categories, max_queued = self.approval_categories, self.max_queued
         if categories is None:
             from bantzd.config import load_config
 
             try:
-                categories = load_config(self.home.config).approval_categories
+                config = load_config(self.home.config)
+                categories, max_queued = config.approval_categories, config.max_queued
             except BantzError:
                 # The file is safe in the spool; which tasks need approval is unknown until
                 # config.toml is fixed (the command said what is wrong with it).
@@ -444,7 +460,14 @@ class ControlHandler:
             approval_categories=categories,
             # Offline (no supervisor, so no table to join) the task waits for one to run.
             queued_reason=None if self.on_taken is not None else NO_SUPERVISOR,
+            schedules=self.loaded_schedules(),
+            keys=self.unique,
+            max_queued=max_queued,
         )
+        if isinstance(found, takeone.ScheduleTaken):
+            from bantzd.supervisor import schedctl
+
+            return schedctl.taken_reply(self, name, found.name)
         if isinstance(found, takeone.Taken):
             state = found.state
             if found.spec is not None:
@@ -454,10 +477,21 @@ class ControlHandler:
                     self.view.states[state.id] = state
             reply = _ok(f"{name}: task {state.id} ({state.name})")
             return {**reply, "id": state.id, "name": state.name, "status": str(state.status)}
+        if isinstance(found, takeone.Waiting):
+            return {**_ok(found.why), "pending": True}
         if isinstance(found, takeone.NotAccepted):
             reply = _err(f"{name} was not accepted: {found.problem}")
             return {**reply, "problem": found.problem, "rejected": str(found.moved_to or "")}
         return _err(found.why)
+
+    def loaded_schedules(self) -> Schedules:
+        """The supervisor's schedules, or (offline) those on disk, loaded once."""
+        if self.schedules is None:
+            from bantzd.supervisor.schedules import Schedules
+
+            self.schedules = Schedules(self.home, self.view.store.clock)
+            self.schedules.load(self.view.states, self.view.store)
+        return self.schedules
 
     def _cancel(self, state: TaskState, params: dict[str, Any]) -> dict[str, Any]:
         if state.status in FINISHED:

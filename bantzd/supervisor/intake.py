@@ -22,21 +22,23 @@ import logging
 import os
 import stat
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bantzd.clock import Clock
-from bantzd.crash import fault_point
+from bantzd.crash import crash_point, fault_point
 from bantzd.errors import BantzError, IoPathError
 from bantzd.paths import Home
 from bantzd.queue.atomic import fsync_dir, write_bytes_atomic
+from bantzd.queue.schedulefile import ScheduleSpec, parse_spool_file
 from bantzd.queue.spool import RESUBMIT_LINE, candidate_name, resubmit_command
 from bantzd.queue.states import Status
 from bantzd.queue.store import Store
 from bantzd.queue.task import TaskState
-from bantzd.queue.taskfile import MAX_TASK_FILE_BYTES, TaskFileError, TaskSpec, parse_task
+from bantzd.queue.taskfile import MAX_TASK_FILE_BYTES, TaskFileError, TaskSpec
+from bantzd.queue.unique import UniqueKeys, duplicate_problem, task_key
 from bantzd.supervisor.table import TaskTable
 from bantzd.supervisor.timing import local_now, resolve_when
 
@@ -62,6 +64,7 @@ def check_spool_permissions(spool: Path) -> None:
 class Accepted:
     path: Path
     spec: TaskSpec
+    key: str | None = None  # the `unique:` key (queue/unique.py), None when not unique
 
 
 @dataclass
@@ -70,7 +73,25 @@ class Rejected:
     problem: str
 
 
-def examine(path: Path, now: float, *, settled_required: bool) -> Accepted | Rejected | None:
+@dataclass
+class ScheduleAccepted:
+    """A valid schedule file (SPEC 9): installed by the schedules, not made a task."""
+
+    path: Path
+    spec: ScheduleSpec
+    data: bytes
+
+
+class ScheduleHost(Protocol):
+    """What intake needs of supervisor/schedules.py's `Schedules` (no import: it imports
+    this module)."""
+
+    def accept(self, item: ScheduleAccepted, states: Mapping[int, TaskState]) -> str | None: ...
+
+
+def examine(
+    path: Path, now: float, *, settled_required: bool
+) -> Accepted | ScheduleAccepted | Rejected | None:
     """Read and validate one spool file. None: not ready yet, gone, or renamed to a safe
     name (then the new name is examined on the next look)."""
     if not _is_text(path.name):
@@ -105,10 +126,12 @@ def examine(path: Path, now: float, *, settled_required: bool) -> Accepted | Rej
         os.close(fd)
     stem = path.name.rsplit(".", 1)[0]
     try:
-        spec = parse_task(data, default_name=stem)
+        spec = parse_spool_file(data, default_name=stem, now=now)
     except TaskFileError as e:
         return Rejected(path, str(e))
-    return Accepted(path, spec)
+    if isinstance(spec, ScheduleSpec):
+        return ScheduleAccepted(path, spec, data)
+    return Accepted(path, spec, task_key(data, spec.unique))
 
 
 @dataclass
@@ -139,6 +162,9 @@ class SpoolScan:
         self.watcher: SpoolWatcher | None = None
         self.last_scan = float("-inf")
         self.unsettled = False  # a file was not ready: look again in SETTLE / 2
+        # The queue was full (max_queued) at the last look: files wait in the spool, not
+        # looked at, until there is room; then a look is due at once.
+        self.held_back = False
 
     def start_watching(self, folders: list[Path], wake_fd: int) -> None:
         """Look at files as soon as they complete (watchdog), not only at each scan."""
@@ -156,13 +182,25 @@ class SpoolScan:
             due.append(SETTLE / 2)
         return due
 
-    def scan(self) -> Iterator[Accepted | Rejected | Broken]:
+    def scan(
+        self, room: Callable[[], bool] | None = None
+    ) -> Iterator[Accepted | ScheduleAccepted | Rejected | Broken]:
         """The spool's task files that are ready, each examined; none when no look is due.
-        An `IoPathError` (the disk, not a file) propagates: the files stay for later."""
+        An `IoPathError` (the disk, not a file) propagates: the files stay for later.
+
+        `room()` says whether the queue takes another task (max_queued): asked before each
+        file, and when it says no, the files left are not even listed or read."""
+        if room is not None and not room():
+            if self.watcher:
+                self.watcher.take_ready()  # looked at by mtime when there is room again
+            self.held_back = True
+            return
         ready = self.watcher.take_ready() if self.watcher else set()
         mono = self.clock.monotonic()
-        if not ready and not (mono - self.last_scan >= self.interval or self.unsettled):
+        due = mono - self.last_scan >= self.interval or self.unsettled or self.held_back
+        if not ready and not due:
             return
+        self.held_back = False
         self.last_scan = mono
         self.unsettled = False
         now = self.clock.time()
@@ -181,6 +219,9 @@ class SpoolScan:
                 continue
             found.append((mtime, entry.name))
         for _, name in sorted(found):
+            if room is not None and not room():
+                self.held_back = True  # the rest wait, untouched
+                return
             path = self.spool / name
             try:
                 fault_point("intake", path.name)
@@ -197,25 +238,42 @@ class SpoolScan:
 
 
 def take_in(
-    scan: SpoolScan, store: Store, table: TaskTable, approval_categories: Iterable[str]
+    scan: SpoolScan,
+    store: Store,
+    table: TaskTable,
+    approval_categories: Iterable[str],
+    max_queued: int | None = None,
+    schedules: ScheduleHost | None = None,
 ) -> None:
     """Take in what the spool scan found: each accepted file becomes a queued (or held)
-    task in the store and the table; the others move to rejected/ with their reason.
+    task in the store and the table (unless it duplicates a unique task: `admit`); the
+    others move to rejected/ with their reason. With `max_queued` unfinished tasks the
+    files left wait in the spool, untouched.
 
     A file that raises on the way (an internal error, not the file's fault) is rejected
     too, never retried forever; if it got as far as its task folder, the task exists and
     the next start's recovery loads it as queued. An `IoPathError` (the disk, full?)
     propagates: the file stays in the spool for later.
     """
-    for item in scan.scan():
+    room = None if max_queued is None else (lambda: len(table.unfinished) < max_queued)
+    for item in scan.scan(room):
         try:
             if isinstance(item, Accepted):
-                task_id = store.allocate_id()
-                state = new_state(item, task_id, scan.clock.time(), approval_categories)
-                store.create(state, item.path)
-                table.add(state, item.spec)
-                log.info("accepted %s as task %d (%s)", item.path.name, state.id, state.name)
-                continue
+                now = scan.clock.time()
+                admitted = admit(item, store, table.unique, now, approval_categories)
+                if isinstance(admitted, TaskState):
+                    table.add(admitted, item.spec)
+                    log.info(
+                        "accepted %s as task %d (%s)", item.path.name, admitted.id, admitted.name
+                    )
+                    continue
+                item = admitted
+            if isinstance(item, ScheduleAccepted):
+                problem = schedules.accept(item, table.states) if schedules else "no schedules"
+                if problem is None:
+                    store.note("schedule_accepted", file=item.path.name, schedule=item.spec.name)
+                    continue
+                item = Rejected(item.path, problem)
             if isinstance(item, Broken):
                 log.error("internal error taking in %s", item.path.name, exc_info=item.error)
                 item = item.rejected()
@@ -228,6 +286,33 @@ def take_in(
                 reject_and_note(scan.home, store, Broken(item.path, e).rejected())
             except Exception:
                 log.exception("could not reject %s after an internal error", item.path.name)
+
+
+def admit(
+    item: Accepted,
+    store: Store,
+    keys: UniqueKeys,
+    now: float,
+    approval_categories: Iterable[str],
+    queued_reason: str | None = None,
+) -> TaskState | Rejected:
+    """Make `item` a task, unless an unfinished task holds its unique key: then its
+    rejection (`duplicate of task 14 (running)`), for the caller to move to rejected/.
+
+    The check and the acceptance are one step (see supervisor/admit.py): nothing else runs
+    between them, and the key is taken by the rename that accepts the task.
+    """
+    holder = keys.holder(item.key)
+    if holder is not None:
+        store.flush()  # the task the rejection names is durable before the rejection
+        crash_point("intake.duplicate_found")
+        return Rejected(item.path, duplicate_problem(holder))
+    crash_point("intake.after_key_check")
+    task_id = store.allocate_id()
+    state = new_state(item, task_id, now, approval_categories, queued_reason)
+    store.create(state, item.path)
+    keys.add(state)
+    return state
 
 
 def reject_and_note(home: Home, store: Store, item: Rejected) -> Path | None:
@@ -267,6 +352,7 @@ def new_state(
         priority=spec.priority,
         kind=spec.kind,
         source=item.path.name,
+        unique_key=item.key,
     )
 
 

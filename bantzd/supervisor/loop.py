@@ -3,19 +3,21 @@
 A conductor over small collaborators (STYLE 3). Each tick is a list of named steps:
 
     handle_signals -> reap_finished -> enforce_time_limits -> apply_control
-    -> intake_spool -> sync_progress -> watch_machine -> start_ready -> flush
+    -> intake_spool -> fire_schedules -> sync_progress -> watch_machine -> start_ready
+    -> flush
 
 The collaborators answer; only this module changes anything, through the store:
 `outcome.settle` says what an ended attempt means (a `Verdict`), `starter` which tasks
-start (a `Plan`), `recovery` what a dead supervisor left (adopt, settle, nothing),
-`intake` what each spool file is. `attempts` runs work through the injected executor and
-frees what an attempt held in one `end()`; `machine` probes load through an injected
-probe; `diskguard` flushes and latches on a full disk; `session` holds the home (lock,
-pidfile, handlers) for the supervisor's life; `signals` only sets flags (STYLE 5): the first
-SIGTERM/SIGINT stops new starts and asks running attempts to stop (they go back to the
-queue as `interrupted`), a second one kills them at once. `narrate` is an observer: the
-loop tells it each start, each applied verdict and each stop, and it prints the lines a
-person at the terminal reads; it decides nothing.
+start (a `Plan`), `recovery` what a dead supervisor left (adopt, settle, nothing), `intake`
+what each spool file is, `schedules` which firings are due (supervisor/firing.py decides,
+supervisor/schedules.py makes each firing's task exactly once). `attempts` runs work
+through the injected executor and frees what an attempt held in one `end()`; `machine`
+probes load through an injected probe; `diskguard` flushes and latches on a full disk;
+`session` holds the home (lock, pidfile, handlers) for the supervisor's life; `signals`
+only sets flags (STYLE 5): the first SIGTERM/SIGINT stops new starts and asks running
+attempts to stop (they go back to the queue as `interrupted`), a second one kills them at
+once. `narrate` is an observer: the loop tells it each start, each applied verdict and each
+stop, and it prints the lines a person at the terminal reads; it decides nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from bantzd.config import Config, load_config
 from bantzd.crash import crash_point, fault_point
 from bantzd.errors import IoPathError
 from bantzd.paths import Home, TaskPaths
+from bantzd.queue.estimates import EstimateBook
 from bantzd.queue.states import Status, can_transition
 from bantzd.queue.store import Store
 from bantzd.queue.task import TaskState
@@ -41,6 +44,7 @@ from bantzd.supervisor.attemptend import record_end
 from bantzd.supervisor.attempts import Attempts, LiveQueue, NotStarted
 from bantzd.supervisor.diskguard import DiskGuard
 from bantzd.supervisor.executor import Executor
+from bantzd.supervisor.fitting import learn
 from bantzd.supervisor.hooks import FinishHooks
 from bantzd.supervisor.lock import HomeLock, mark_stopping
 from bantzd.supervisor.logsetup import setup_logging
@@ -49,6 +53,7 @@ from bantzd.supervisor.mixed import make_executor
 from bantzd.supervisor.narrate import Narrator
 from bantzd.supervisor.outcome import Ended, Policy, Verdict, closed_log, internal_error, settle
 from bantzd.supervisor.probes import LoadHistory, Reading, cores
+from bantzd.supervisor.schedules import Maker, Schedules
 from bantzd.supervisor.signals import Signals
 from bantzd.supervisor.starter import Starter, launch_recorded
 from bantzd.supervisor.table import TaskTable
@@ -103,9 +108,12 @@ class Supervisor:
         self.machine = MachineWatch(
             LoadHistory(home.load_history), clock, config.probe_interval, probe
         )
-        self.starter = Starter(config, cores(), self.limits, clock)
+        self.starter = Starter(config, cores(), self.limits, clock, until=until)
+        self.table.estimates = EstimateBook(home.estimates)
+        self.table.has_checkpoint = self._has_checkpoint
         self.intake = intake.SpoolScan(home, config.scan_interval, clock)
         self.disk = DiskGuard(home.root)
+        self.schedules = Schedules(home, clock)
         live = LiveQueue(self.store, self.table.states, self.attempts)
         self.handler = control.ControlHandler(
             live,
@@ -116,6 +124,9 @@ class Supervisor:
             ),
             approval_categories=config.approval_categories,
             on_taken=self.table.add,  # a `take` (submit, add) joins the queue like intake's
+            schedules=self.schedules,
+            unique=self.table.unique,
+            max_queued=config.max_queued,
         )
         # The foreground run's account of starts and ends (`narrate`, stdout) and its
         # answers to stop signals (`alerts`, stderr); None for either is silence.
@@ -189,11 +200,13 @@ class Supervisor:
             self.enforce_time_limits,
             self.apply_control,
             self.intake_spool,
+            self.fire_schedules,
             self.sync_progress,
             self.watch_machine,
             self.start_ready,
         ):
-            if self.disk.full and step in (self.intake_spool, self.start_ready):
+            needs_disk = (self.intake_spool, self.fire_schedules, self.start_ready)
+            if self.disk.full and step in needs_disk:
                 continue  # taking in or starting work needs disk; wait for space
             try:
                 step()
@@ -214,7 +227,10 @@ class Supervisor:
         if self.stopping:
             return not self.attempts
         if self.once and not self.attempts:
-            if intake.pending(self.home) or control.pending(self.home):
+            # Files held back by a full queue (max_queued) wait for tasks that may never
+            # end tonight (held, questions): they do not keep `--once` running.
+            spool = intake.pending(self.home) and not self.intake.held_back
+            if spool or control.pending(self.home):
                 return False
             last = self.starter.last
             return not last.start and not last.transient_waits()
@@ -226,6 +242,8 @@ class Supervisor:
         due = [MAX_SLEEP, *self.intake.due_in(), *self.attempts.due_in(self.table.specs, mono)]
         if self.starter.last.wake_at is not None:
             due.append(self.starter.last.wake_at - now)
+        if (firing := self.schedules.due_in(now)) is not None:
+            due.append(firing)
         if self.until is not None and not self.stopping:
             due.append(self.until - now)
         return max(0.0, min(due))
@@ -341,6 +359,8 @@ class Supervisor:
             self.store.update(state, **changes)
         else:
             self.store.transition(state, verdict.status, verdict.reason, **changes)
+            if verdict.status is Status.DONE and spec is not None:
+                learn(self.table.estimates, state, spec)
         if verdict.message:
             log.info("%s", verdict.message)
         self.narrator.ended(state, verdict, stopping=self.stopping)
@@ -430,7 +450,19 @@ class Supervisor:
         control.apply_pending(self.home, self.handler)
 
     def intake_spool(self) -> None:
-        intake.take_in(self.intake, self.store, self.table, self.config.approval_categories)
+        intake.take_in(
+            self.intake,
+            self.store,
+            self.table,
+            self.config.approval_categories,
+            self.config.max_queued,
+            schedules=self.schedules,
+        )
+
+    def fire_schedules(self) -> None:
+        """Make the task of every schedule firing that is due (each exactly once)."""
+        categories = self.config.approval_categories
+        self.schedules.fire_due(Maker(self.store, self.table.states, categories, self.table.add))
 
     def sync_progress(self) -> None:
         """Copy what workers wrote (progress.json, tokens.json) into state.json."""
@@ -501,6 +533,12 @@ class Supervisor:
             # Units held by tasks that ended while no supervisor was there to release them.
             self.limits.keep_only(self.attempts.running)
         self.flush()
+        try:
+            self.schedules.load(self.table.states, self.store)  # after the tasks: it finds its own
+        except IoPathError:
+            raise
+        except Exception:
+            log.exception("error loading the schedules; none fires until the next start")
 
 
 def run_supervisor(

@@ -30,6 +30,7 @@ from bantzd.queue.states import Status
 from bantzd.queue.store import Store, read_state, task_ids
 from bantzd.queue.task import TaskState, attempt_started
 from bantzd.queue.taskfile import TaskFileError, TaskSpec, parse_task
+from bantzd.queue.unique import task_key
 from bantzd.supervisor.attempts import Attempts
 from bantzd.supervisor.executor import Found
 from bantzd.supervisor.table import TaskTable
@@ -74,9 +75,12 @@ def load_task(home: Home, task_id: int) -> Loaded:
 def _rebuild_state(home: Home, task_id: int) -> TaskState:
     tdir = home.task_dir(task_id)
     name = str(task_id)
+    key = None
     try:
-        spec = parse_task((tdir / "task.yaml").read_bytes(), default_name=f"task-{task_id}")
+        data = (tdir / "task.yaml").read_bytes()
+        spec = parse_task(data, default_name=f"task-{task_id}")
         name, priority, kind = spec.name, spec.priority, spec.kind
+        key = task_key(data, spec.unique)  # the key is the task's: it comes back with it
     except (TaskFileError, OSError):
         priority, kind = 0, "run"
     created = datetime.fromtimestamp((tdir / "task.yaml").stat().st_mtime).astimezone()
@@ -88,6 +92,7 @@ def _rebuild_state(home: Home, task_id: int) -> TaskState:
         kind=kind,
         created=created.isoformat(timespec="seconds"),
         reason="state rebuilt after a crash",
+        unique_key=key,
     )
 
 

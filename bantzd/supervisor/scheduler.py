@@ -14,7 +14,9 @@ from typing import Any
 
 from bantzd.clock import hms
 from bantzd.config import DEFAULT_MAX_RETRY_DELAY
+from bantzd.queue.estimates import Estimate
 from bantzd.queue.states import FINISHED, Status
+from bantzd.supervisor.fitting import fit_reason
 from bantzd.supervisor.timing import TimingCheck, check_timing, local_zone
 
 
@@ -25,6 +27,7 @@ class TaskBrief:
     id: int
     name: str
     status: Status
+    schedule: str | None = None  # an instance's schedule: `after: [SCHEDULE]` names it
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,10 @@ class Candidate:
     not_before_at: float | None = None
     deadline_at: float | None = None
     attempts: int = 0
+    # Fitting the night (supervisor/fitting.py): how long a run takes, and whether the
+    # task resumes from where it stopped.
+    estimate: Estimate | None = None
+    resumable: bool = False
     # Runs as a Slurm job: `max_submitted` bounds it, not max_parallel or this machine.
     remote: bool = False
 
@@ -124,7 +131,8 @@ class Decision:
 
 
 class DependencyIndex:
-    """Resolves `after:` references: an id, or a name meaning the newest task of that name."""
+    """Resolves `after:` references: an id, or a name meaning the newest task of that name
+    (a schedule's name: its newest instance)."""
 
     def __init__(self, tasks: Iterable[TaskBrief]) -> None:
         self.by_id: dict[int, TaskBrief] = {}
@@ -132,6 +140,8 @@ class DependencyIndex:
         for t in tasks:
             self.by_id[t.id] = t
             self.by_name.setdefault(t.name, []).append(t)
+            if t.schedule is not None and t.schedule != t.name:
+                self.by_name.setdefault(t.schedule, []).append(t)
 
     def find(self, ref: str | int, *, exclude: int) -> TaskBrief | None:
         if isinstance(ref, int):
@@ -168,6 +178,7 @@ def decide(
     tz: tzinfo | None = None,
     ordered: bool = False,
     stop_when_full: bool = False,
+    until: float | None = None,
     remote: RemoteRoom | None = None,
 ) -> Decision:
     """Pick what starts: highest priority first, then lowest id, into the free slots.
@@ -183,6 +194,9 @@ def decide(
     but the later candidates get no wait reason or failure this time. With thousands of
     queued tasks that makes a start cost O(slots) instead of O(queue); the supervisor still
     makes a full decision every second or so.
+
+    `until`: the end of the run; a task that cannot resume and would not finish by then
+    (or by its window's end or deadline) waits (supervisor/fitting.py).
 
     `remote`: the room for Slurm tasks (`Candidate.remote`), which take no local slot and
     are bounded by `max_submitted` instead; without it they wait as the local ones do.
@@ -227,6 +241,9 @@ def decide(
         if paused:
             decision.waiting[cand.id] = "paused: all new starts are paused"
             continue
+        if (late := _fit(cand, now, until, tz)) is not None:
+            decision.waiting[cand.id] = late
+            continue
         if cand.remote and remote is not None:
             if remote.problem is not None:
                 decision.waiting[cand.id] = remote.problem
@@ -268,6 +285,20 @@ def _timing(cand: Candidate, now: float, tz: tzinfo | None) -> TimingCheck:
         window_text=cand.window_text,
         not_before=at(cand.not_before_at),
         deadline=at(cand.deadline_at) if cand.attempts == 0 else None,
+    )
+
+
+def _fit(cand: Candidate, now: float, until: float | None, tz: tzinfo | None) -> str | None:
+    if cand.estimate is None or cand.resumable:
+        return None
+    return fit_reason(
+        now,
+        cand.estimate,
+        resumable=cand.resumable,
+        until=until,
+        windows=cand.windows,
+        deadline_at=cand.deadline_at if cand.attempts == 0 else None,
+        tz=tz,
     )
 
 

@@ -381,9 +381,11 @@ class SlurmExecutor:
             return outcome
         if job is not None and job.state in ("TIMEOUT", "DEADLINE") and att.stop_reason is None:
             att.stop_reason = "timeout"  # Slurm's --time, the backstop, ended it
-        ran = (t is not None and t.ran) or (job is not None and job.start_time is not None)
+        # The node's spawn writes worker.lock first: without this attempt's (and step's)
+        # line nothing of it ran, even if Slurm started the job (a stop that came while
+        # the job's entry process was still starting, a node that failed at once).
         lock = read_lock_info(att.paths)
-        if not ran and (lock is None or lock.attempt != att.attempt):
+        if lock is None or (lock.attempt, lock.step_index) != (att.attempt, att.step_index):
             att.extra["never_ran"] = True
         return outcome_from_slurm(job) if job is not None else Outcome(known=False)
 

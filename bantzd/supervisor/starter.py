@@ -75,8 +75,17 @@ def launch_recorded(
 class Starter:
     """Remembers the last decision (the loop's sleep and `--once` exit read it)."""
 
-    def __init__(self, config: Config, cores: int, limits: RateLimits, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: Config,
+        cores: int,
+        limits: RateLimits,
+        clock: Clock,
+        *,
+        until: float | None = None,
+    ) -> None:
         self.config = config
+        self.until = until  # the end of the run: what a task must finish by
         self.clock = clock
         self.cores = cores
         self.limits = limits
@@ -119,6 +128,7 @@ class Starter:
             admit=admission,
             ordered=True,
             stop_when_full=not full,
+            until=self.until,
             remote=RemoteRoom(room.free, room.limit, room.problem) if room is not None else None,
         )
         plan.gpus = admission.gpu_assignment

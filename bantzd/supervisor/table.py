@@ -8,12 +8,14 @@ start O(all tasks).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from bantzd.queue.states import Status
+from bantzd.queue.estimates import Estimate, EstimateBook, history_key
+from bantzd.queue.states import FINISHED, Status
 from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskSpec
+from bantzd.queue.unique import UniqueKeys
 from bantzd.supervisor.scheduler import Candidate, TaskBrief
 
 # Tasks that left the queue stay in the cached order until this many have piled up.
@@ -32,6 +34,14 @@ class TaskTable:
         self._order: list[TaskState] | None = None
         self._order_stale = 0
         self._candidates: dict[int, tuple[tuple[Any, ...], Candidate]] = {}
+        # `unique:` keys of the tasks (intake's duplicate check) and the ids not finished
+        # (`max_queued`), both kept here because every task comes in through `add`.
+        self.unique = UniqueKeys()
+        self.unfinished: set[int] = set()
+        # Fitting the night: learned estimates, and whether a task saved a checkpoint
+        # (a file the loop looks at); without a book no task has an estimate.
+        self.estimates: EstimateBook | None = None
+        self.has_checkpoint: Callable[[TaskState], bool] | None = None
         # config.toml's `[executor] kind`, for tasks whose file names no `executor:`.
         self.default_executor = "local"
 
@@ -39,10 +49,15 @@ class TaskTable:
         self.states[state.id] = state
         if spec is not None:
             self.specs[state.id] = spec
+        self.unique.add(state)
         self.track(state, state.status)
 
     def track(self, state: TaskState, src: Status) -> None:
         """Keep the queued index: called by the store after every transition."""
+        if state.status in FINISHED:
+            self.unfinished.discard(state.id)
+        else:
+            self.unfinished.add(state.id)
         if state.status is Status.QUEUED:
             if state.id not in self.queued:
                 self.queued[state.id] = state
@@ -55,6 +70,8 @@ class TaskTable:
         `retry`): its cached scheduler view was built from the old one."""
         self.specs[task_id] = spec
         self._candidates.pop(task_id, None)
+        if task_id in self.states:  # an edit may have changed its unique key
+            self.unique.add(self.states[task_id])
 
     def reorder(self) -> None:
         """A priority changed (`bantzd priority`): the cached start order is rebuilt."""
@@ -77,11 +94,13 @@ class TaskTable:
 
     def candidate(self, s: TaskState) -> Candidate:
         """The scheduler's view of a queued task, cached while the fields it uses hold."""
-        key = (s.priority, s.retry_at, s.paused, s.attempts)
+        version = self.estimates.version if self.estimates is not None else 0
+        key = (s.priority, s.retry_at, s.paused, s.attempts, version)
         cached = self._candidates.get(s.id)
         if cached is not None and cached[0] == key:
             return cached[1]
         spec = self.specs[s.id]
+        estimate, resumable = self.fit(s, spec)
         cand = Candidate(
             id=s.id,
             name=s.name,
@@ -96,11 +115,25 @@ class TaskTable:
             not_before_at=s.not_before_at,
             deadline_at=s.deadline_at,
             attempts=s.attempts,
+            estimate=estimate,
+            resumable=resumable,
             remote=(spec.executor or self.default_executor) == "slurm",
         )
         self._candidates[s.id] = (key, cand)
         return cand
 
+    def fit(self, s: TaskState, spec: TaskSpec) -> tuple[Estimate | None, bool]:
+        """(the task's estimate, whether it can resume): `estimate:` in its file, else what
+        its name's history gives; `steps:`, `checkpoints: true` or a saved checkpoint."""
+        resumable = spec.checkpoints or spec.kind == "steps" or bool(s.steps_done)
+        if not resumable and self.has_checkpoint is not None:
+            resumable = self.has_checkpoint(s)
+        if spec.estimate is not None:
+            return Estimate(spec.estimate, "the task file"), resumable
+        if self.estimates is None:
+            return None, resumable
+        return self.estimates.estimate(history_key(s)), resumable
+
     def briefs(self) -> Iterator[TaskBrief]:
         """Every task as `after:` sees it (name and status)."""
-        return (TaskBrief(s.id, s.name, s.status) for s in self.states.values())
+        return (TaskBrief(s.id, s.name, s.status, s.schedule) for s in self.states.values())

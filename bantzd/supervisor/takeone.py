@@ -31,12 +31,16 @@ from bantzd.queue.spool import ERROR_SUFFIX, RESUBMIT_LINE, candidate_name
 from bantzd.queue.store import Store
 from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskSpec
+from bantzd.queue.unique import UniqueKeys
+from bantzd.supervisor.admit import keys_of_home, queue_full_text, unfinished_count
 from bantzd.supervisor.intake import (
     Accepted,
     Broken,
     Rejected,
+    ScheduleAccepted,
+    ScheduleHost,
+    admit,
     examine,
-    new_state,
     reject_and_note,
 )
 
@@ -65,6 +69,20 @@ class NotAccepted:
 
 
 @dataclass(frozen=True)
+class ScheduleTaken:
+    """The file was a schedule, and is installed as `name`."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The file stays in the spool, untouched (the queue is full: max_queued)."""
+
+    why: str
+
+
+@dataclass(frozen=True)
 class Missing:
     """The file is not in the spool, and neither a task nor a rejected file is it."""
 
@@ -82,18 +100,27 @@ def take_requested(
     now: float,
     approval_categories: Iterable[str],
     queued_reason: str | None = None,
-) -> Taken | NotAccepted | Missing:
+    schedules: ScheduleHost | None = None,
+    keys: UniqueKeys | None = None,
+    max_queued: int | None = None,
+) -> Taken | ScheduleTaken | NotAccepted | Waiting | Missing:
     """Take in spool file `name` now, or say what it already became.
 
     `inode` is (st_dev, st_ino) of the file the command placed, `since` a time from before
     it placed it. A file of that name with another inode is another submit's, left alone.
     `queued_reason`: what a queued task waits for until a supervisor looks at it (taken in
     by a command while none runs: SPEC 4 says every waiting task has a reason).
+    `keys`: the supervisor's unique keys (its table's); None reads them from the home.
+    With `max_queued` unfinished tasks the file waits in the spool, not even read.
     """
     if not candidate_name(name) or name != os.path.basename(name) or name in (".", ".."):
         return Missing(f"{name!r} is not the name of a task file in the spool")
     path = home.spool / name
     if _same_file(path, inode):
+        if max_queued is not None:
+            unfinished = unfinished_count(states)
+            if unfinished >= max_queued:
+                return Waiting(queue_full_text(unfinished, max_queued))
         try:
             fault_point("intake", name)
             result = examine(path, now, settled_required=False)
@@ -103,18 +130,28 @@ def take_requested(
             log.error("internal error taking in %s", name, exc_info=e)
             result = Broken(path, e).rejected()
         if isinstance(result, Accepted):
-            task_id = store.allocate_id()
-            state = new_state(result, task_id, now, approval_categories, queued_reason)
-            store.create(state, path)
-            log.info("accepted %s as task %d (%s), as asked", name, state.id, state.name)
-            return Taken(state, result.spec)
+            if keys is None:
+                keys = keys_of_home(home, states)
+            admitted = admit(result, store, keys, now, approval_categories, queued_reason)
+            if isinstance(admitted, TaskState):
+                log.info("accepted %s as task %d (%s), as asked", name, admitted.id, admitted.name)
+                return Taken(admitted, result.spec)
+            result = admitted
+        if isinstance(result, ScheduleAccepted):
+            problem = schedules.accept(result, states) if schedules else "no schedules here"
+            if problem is None:
+                store.note("schedule_accepted", file=name, schedule=result.spec.name)
+                return ScheduleTaken(result.spec.name)
+            result = Rejected(result.path, problem)
         if isinstance(result, Rejected):
             return NotAccepted(result.problem, reject_and_note(home, store, result))
         # None: gone a moment ago, or renamed to a safe name: found below like a scan's.
     if inode is None:
         return _by_name(states, name, since)
-    return _by_inode(home, states, inode, since) or Missing(
-        f"{name} is no longer in the spool, and no task was made from it"
+    return (
+        _by_inode(home, states, inode, since)
+        or _schedule_by_inode(home, inode)
+        or Missing(f"{name} is no longer in the spool, and no task was made from it")
     )
 
 
@@ -162,6 +199,21 @@ def _by_inode(
         if (st.st_dev, st.st_ino) == wanted:
             path = Path(entry.path)
             return NotAccepted(_problem_of(path), path)
+    return None
+
+
+def _schedule_by_inode(home: Home, inode: tuple[int, int]) -> ScheduleTaken | None:
+    """The schedule whose schedule.yaml is the file the command wrote (a take applied
+    again after a crash, or after a scan took the file in first)."""
+    from bantzd.queue.schedules import SCHEDULE, schedule_dir, schedule_names
+
+    for sched in schedule_names(home):
+        try:
+            st = os.lstat(schedule_dir(home, sched) / SCHEDULE)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == tuple(inode):
+            return ScheduleTaken(sched)
     return None
 
 

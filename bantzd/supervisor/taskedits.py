@@ -202,12 +202,14 @@ def edit(view: QueueView, home: Home, live: Live, state: TaskState, text: Any, b
         spec = parse_task(data, default_name=state.name)
     except TaskFileError as e:
         raise BantzError(f"the edited file is not a valid task:\n{e}") from None
+    key = _unique_key_of_edit(view, state, data, spec)
     try:
         old: TaskSpec | None = parse_task(current, default_name=state.name)
     except TaskFileError:
         old = None
     write_bytes_atomic(paths.task_yaml, data)
-    view.store.update(state, **_changes(state, old, spec, view.store.clock.time()))
+    changes = _changes(state, old, spec, view.store.clock.time())
+    view.store.update(state, **changes, unique_key=key)
     view.store.note("edited", id=state.id, name=state.name)
     if state.status is Status.QUEUED and _needs_approval(home, spec):
         view.store.transition(state, Status.HELD, "waiting for approval")
@@ -217,6 +219,23 @@ def edit(view: QueueView, home: Home, live: Live, state: TaskState, text: Any, b
         live.reorder()
     held = " and held for approval" if state.status is Status.HELD else ""
     return f"task {state.id} ({state.name}): task.yaml replaced{held}"
+
+
+def _unique_key_of_edit(
+    view: QueueView, state: TaskState, data: bytes, spec: TaskSpec
+) -> str | None:
+    """The edited file's `unique:` key; refused when another unfinished task holds it
+    (the edit would make the duplicate SPEC 10 keeps out of the queue)."""
+    from bantzd.queue.unique import UniqueKeys, duplicate_problem, task_key
+
+    key = task_key(data, spec.unique)
+    holder = UniqueKeys(view.states.values()).holder(key, besides=state.id)
+    if holder is not None:
+        raise BantzError(
+            f"the edited file is a {duplicate_problem(holder)}: its unique key is taken; "
+            "the edit was not applied"
+        )
+    return key
 
 
 def _changes(state: TaskState, old: TaskSpec | None, new: TaskSpec, now: float) -> dict[str, Any]:

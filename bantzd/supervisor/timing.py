@@ -22,12 +22,16 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from bantzd.queue.windows import EVERY_DAY, Window, day_name
 from bantzd.units import parse_when
 
-Window = tuple[time, time]
+# A window as task files give it (queue/windows.py), or a plain (start, end) pair: every day.
+AnyWindow = Window | tuple[time, time]
 
-# How far `next_window_open` looks ahead; a window opens at least once in any week.
+# How far `next_window_open` looks ahead: a window opens at least once in any week, and a
+# window on one weekday that a DST change skips (`sun 02:15-02:45` in spring) a week later.
 _LOOKAHEAD_DAYS = 8
+_LOOKAHEAD_MORE = 15
 
 
 # --- the local zone ---------------------------------------------------------------------------
@@ -191,29 +195,37 @@ def resolve_until(text: str, now: datetime) -> datetime:
 # --- windows ----------------------------------------------------------------------------------
 
 
-def _openings(window: Window, day: date, tz: tzinfo | None) -> tuple[datetime, datetime]:
-    """The [open, close) instants of `window` opening on `day`; may be empty on a DST night."""
-    start, end = window
+def _openings(window: AnyWindow, day: date, tz: tzinfo | None) -> tuple[datetime, datetime] | None:
+    """The [open, close) instants of `window` opening on `day`; may be empty on a DST night.
+
+    None when the window does not open on that weekday: a window that crosses midnight
+    belongs to the day it opens, so `mon-fri 23:00-07:00` is open early on Saturday and
+    closed early on Monday.
+    """
+    start, end = window[0], window[1]
+    days = window[2] if len(window) > 2 else EVERY_DAY
+    if day.weekday() not in days:
+        return None
     opens = at_clock(day, start, tz)
     close_day = day + timedelta(days=1) if end <= start else day
     return opens, at_clock(close_day, end, tz)
 
 
 def _spans(
-    windows: Sequence[Window], now: datetime, days: range
+    windows: Sequence[AnyWindow], now: datetime, days: range
 ) -> list[tuple[datetime, datetime]]:
     tz = now.tzinfo
     today = now.date()
     out = []
     for offset in days:
         for window in windows:
-            opens, closes = _openings(window, today + timedelta(days=offset), tz)
-            if _utc(opens) < _utc(closes):
-                out.append((opens, closes))
+            span = _openings(window, today + timedelta(days=offset), tz)
+            if span is not None and _utc(span[0]) < _utc(span[1]):
+                out.append(span)
     return out
 
 
-def in_window(windows: Sequence[Window], now: datetime) -> bool:
+def in_window(windows: Sequence[AnyWindow], now: datetime) -> bool:
     """Whether `now` lies inside one of `windows` (half-open: start counts, end does not).
 
     No windows means no restriction. A window whose end is not after its start crosses
@@ -227,18 +239,20 @@ def in_window(windows: Sequence[Window], now: datetime) -> bool:
     return any(_utc(o) <= at < _utc(c) for o, c in _spans(windows, now, range(-1, 1)))
 
 
-def next_window_open(windows: Sequence[Window], now: datetime) -> datetime:
+def next_window_open(windows: Sequence[AnyWindow], now: datetime) -> datetime:
     """When one of `windows` is next open: `now` itself while inside one (or with none)."""
     now = _aware(now)
     if in_window(windows, now):
         return now
     at = _utc(now)
-    spans = _spans(windows, now, range(0, _LOOKAHEAD_DAYS))
-    later = [opens for opens, _ in spans if _utc(opens) > at]
-    return min(later, key=_utc) if later else now + timedelta(days=1)
+    for days in (range(0, _LOOKAHEAD_DAYS), range(_LOOKAHEAD_DAYS, _LOOKAHEAD_MORE)):
+        later = [opens for opens, _ in _spans(windows, now, days) if _utc(opens) > at]
+        if later:
+            return min(later, key=_utc)
+    return now + timedelta(days=1)
 
 
-def window_close(windows: Sequence[Window], now: datetime) -> datetime | None:
+def window_close(windows: Sequence[AnyWindow], now: datetime) -> datetime | None:
     """When the window `now` lies in closes (the latest close among overlapping ones).
 
     None when `now` is outside every window, or when there are no windows.
@@ -255,6 +269,21 @@ def window_reason(window_text: Sequence[str] | str) -> str:
     """`outside window 23:00-07:00`; several windows are joined with ", "."""
     texts = [window_text] if isinstance(window_text, str) else list(window_text)
     return "outside window " + ", ".join(t.strip() for t in texts)
+
+
+def opens_text(opens: datetime, now: datetime) -> str:
+    """When a window opens next, for a reason: `Mon 23:00`; with the date where the day's
+    name alone would read as today or as this week (a week or more away: a window on one
+    day that a DST change skipped)."""
+    here = _aware(now)
+    local = opens.astimezone(here.tzinfo)
+    clock = local.strftime("%H:%M:%S" if local.second else "%H:%M")
+    week_on = local.date() != here.date() and (
+        local.weekday() == here.weekday() or _utc(opens) - _utc(here) >= timedelta(days=7)
+    )
+    if week_on:
+        return f"{day_name(local.weekday())} {local.date().isoformat()} {clock}"
+    return f"{day_name(local.weekday())} {clock}"
 
 
 # --- per task ---------------------------------------------------------------------------------
@@ -293,7 +322,7 @@ class TimingCheck:
 def check_timing(
     now: datetime,
     *,
-    windows: Sequence[Window] = (),
+    windows: Sequence[AnyWindow] = (),
     window_text: Sequence[str] = (),
     not_before: datetime | None = None,
     deadline: datetime | None = None,
@@ -314,11 +343,12 @@ def check_timing(
             wait=not_before_reason(not_before, now), wake_at=_first(not_before, deadline)
         )
     if windows and not in_window(windows, now):
-        texts = window_text or [f"{s:%H:%M}-{e:%H:%M}" for s, e in windows]
-        return TimingCheck(
-            wait=window_reason(texts),
-            wake_at=_first(next_window_open(windows, now), deadline),
-        )
+        texts = window_text or [f"{w[0]:%H:%M}-{w[1]:%H:%M}" for w in windows]
+        opens = next_window_open(windows, now)
+        wait = window_reason(texts)
+        if any(len(w) > 2 and w[2] != EVERY_DAY for w in windows):
+            wait += f" (opens {opens_text(opens, now)})"
+        return TimingCheck(wait=wait, wake_at=_first(opens, deadline))
     return TimingCheck(wake_at=deadline)
 
 

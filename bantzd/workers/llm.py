@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from typing import Any
 from bantzd.errors import BantzError
 from bantzd.queue.atomic import read_json, write_bytes_atomic, write_json_atomic
 from bantzd.workers.llmanswers import AnswerLog, answer_entry, apply_entry, nothing_done
-from bantzd.workers.llmcall import Caller, CallFailed, Reply
+from bantzd.workers.llmcall import Caller, CallFailed
 from bantzd.workers.llminputs import (
     MAX_CHUNKS_PER_DOC,
     combine_messages,
@@ -52,6 +51,7 @@ from bantzd.workers.llminputs import (
     split_text,
     with_system,
 )
+from bantzd.workers.llmtask import LimitTaker, SetupProblem, Tokens, make_caller
 from bantzd.workers.taskapi import Context, context
 
 CHECKPOINT_VERSION = 2
@@ -91,10 +91,10 @@ class LlmTask:
         self.answers = AnswerLog(ctx.dir / ANSWERS_FILE)
         self.entries: list[dict[str, Any]] = []
         self.state: dict[str, Any] = self._load()
-        self.tokens = self._load_tokens()
-        caller.on_reply = self._count
-        caller.take = self._take
-        self._shown: tuple[float, str] = (0.0, "")
+        self.tokens = Tokens(ctx)
+        self.limits = LimitTaker(ctx)
+        caller.on_reply = self.tokens.count
+        caller.take = self.limits
 
     # state ---------------------------------------------------------------------------
 
@@ -133,45 +133,8 @@ class LlmTask:
         self.entries.append(entry)
         apply_entry(self.state, entry)
 
-    def _load_tokens(self) -> dict[str, int]:
-        data = read_json(self.ctx.paths.tokens, default=None)
-        out = {"prompt": 0, "completion": 0}
-        if isinstance(data, dict):
-            for key in out:
-                value = data.get(key)
-                if isinstance(value, int) and value >= 0:
-                    out[key] = value
-        return out
-
-    def _count(self, reply: Reply) -> None:
-        self.tokens["prompt"] += reply.prompt_tokens
-        self.tokens["completion"] += reply.completion_tokens
-        write_json_atomic(self.ctx.paths.tokens, self.tokens, compact=True)
-
     def _progress(self, fraction: float, message: str) -> None:
-        self._shown = (fraction, message)
-        self.ctx.progress(fraction, message)
-
-    def _take(self, name: str) -> None:
-        """One unit of limit `name` for the next request. A wait longer than a moment is
-        shown in `bantzd status` (a per_hour limit can hold a folder for a long time)."""
-        from bantzd.ratelimit import LimitTimeout
-
-        try:
-            self.ctx.take(name, timeout=1.0)
-            return
-        except LimitTimeout:
-            pass
-        wait = self.ctx.limit_wait(name)
-        if wait > 0:
-            until = time.strftime("%H:%M:%S", time.localtime(time.time() + wait))
-            why = f"waiting for rate limit {name} until {until}"
-        else:
-            why = f"waiting for rate limit {name} (every unit in use)"
-        fraction, message = self._shown
-        self.ctx.progress(fraction, why)
-        self.ctx.take(name)
-        self.ctx.progress(fraction, message)
+        self.limits.progress(fraction, message)
 
     def _prompt(self) -> str:
         if "prompt" in self.spec:
@@ -339,9 +302,8 @@ class LlmTask:
                 + (f"max_tokens ({limit})" if limit else "the server's length limit")
                 + "; a larger max_tokens gives them room"
             )
-        lines.append(
-            f"Tokens: {self.tokens['prompt']:,} prompt + {self.tokens['completion']:,} completion"
-        )
+        used = self.tokens.counts
+        lines.append(f"Tokens: {used['prompt']:,} prompt + {used['completion']:,} completion")
         write_bytes_atomic(self.ctx.paths.result_md, ("\n".join(lines) + "\n").encode())
         self._progress(1.0, "result.md written")
 
@@ -373,7 +335,7 @@ def main() -> int:
     ctx = context()
     try:
         return _run(ctx)
-    except (TaskProblem, CallFailed, BantzError) as e:
+    except (TaskProblem, SetupProblem, CallFailed, BantzError) as e:
         ctx.fail(str(e))
 
 
@@ -407,29 +369,14 @@ def _run(ctx: Context) -> int:
     except ConfigError as e:
         raise TaskProblem(str(e)) from None
     llm = config.llm
-    try:
-        import openai
-    except ImportError:
-        raise TaskProblem("llm: tasks need the openai package: pip install 'bantzd[llm]'") from None
-    api_key = os.environ.get(llm.api_key_env) if llm.api_key_env else None
-    # Local servers (llama.cpp, vLLM, Ollama) need no key, but the client insists on one.
-    client = openai.OpenAI(
-        base_url=llm.base_url,
-        api_key=api_key or "not-needed",
-        timeout=llm.timeout,
-        max_retries=0,
-    )
-    models = list(dict.fromkeys([str(spec.get("model") or llm.model), *llm.fallback_models]))
-    uses = dict(task_spec.uses)
-    caller = Caller(
-        client=client,
-        models=models,
-        uses=uses,
-        backoff=ctx.backoff,
+    caller, models = make_caller(
+        ctx,
+        llm,
+        model=spec.get("model"),
+        uses=task_spec.uses,
         on_notice=log,
         max_tokens=spec.get("max_tokens"),
         temperature=spec.get("temperature"),
-        timeout=llm.timeout,
     )
     task = LlmTask(
         ctx,

@@ -16,66 +16,17 @@ Kept apart from the run (bantzd.workers.llm) so the format is read and written i
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bantzd.queue.atomic import dumps, fsync_dir
+from bantzd.queue.appendlog import AppendLog
 
 if TYPE_CHECKING:
     from bantzd.workers.llmcall import Reply
 
 
-class AnswerLog:
-    """The answers an `llm:` task has so far, one JSON line each, appended and fsynced.
-
-    A checkpoint rewritten after every answer would grow with the folder (each save
-    O(answers so far)); an append is O(1) whatever the folder's size. A crash in the middle
-    of an append leaves a torn last line: reading drops it (and cuts it off the file, so the
-    next append starts on a line of its own), and that one answer is asked for again.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def read(self) -> list[dict[str, Any]]:
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return []
-        entries: list[dict[str, Any]] = []
-        good = 0
-        for line in data.splitlines(keepends=True):
-            if not line.endswith(b"\n"):
-                break
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                break
-            if isinstance(obj, dict):
-                entries.append(obj)
-            good += len(line)
-        if good < len(data):
-            os.truncate(self.path, good)
-        return entries
-
-    def append(self, entry: dict[str, Any]) -> None:
-        new = not self.path.exists()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, dumps(entry, compact=True))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if new:
-            fsync_dir(self.path.parent)
-
-    def clear(self) -> None:
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+class AnswerLog(AppendLog):
+    """The answers an `llm:` task has so far, one JSON line each (bantzd.queue.appendlog:
+    appended and fsynced, a torn last line dropped, so that one answer is asked for again)."""
 
 
 def answer_entry(kind: str, reply: Reply, **fields: Any) -> dict[str, Any]:

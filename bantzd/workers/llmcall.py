@@ -52,6 +52,9 @@ class Reply:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str | None
+    # The tool calls of a reply to a request with `tools` (`agent:` tasks), as the server
+    # sent them: {"id", "name", "arguments"} with arguments the raw text (maybe not JSON).
+    tool_calls: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass
@@ -84,7 +87,14 @@ class Caller:
                 return name
         return None
 
-    def chat(self, messages: list[dict[str, str]], *, what: str = "request") -> Reply:
+    def chat(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        what: str = "request",
+        tools: list[dict[str, Any]] | None = None,
+    ) -> Reply:
+        """One reply; `tools` (OpenAI function schemas) lets the model answer with calls."""
         import openai
 
         rate_limited = 0
@@ -100,6 +110,8 @@ class Caller:
                 kwargs["max_tokens"] = self.max_tokens
             if self.temperature is not None:
                 kwargs["temperature"] = self.temperature
+            if tools:
+                kwargs["tools"] = tools
             try:
                 response = self.client.chat.completions.create(**kwargs)
             except openai.NotFoundError as e:
@@ -202,13 +214,33 @@ def _reply(response: Any, model: str) -> Reply:
     choice = response.choices[0] if response.choices else None
     text = (choice.message.content if choice is not None and choice.message else None) or ""
     usage = getattr(response, "usage", None)
+    calls = getattr(choice.message, "tool_calls", None) if choice is not None else None
     return Reply(
         text=text.strip(),
         model=getattr(response, "model", None) or model,
         prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
         completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
         finish_reason=getattr(choice, "finish_reason", None),
+        tool_calls=tuple(_tool_call(c) for c in calls or ()),
     )
+
+
+def _tool_call(call: Any) -> dict[str, Any]:
+    """One tool call as plain data, whatever shape the server gave it (a server that
+    leaves out the id or the name still gets its call recorded; the agent says what is
+    wrong with it to the model)."""
+    function = getattr(call, "function", None)
+    name = getattr(function, "name", None)
+    arguments = getattr(function, "arguments", None)
+    if arguments is not None and not isinstance(arguments, str):
+        import json
+
+        arguments = json.dumps(arguments)  # some servers send an object, not its text
+    return {
+        "id": str(getattr(call, "id", None) or ""),
+        "name": str(name or ""),
+        "arguments": arguments if arguments is not None else "",
+    }
 
 
 def _server_message(e: Any) -> str:

@@ -396,6 +396,8 @@ def test_status_json_has_exactly_the_documented_shape(home: Path) -> None:
         "waiting": [],
         "rejected_since_report": 0,
         "rejected_dir": str(home / "spool" / "rejected"),
+        "max_queued": 10000,
+        "queue_full": False,
     }
     assert report["warnings"] == []  # a home made by bantzd is private
     assert report["supervisor"] == {

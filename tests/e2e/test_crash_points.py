@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from bantzd.crash import CLUSTER_POINTS, POINTS
+from bantzd.crash import CLUSTER_POINTS, DUPLICATE_POINTS, FIRING_POINTS, POINTS
 from tests.conftest import Bantz, wait_for
 
 pytestmark = pytest.mark.slow
@@ -36,7 +36,14 @@ def ledger_ok(text: str) -> set[str]:
     return ended
 
 
-@pytest.mark.parametrize("point", POINTS)
+# The points of a schedule's firing have their own scenario (test_schedule_crash.py), and
+# so do those only a duplicate `unique:` file reaches (test_unique.py).
+# CLUSTER_POINTS are reached by tests/e2e/test_slurm.py (a Slurm cluster's tasks).
+ELSEWHERE = (*FIRING_POINTS, *DUPLICATE_POINTS, *CLUSTER_POINTS)
+TASK_POINTS = tuple(p for p in POINTS if p not in ELSEWHERE)
+
+
+@pytest.mark.parametrize("point", TASK_POINTS)
 def test_crash_at_point_then_restart(bantz: Bantz, point: str, tmp_path) -> None:
     ledger = tmp_path / "ledger"
     bantz.env["BANTZ_CRASH_AT"] = point
@@ -84,8 +91,14 @@ def test_crash_at_point_then_restart(bantz: Bantz, point: str, tmp_path) -> None
 
 
 def test_crash_points_are_all_reached_by_the_test() -> None:
-    # Every point the code names must be exercised above (the parametrize list is POINTS),
-    # or by the Slurm tests (CLUSTER_POINTS: tests/e2e/test_slurm.py).
+    # Every point the code names must be exercised: above (TASK_POINTS), or by
+    # test_schedule_crash.py, whose parametrize list must hold every FIRING_POINTS entry.
+    from tests.e2e import test_schedule_crash
+
+    test = test_schedule_crash.test_crash_while_firing_then_restart
+    params = [m for m in test.pytestmark if m.name == "parametrize"]
+    reached = {args[0] if isinstance(args, tuple) else args for m in params for args in m.args[1]}
+    assert set(FIRING_POINTS) <= reached
     out = subprocess.run(
         ["grep", "-rhoE", r'crash_point\("[a-z_.]+"\)', "bantzd"],
         capture_output=True,
@@ -93,4 +106,4 @@ def test_crash_points_are_all_reached_by_the_test() -> None:
         check=True,
     ).stdout
     used = {line.split('"')[1] for line in out.splitlines()}
-    assert used == set(POINTS) | set(CLUSTER_POINTS)
+    assert used == set(POINTS)

@@ -7,9 +7,9 @@ minimal environment (PATH=/usr/bin:/bin, cwd = $HOME), which is what is being te
 Skipped, with the reason, where cron cannot be had or does not run jobs in this container;
 in CI (`CI=true`) that is a failure instead: CI must run a real night from cron.
 
-The second test is the issue-13 path from install to a scheduled night: it follows only what
-`bantzd init` and `bantzd doctor --cron` print (the crontab line, with its time fields and
-`--until` moved to the next minute), and ends with `bantzd doctor` finding the entry ok.
+In the same minute, the issue-13 path from install to a scheduled night: it follows only
+what `bantzd init` and `bantzd doctor --cron` print (the crontab line, with its time fields
+and `--until` moved to the next minute), and ends with `bantzd doctor` finding the entry ok.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import pytest
 
 from tests.conftest import config_text, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.xdist_group("cron")]
 
 MARK = "# bantzd test_cron"
 
@@ -91,113 +91,144 @@ def _cron_running() -> bool:
     return True
 
 
-@pytest.fixture
-def cron() -> Iterator[str]:
-    """A running cron daemon (ours, stopped afterwards, unless one ran already); crontab."""
-    cron_bin, crontab = _ensure_cron()
-    proc = None
-    if not _cron_running():
+class Cron:
+    """Debian's cron, started only once the test's crontab line is in place.
+
+    cron reads the crontabs when it starts and afterwards only when the spool folder's
+    mtime (whole seconds) has changed at a minute's turn: a line installed in the same
+    second as cron's start-up read was never seen, and the night never ran. Installing
+    first and starting cron after removes that race.
+    """
+
+    def __init__(self) -> None:
+        self.cron, self.crontab = _ensure_cron()
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        if self.proc is not None or _cron_running():
+            return  # one runs already (the machine's own): it rereads at the minute's turn
         # cron reads the local time as we do (same TZ), so the minute we pick is its minute.
-        proc = subprocess.Popen(
-            [cron_bin, "-f"],
+        proc = self.proc = subprocess.Popen(
+            [self.cron, "-f"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
         )
-        try:
-            wait_for(lambda: proc.poll() is not None or _cron_running(), timeout=10)
-        except BaseException:
-            proc.kill()
-            raise
+        wait_for(lambda: proc.poll() is not None or _cron_running(), timeout=10)
         if proc.poll() is not None:
             _cannot(f"cron cannot start here: {proc.stdout.read().strip()[-300:]}")
-    try:
-        yield crontab
-    finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
 
 
 @pytest.fixture
-def crontab_entry(cron: str) -> Iterator[Callable[[str], None]]:
-    """Installs lines into root's crontab beside what is there; restores it afterwards."""
-    old = _run(cron, "-l")
+def crontab_entry() -> Iterator[Callable[[str], None]]:
+    """Installs lines into root's crontab beside what is there, then makes sure cron runs;
+    restores the crontab and stops the cron it started afterwards."""
+    cron = Cron()
+    old = _run(cron.crontab, "-l")
     before = old.stdout if old.returncode == 0 else None
 
     def install(lines: str) -> None:
         kept = before or ""
         if kept and not kept.endswith("\n"):
             kept += "\n"
-        res = _run(cron, "-", input=f"{kept}{MARK}\n{lines}\n")
+        res = _run(cron.crontab, "-", input=f"{kept}{MARK}\n{lines}\n")
         assert res.returncode == 0, res.stderr
+        cron.start()
 
     try:
         yield install
     finally:
+        cron.stop()
         if before is None:
-            _run(cron, "-r")
+            _run(cron.crontab, "-r")
         else:
-            _run(cron, "-", input=before)
+            _run(cron.crontab, "-", input=before)
 
 
-def test_a_crontab_entry_runs_the_night_and_writes_the_report(
+def _fire_minute() -> datetime:
+    """The next minute's turn that leaves cron time to read the new crontab first."""
+    now = datetime.now()
+    return (now + timedelta(minutes=1 if now.second < 45 else 2)).replace(second=0, microsecond=0)
+
+
+def test_nights_started_by_cron_run_and_write_their_reports(
     crontab_entry: Callable[[str], None], home: Path, tmp_path: Path
 ) -> None:
+    """Two nights from one real cron, in the same minute (each waits for a minute's turn,
+    so one wait serves both):
+
+    * a hand-written crontab line: cron's bare environment (no terminal, no stdin,
+      PATH=/usr/bin:/bin) reaches the task, `run --until` exits 0, writes the report, and
+      prints exactly the report line and the closing summary;
+    * the issue-13 path from install to a scheduled night: only what `bantzd init` and
+      `bantzd doctor --cron` print (the crontab line, with its time fields and `--until`
+      moved to the next minute), then `bantzd doctor` finds the entry ok.
+    """
     bantzd = Path(sys.executable).with_name("bantzd")
     if not os.access(bantzd, os.X_OK):
         _cannot(f"no bantzd console script beside {sys.executable}")
+    fire = _fire_minute()
+    hand_line, check_hand = _hand_written_night(bantzd, home, tmp_path, fire)
+    printed_line, check_printed = _night_from_init_and_doctor(bantzd, tmp_path, fire)
+    crontab_entry(f"{hand_line}\n{printed_line}")
+    check_hand()
+    check_printed()
+
+
+def _hand_written_night(
+    bantzd: Path, home: Path, tmp_path: Path, fire: datetime
+) -> tuple[str, Callable[[], None]]:
     spool = home / "spool"
     (spool / "hello.yaml").write_text('run: echo hello from cron; echo "PATH=$PATH"\n')
     out, err, rc, fired = (tmp_path / n for n in ("out", "err", "rc", "fired"))
-
-    now = datetime.now()
-    # Leave cron time to notice the new crontab before the minute it is for.
-    fire = (now + timedelta(minutes=1 if now.second < 45 else 2)).replace(second=0, microsecond=0)
     until = (fire + timedelta(seconds=10)).isoformat(timespec="seconds")
     command = (
         f"touch {fired}; {bantzd} --home {home} run --until {until} >{out} 2>{err}; echo $? >{rc}"
     )
+
+    def check() -> None:
+        limit = (fire - datetime.now()).total_seconds() + 70
+        deadline = time.monotonic() + limit
+        while not rc.exists():
+            if time.monotonic() > deadline:
+                if not fired.exists():
+                    _cannot(f"cron runs but did not run the job within {limit:.0f}s here")
+                pytest.fail(f"the job started but bantzd did not finish: {err.read_text()!r}")
+            time.sleep(0.5)
+        wait_for(lambda: rc.read_text().endswith("\n"), timeout=5, what="the exit status")
+        assert rc.read_text().strip() == "0", err.read_text()
+        lines = out.read_text().splitlines()
+        assert len(lines) == 2, lines
+        reports = list((home / "reports").glob("*.md"))
+        assert len(reports) == 1, reports
+        assert lines[0] == f"bantzd: report written to {reports[0]}"
+        assert re.fullmatch(
+            r"bantzd: 1 done, 0 failed, 0 cancelled, 0 waiting for an answer, .*", lines[1]
+        )
+        assert err.read_text() == ""
+        output = (home / "tasks" / "1" / "output.log").read_text()
+        assert "hello from cron" in output
+        assert "PATH=/usr/bin:/bin" in output  # cron's environment reached the task unchanged
+
     # Minute, hour, day and month: it fires once, even if the test dies before cleaning up.
-    crontab_entry(f"{fire:%M %H %d %m} * {command}")
-
-    limit = (fire - datetime.now()).total_seconds() + 70
-    deadline = time.monotonic() + limit
-    while not rc.exists():
-        if time.monotonic() > deadline:
-            if not fired.exists():
-                _cannot(f"cron runs but did not run the job within {limit:.0f}s here")
-            pytest.fail(f"the job started but bantzd did not finish: {err.read_text()!r}")
-        time.sleep(0.5)
-    wait_for(lambda: rc.read_text().endswith("\n"), timeout=5, what="the exit status")
-
-    assert rc.read_text().strip() == "0", err.read_text()
-    lines = out.read_text().splitlines()
-    assert len(lines) == 2, lines
-    reports = list((home / "reports").glob("*.md"))
-    assert len(reports) == 1, reports
-    assert lines[0] == f"bantzd: report written to {reports[0]}"
-    assert re.fullmatch(
-        r"bantzd: 1 done, 0 failed, 0 cancelled, 0 waiting for an answer, .*", lines[1]
-    )
-    assert err.read_text() == ""
-    output = (home / "tasks" / "1" / "output.log").read_text()
-    assert "hello from cron" in output
-    assert "PATH=/usr/bin:/bin" in output  # cron's environment reached the task unchanged
+    return f"{fire:%M %H %d %m} * {command}", check
 
 
-def test_init_and_doctor_alone_schedule_a_night_from_cron(
-    crontab_entry: Callable[[str], None], tmp_path: Path
-) -> None:
-    bantzd = Path(sys.executable).with_name("bantzd")
-    if not os.access(bantzd, os.X_OK):
-        _cannot(f"no bantzd console script beside {sys.executable}")
+def _night_from_init_and_doctor(
+    bantzd: Path, tmp_path: Path, fire: datetime
+) -> tuple[str, Callable[[], None]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BANTZ_")}
     home = tmp_path / "nights"
 
@@ -220,35 +251,36 @@ def test_init_and_doctor_alone_schedule_a_night_from_cron(
     submit = cli("submit", str(task))
     assert submit.returncode == 0, submit.stderr
 
-    now = datetime.now()
-    fire = (now + timedelta(minutes=1 if now.second < 45 else 2)).replace(second=0, microsecond=0)
-    until = (fire + timedelta(seconds=40)).isoformat(timespec="seconds")
+    until = (fire + timedelta(seconds=20)).isoformat(timespec="seconds")
     fields = line.split(None, 5)
     assert fields[:5] == ["0", "23", "*", "*", "*"] and fields[5].endswith(" --until 07:00")
     command = fields[5].removesuffix("07:00") + until
-    crontab_entry(f"{fire:%M %H %d %m} * {command}")
 
-    limit = (fire - datetime.now()).total_seconds() + 90
-    deadline = time.monotonic() + limit
-    reports = home / "reports"
-    while not list(reports.glob("*.md")):
-        if time.monotonic() > deadline:
-            if not (home / "bantzd.log").exists():
-                _cannot(f"cron runs but did not run the job within {limit:.0f}s here")
-            pytest.fail(f"the night started but wrote no report: {_log(home)}")
-        time.sleep(0.5)
-    state = json.loads((home / "tasks" / "1" / "state.json").read_text())
-    assert state["status"] == "done", _log(home)
-    assert "hello from a night cron started" in (home / "tasks" / "1" / "output.log").read_text()
-    report = next(reports.glob("*.md")).read_text()
-    assert "hello" in report and "Done" in report
+    def check() -> None:
+        limit = (fire - datetime.now()).total_seconds() + 90
+        deadline = time.monotonic() + limit
+        reports = home / "reports"
+        while not list(reports.glob("*.md")):
+            if time.monotonic() > deadline:
+                if not (home / "bantzd.log").exists():
+                    _cannot(f"cron runs but did not run the job within {limit:.0f}s here")
+                pytest.fail(f"the night started but wrote no report: {_log(home)}")
+            time.sleep(0.5)
+        state = json.loads((home / "tasks" / "1" / "state.json").read_text())
+        assert state["status"] == "done", _log(home)
+        output = (home / "tasks" / "1" / "output.log").read_text()
+        assert "hello from a night cron started" in output
+        report = next(reports.glob("*.md")).read_text()
+        assert "hello" in report and "Done" in report
 
-    # doctor finds the entry it printed, installed, pointing at this bantzd and this home.
-    doctor = cli("doctor", "--json")
-    checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
-    assert checks["schedule"]["status"] == "ok", checks["schedule"]
-    assert checks["schedule"]["message"].endswith(f"runs {bantzd} on this home")
-    assert doctor.returncode == 0, checks
+        # doctor finds the entry it printed, installed, pointing at this bantzd and home.
+        doctor = cli("doctor", "--json")
+        checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+        assert checks["schedule"]["status"] == "ok", checks["schedule"]
+        assert checks["schedule"]["message"].endswith(f"runs {bantzd} on this home")
+        assert doctor.returncode == 0, checks
+
+    return f"{fire:%M %H %d %m} * {command}", check
 
 
 def _log(home: Path) -> str:

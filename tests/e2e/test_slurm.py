@@ -23,7 +23,7 @@ from bantzd.workers import slurmcli
 from tests.conftest import Bantz, config_text, run_demo, wait_for
 from tests.slurmcluster import Cluster
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180), pytest.mark.xdist_group("slurm")]
 
 
 @pytest.fixture
@@ -97,12 +97,15 @@ def test_done_and_failed_with_exit_code_env_and_node(sbantz: Bantz, slurm: Clust
 
 
 def test_two_gpu_tasks_get_different_gpus(sbantz: Bantz) -> None:
+    met = sbantz.home.parent / "met"
+    met.mkdir()
+    # Each holds its GPU until both run: two jobs that did not overlap could both get GPU 0.
+    run = (
+        f"echo GPU=$CUDA_VISIBLE_DEVICES; touch {met}/$BANTZ_TASK_ID; "
+        f'while [ "$(ls {met} | wc -l)" -lt 2 ]; do sleep 0.1; done'
+    )
     ids = [
-        submit(
-            sbantz,
-            f"g{i}",
-            f"name: g{i}\nrun: echo GPU=$CUDA_VISIBLE_DEVICES; sleep 2\nresources: {{gpus: 1}}\n",
-        )
+        submit(sbantz, f"g{i}", f"name: g{i}\nrun: '{run}'\nresources: {{gpus: 1}}\n")
         for i in range(2)
     ]
     sbantz.start("run")
@@ -156,14 +159,14 @@ run: |
   i=${i:-0}
   echo "resumed from $i"
   trap 'echo "{\\"i\\": $i}" > "$BANTZ_CHECKPOINT"; echo "checkpointed at $i"; exit 143' TERM
-  while [ "$i" -lt 30 ]; do i=$((i + 1)); sleep 0.2 & wait; done
+  while [ "$i" -lt 80 ]; do i=$((i + 1)); sleep 0.2 & wait; done
   echo finished at $i
 """
 
 
 def test_until_checkpoints_and_the_next_night_resumes(sbantz: Bantz, slurm: Cluster) -> None:
     task = submit(sbantz, "counter", CHECKPOINTED)
-    until = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() + 4))
+    until = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() + 10))
     night = sbantz.start("run", "--until", until)
     assert night.wait(60) == 0
     state = sbantz.state(task)
@@ -175,7 +178,7 @@ def test_until_checkpoints_and_the_next_night_resumes(sbantz: Bantz, slurm: Clus
     out = sbantz.output(task)
     resumed = [line for line in out.splitlines() if line.startswith("resumed from")]
     assert resumed[0] == "resumed from 0" and resumed[1] != "resumed from 0", out
-    assert "finished at 30" in out and done["attempts"] == 2
+    assert "finished at 80" in out and done["attempts"] == 2
 
 
 def test_supervisor_sigkill_with_jobs_pending_and_running(sbantz: Bantz, slurm: Cluster) -> None:
@@ -296,11 +299,11 @@ def test_demo_runs_the_examples_through_slurm(
     monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
     out = run_demo(tmp_path, tmp_path / "user", "--executor", "slurm")
     assert "as Slurm jobs: Slurm answers" in out
-    assert "| 1 | `prepare-data` |" in out and " · vm | 1 | 729 clean rows ready |" in out
+    assert "| `prepare-data` | " in out and " · vm | 1 | 729 clean rows ready |" in out
     demo_home = next(tmp_path.glob("bantzd-demo-*"))
     states = [json.loads(p.read_text()) for p in demo_home.glob("tasks/*/state.json")]
-    assert len(states) == 6 and all(s["slurm"]["node"] == "vm" for s in states)
-    assert sorted(s["status"] for s in states).count("done") == 5
+    assert len(states) >= 6 and all(s["slurm"]["node"] == "vm" for s in states)
+    assert [s["name"] for s in states if s["status"] != "done"] == ["broken-config"]
 
 
 def test_pause_and_resume_a_running_job(sbantz: Bantz) -> None:

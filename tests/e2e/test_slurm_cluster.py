@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import wait_for
 from tests.slurmcluster import Cluster
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180), pytest.mark.xdist_group("slurm")]
 
 
 def _job_state(slurm: Cluster, job: str) -> dict[str, str]:
@@ -34,12 +34,16 @@ def test_two_gpu_jobs_get_different_gpus_and_exit_codes_are_kept(
             f"--output={tmp_path}/out-{i}.log",
             f"--chdir={tmp_path}",
             "--wrap",
-            f"echo GPU=$CUDA_VISIBLE_DEVICES; sleep 2; exit {code}",
+            # Each job waits (up to 60 s) until both run: together they hold both GPUs.
+            f"touch {tmp_path}/running-{i}; echo GPU=$CUDA_VISIBLE_DEVICES; "
+            f"for _ in $(seq 600); do [ -e {tmp_path}/running-{1 - i} ] && break; sleep 0.1; "
+            f"done; exit {code}",
         )
         assert res.returncode == 0, res.stderr
         jobs.append(res.stdout.strip().split(";")[0])
     for job in jobs:
         wait_for(lambda job=job: _finished(slurm, job), timeout=120, what=f"job {job}")
+    assert all((tmp_path / f"running-{i}").exists() for i in range(2))
     gpus = {(tmp_path / f"out-{i}.log").read_text().strip() for i in range(2)}
     assert gpus == {"GPU=0", "GPU=1"}
     assert [_job_state(slurm, j)["ExitCode"] for j in jobs] == ["0:0", "3:0"]

@@ -105,6 +105,13 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Harness, FakeSlurm]]:
     h.close()
 
 
+def _runs(h: Harness, slurm: FakeSlurm, job_id: int, task_id: int, node: str = "n1") -> None:
+    """The job starts on its node, whose spawn takes worker.lock (`PID ATTEMPT STEP ...`)."""
+    slurm.set(job_id, "RUNNING", nodes=node, start_time=int(h.clock.time()), state_reason="None")
+    attempt = int(slurm.jobs[job_id]["name"].rsplit("-", 1)[1])
+    (h.task_dir(task_id) / "worker.lock").write_text(f"4242 {attempt} -1 tok -\n")
+
+
 def _poll(h: Harness) -> None:
     h.clock.advance(5)
     h.tick()
@@ -130,7 +137,7 @@ def test_max_submitted_bounds_jobs_not_max_parallel(cluster) -> None:
         "node": "",
         "reason": "Priority",
     }
-    slurm.set(101, "RUNNING", nodes="n1", start_time=int(h.clock.time()), state_reason="None")
+    _runs(h, slurm, 101, 1)
     _poll(h)
     state = h.state(1)
     assert state["reason"] is None and state["slurm"]["node"] == "n1"
@@ -204,7 +211,7 @@ def test_cancel_of_a_pending_job_and_stop_of_a_running_one(cluster) -> None:
     h, slurm = cluster
     _submit(h, 2)
     h.tick()
-    slurm.set(101, "RUNNING", nodes="n1", start_time=int(h.clock.time()))
+    _runs(h, slurm, 101, 1)
     _poll(h)
     att2 = h.sup.attempts.get(2)
     h.sup.attempts.terminate(att2, "cancelled")
@@ -241,7 +248,7 @@ def test_a_restart_finds_its_jobs_and_never_submits_twice(cluster, tmp_path: Pat
     h, slurm = cluster
     _submit(h, 2)
     h.tick()
-    slurm.set(101, "RUNNING", nodes="n1", start_time=int(h.clock.time()))
+    _runs(h, slurm, 101, 1)
     # A restart (the old supervisor SIGKILLed): a new executor, the same Slurm.
     config = load_config(h.home.config)
     h.executor = MixedExecutor(  # type: ignore[assignment]

@@ -729,3 +729,8 @@ def test_demo_runs_the_examples_and_prints_the_report(tmp_path: Path) -> None:
     assert f"LLM examples skipped: no answer from http://127.0.0.1:{port}/v1/models" in out
     assert "bantzd demo --llm http://127.0.0.1:8080/v1" in out
     assert "weekly-notes" not in report
+    # The example schedule: fired once by the demo, its task done, its next firing shown.
+    assert "schedule nightly-digest fired: task 1 (nightly-digest@" in out
+    coming = report.split("## Coming up")[1].split("## Machine")[0]
+    assert "- `nightly-digest`: next firing " in coming
+    assert re.search(r"  - #1 `nightly-digest@[-0-9T:]+`: done", coming), coming

@@ -149,7 +149,41 @@ def night_states() -> list[tuple[TaskState, str]]:
                       finished=at(5 * h + 4)),
             "name: evaluate\nrun: python eval.py\nafter: [finetune]\n",
         ),
+        (  # a schedule's firing of the night (Coming up lists it under its schedule)
+            TaskState(id=16, name="digest@2026-11-21T23:30", status=Status.DONE, attempts=1,
+                      schedule="digest", firing=at(30 * m), started=at(30 * m),
+                      finished=at(31 * m), attempt_log=[attempt(1, 30 * m, 31 * m, "done")]),
+            "name: digest@2026-11-21T23:30\nrun: ./digest.sh\n",
+        ),
+        (  # the one missed firing of `sync` made up at the start; it ran past the next
+            TaskState(id=17, name="sync@2026-11-21T22:00", status=Status.DONE, attempts=1,
+                      schedule="sync", firing=at(-h), started=at(0), finished=at(70 * m),
+                      attempt_log=[attempt(1, 0, 70 * m, "done")]),
+            "name: sync@2026-11-21T22:00\nrun: ./sync.sh\n",
+        ),
     ]  # fmt: skip
+
+
+def schedule_files() -> dict[str, tuple[str, dict]]:
+    """(schedule.yaml, state.json) of the home's schedules: fixed, so the section is."""
+    h = 3600
+    return {
+        "digest": (
+            "name: digest\nschedule: {cron: '30 23 * * *', tz: UTC}\nrun: ./digest.sh\n",
+            {"name": "digest", "next_fire": "2026-11-22T23:30:00+00:00", "last_task": 16,
+             "instances": [16]},
+        ),
+        "sync": (
+            "name: sync\nschedule: {cron: '0 * * * *', tz: UTC}\nrun: ./sync.sh\n",
+            {"name": "sync", "next_fire": "2026-11-22T08:00:00+00:00", "paused": True,
+             "last_task": 17, "instances": [17],
+             "missed": [{"firing": at(-2 * h), "first": at(-4 * h), "count": 3, "at": at(0),
+                         "because": "missed; one made up at most"},
+                        {"firing": at(-30 * h), "count": 1, "at": at(-29 * h),
+                         "because": "before the period"}],
+             "skipped": [{"firing": at(h), "at": at(h), "because": "task 17 (running)"}]},
+        ),
+    }  # fmt: skip
 
 
 def journal_events() -> list[dict]:
@@ -225,6 +259,11 @@ def build_night(root: Path) -> Home:
     for task_id, named in files.items():
         for name, text in named.items():
             (home.task_dir(task_id) / name).write_text(text)
+    for name, (text, state) in schedule_files().items():
+        folder = home.root / "schedules" / name
+        folder.mkdir(parents=True)
+        (folder / "schedule.yaml").write_text(text)
+        (folder / "state.json").write_text(json.dumps(state))
     with open(home.journal, "w") as f:
         for event in journal_events():
             f.write(json.dumps(event) + "\n")

@@ -22,6 +22,7 @@ from bantzd.queue.taskfile import (
     TaskSpec,
     parse_task,
 )
+from bantzd.queue.windows import Window
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "bantzd" / "examples"
 
@@ -99,7 +100,7 @@ def test_the_spec_section_3_example() -> None:
     assert spec.retry_delay == 60
     assert spec.timeout == 4 * 3600
     assert spec.resources == Resources(cpus=4, memory=16 * 2**30, gpus=1, gpu_memory=20 * 2**30)
-    assert spec.window == ((time(23), time(7)),)
+    assert spec.window == (Window(time(23), time(7)),)
     assert spec.window_text == ("23:00-07:00",)
     assert spec.not_before == datetime(2026, 11, 22, 1, 0)
     assert spec.deadline == time(7, 0)
@@ -135,7 +136,11 @@ def test_the_spec_section_8_llm_example() -> None:
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
 def test_the_bundled_examples_are_valid(path: Path) -> None:
-    spec = parse_task(path.read_bytes(), default_name=path.stem)
+    from bantzd.queue.schedulefile import ScheduleSpec, parse_spool_file
+
+    spec = parse_spool_file(path.read_bytes(), default_name=path.stem)
+    if isinstance(spec, ScheduleSpec):  # a schedule: its task part is checked the same way
+        spec = spec.task
     assert spec.kind in ("run", "steps", "python", "llm")
     json.dumps(spec.to_dict())
 
@@ -464,7 +469,7 @@ def test_null_value_is_an_error_not_the_default() -> None:
 
 def test_missing_worker_key() -> None:
     p = only("name: idle\n")
-    assert p.message == "missing what to do: give one of run, steps, python, llm"
+    assert p.message == "missing what to do: give one of run, steps, python, llm, agent"
 
 
 def test_two_worker_keys_names_both() -> None:
@@ -837,13 +842,13 @@ def test_bad_size_message() -> None:
 
 def test_window_crossing_midnight_unquoted() -> None:
     spec = parse("run: x\nwindow: 23:00-07:00\n")
-    assert spec.window == ((time(23), time(7)),)
+    assert spec.window == (Window(time(23), time(7)),)
     assert spec.window_text == ("23:00-07:00",)
 
 
 def test_window_list() -> None:
     spec = parse("run: x\nwindow: ['01:00-05:00', ' 12:00-13:30 ']\n")
-    assert spec.window == ((time(1), time(5)), (time(12), time(13, 30)))
+    assert spec.window == (Window(time(1), time(5)), Window(time(12), time(13, 30)))
     assert spec.window_text == ("01:00-05:00", "12:00-13:30")
 
 
@@ -967,7 +972,8 @@ def test_to_dict_is_json_and_complete() -> None:
     assert set(d) == {
         "name", "kind", "run", "steps", "python", "args", "llm", "cwd", "env", "priority",
         "after", "retries", "retry_delay", "max_retry_delay", "timeout", "resources", "window",
-        "not_before", "deadline", "approval", "category", "uses", "executor",
+        "not_before", "deadline", "approval", "category", "uses", "unique", "agent", "estimate",
+        "checkpoints", "executor",
     }  # fmt: skip
 
 
