@@ -73,7 +73,12 @@ DEFAULTS: dict[str, Any] = {
     "notify": {"urls": [], "on": ["report", "question", "failed"]},
     "hooks": {"on_finish": "", "timeout": "1m"},
     "agent": {"fetch_allow": [], "fetch_timeout": "30s", "fetch_max_bytes": "2MiB"},
+    "executor": {
+        "kind": "local",
+        "slurm": {"partition": "", "max_submitted": 50, "sbatch_args": [], "poll_interval": "5s"},
+    },
 }
+EXECUTOR_KINDS = ("local", "slurm")
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,24 @@ class AgentConfig:
 
 
 @dataclass(frozen=True)
+class SlurmConfig:
+    """`[executor.slurm]`: how tasks run as Slurm jobs (SPEC section 13)."""
+
+    partition: str = ""  # empty: the cluster's default
+    max_submitted: int = 50  # this home's jobs in Slurm at once, pending + running
+    sbatch_args: tuple[str, ...] = ()
+    poll_interval: float = 5.0
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """`[executor]`: where tasks run unless their `executor:` says otherwise."""
+
+    kind: str = "local"
+    slurm: SlurmConfig = SlurmConfig()
+
+
+@dataclass(frozen=True)
 class Config:
     """The validated settings; durations in seconds, sizes in bytes."""
 
@@ -162,6 +185,7 @@ class Config:
     agent: AgentConfig = AgentConfig()
     # SPEC 11: hold back what would not finish, stop resumable tasks stop_grace early
     fit_night: bool = True
+    executor: ExecutorConfig = ExecutorConfig()
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -240,7 +264,7 @@ def _build(data: Mapping[str, Any], source: str, text: str | None = None) -> Con
     for key, value in data.items():
         if key not in DEFAULTS:
             continue
-        if isinstance(DEFAULTS[key], dict) and key != "limits":
+        if isinstance(DEFAULTS[key], dict) and key not in ("limits", "executor"):
             if not isinstance(value, dict):
                 problems.add(key, f"expected a table [{key}], got {value!r}")
                 continue
@@ -298,6 +322,7 @@ def _build(data: Mapping[str, Any], source: str, text: str | None = None) -> Con
         fetch_timeout=v("agent.fetch_timeout", a["fetch_timeout"], _duration()),
         fetch_max_bytes=v("agent.fetch_max_bytes", a["fetch_max_bytes"], _size),
     )
+    executor = _executor(merged["executor"], problems)
     if problems.lines:
         raise ConfigError(problems.report(source, text))
     return Config(
@@ -309,6 +334,51 @@ def _build(data: Mapping[str, Any], source: str, text: str | None = None) -> Con
         notify=notify,
         hooks=hooks,
         agent=agent,
+        executor=executor,
+    )
+
+
+def _executor(value: Any, problems: _Problems) -> ExecutorConfig:
+    """`[executor]` and its `[executor.slurm]` table, each merged over its defaults."""
+    defaults = DEFAULTS["executor"]
+    if not isinstance(value, dict):
+        problems.add("executor", f"expected a table [executor], got {value!r}")
+        return ExecutorConfig()
+    problems.known(value, "executor.", defaults)
+    slurm = {**defaults["slurm"]}
+    given = value.get("slurm", {})
+    if isinstance(given, dict):
+        problems.known(given, "executor.slurm.", defaults["slurm"])
+        slurm.update({k: v for k, v in given.items() if k in defaults["slurm"]})
+    else:
+        problems.add("executor.slurm", f"expected a table [executor.slurm], got {given!r}")
+
+    def kind(word: Any) -> str:
+        if word not in EXECUTOR_KINDS:
+            hint = _did_you_mean(word, EXECUTOR_KINDS) if isinstance(word, str) else ""
+            raise ValueError(f"expected {_or(EXECUTOR_KINDS)}, got {_short(word)}{hint}")
+        return str(word)
+
+    def sbatch_args(args: Any) -> tuple[str, ...]:
+        words = _texts(args)
+        for word in words:
+            if not word.startswith("-"):
+                raise ValueError(
+                    f"each argument is an sbatch option like --qos=night, got {word!r}"
+                )
+        return words
+
+    v = problems.value
+    return ExecutorConfig(
+        kind=v("executor.kind", value.get("kind", defaults["kind"]), kind) or "local",
+        slurm=SlurmConfig(
+            partition=v("executor.slurm.partition", slurm["partition"], _text(empty_ok=True)),
+            max_submitted=v(
+                "executor.slurm.max_submitted", slurm["max_submitted"], _int(1, cap=MAX_PARALLEL)
+            ),
+            sbatch_args=v("executor.slurm.sbatch_args", slurm["sbatch_args"], sbatch_args),
+            poll_interval=v("executor.slurm.poll_interval", slurm["poll_interval"], _duration()),
+        ),
     )
 
 
@@ -505,6 +575,11 @@ _COMMENTS = {
     ("hooks", "timeout"): "a hook still running after this is killed",
     ("agent", "fetch_allow"): "hosts or networks (10.0.0.0/8) the fetch tool may reach",
     ("agent", "fetch_max_bytes"): "the fetch tool stops reading a page past this",
+    ("executor", "kind"): "local | slurm: where tasks run unless they say otherwise",
+    ("executor.slurm", "partition"): "empty: the cluster's default",
+    ("executor.slurm", "max_submitted"): "this home's jobs in Slurm at once",
+    ("executor.slurm", "sbatch_args"): 'added to every job, e.g. ["--qos=night"]',
+    ("executor.slurm", "poll_interval"): "one squeue for all jobs this often",
 }
 
 _FOOTER = """

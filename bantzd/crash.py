@@ -25,12 +25,15 @@ POINTS = (
     "fire.after_task",  # the firing's task durable, the schedule's state not yet written
     "intake.after_key_check",  # the unique key is free, the task not yet made
     "intake.duplicate_found",  # a duplicate found, its rejection not yet written
+    "slurm.after_sbatch",  # a Slurm job submitted, its id not yet in the task folder
 )
 # The points of a schedule's firing, reached by tests/e2e/test_schedule_crash.py.
 FIRING_POINTS = tuple(p for p in POINTS if p.startswith("fire."))
 # Points only a duplicate `unique:` file reaches: tests/e2e/test_unique.py crashes there
 # (test_crash_points.py's tasks are not unique).
 DUPLICATE_POINTS = ("intake.duplicate_found",)
+# Reached only with a Slurm cluster: tests/e2e/test_slurm.py crashes there.
+CLUSTER_POINTS = ("slurm.after_sbatch",)
 
 _spec = os.environ.get("BANTZ_CRASH_AT", "")
 _name, _, _count = _spec.partition(":")

@@ -29,6 +29,18 @@ class Cluster:
     def env(self) -> dict[str, str]:
         return {"SLURM_CONF": str(self.conf)}
 
+    def script(self, command: str, timeout: float = 60) -> None:
+        """`single-node.sh COMMAND` for this cluster (`stop-ctld`, `start-ctld`)."""
+        res = subprocess.run(
+            ["bash", str(SCRIPT), command, str(self.conf.parent)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **self.env},
+            stdin=subprocess.DEVNULL,
+        )
+        assert res.returncode == 0, f"single-node.sh {command}: {res.stderr}"
+
     def run(self, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """A Slurm command (`squeue`, `scontrol`, ...) against this cluster."""
         return subprocess.run(

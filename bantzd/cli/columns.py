@@ -20,6 +20,7 @@ from bantzd.errors import UsageError
 from bantzd.paths import Home, TaskPaths
 from bantzd.queue.task import TaskState, took
 from bantzd.queue.taskfile import TaskFileError, TaskSpec, parse_task
+from bantzd.reports.nodes import nodes_text
 from bantzd.units import format_duration
 
 COMMAND_WIDTH = 60
@@ -84,6 +85,7 @@ COLUMNS: dict[str, Column] = {
     "end": Column("END", lambda s, _: when_text(s.finished) if s.finished_state else ""),
     "took": Column("TOOK", lambda s, _: took_text(s)),
     "reason": Column("INFO", lambda s, _: describe(s)),
+    "node": Column("NODE", lambda s, _: nodes_text(s) or ""),  # Slurm tasks
 }
 # `info` is what the last column was always called; `reason` is its name in the issue.
 ALIASES = {"info": "reason"}

@@ -19,6 +19,7 @@ import yaml
 
 from bantzd.queue.states import Status
 from bantzd.queue.task import TaskState, took
+from bantzd.reports.nodes import running_where
 from bantzd.units import format_duration
 
 # Every status, in the order a person reads a queue: what waits, what runs, how it ended.
@@ -103,7 +104,7 @@ def describe(state: TaskState) -> str:
         text = progress_text(state.progress)
         if state.step:
             text = f"step {state.step}" + (f": {text}" if text else "")
-        return text or state.reason or ""
+        return text or state.reason or running_where(state) or ""
     if status == Status.WAITING_HUMAN:
         return question_text(state.question) or state.reason or ""
     if status == Status.DONE:

@@ -95,16 +95,28 @@ def copy_examples(home: Home) -> list[str]:
     help="An OpenAI-compatible endpoint (ending in /v1): also run the LLM examples on it.",
 )
 @click.option("--llm-model", metavar="NAME", help="Model for --llm (default: the first listed).")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "slurm"]),
+    default="local",
+    show_default=True,
+    help="Where the examples run: slurm submits each as a job to the cluster that answers.",
+)
 @click.pass_context
-def demo(ctx: click.Context, llm_url: str | None, llm_model: str | None) -> None:
+def demo(ctx: click.Context, llm_url: str | None, llm_model: str | None, executor: str) -> None:
     """Run the bundled example tasks in a fresh temporary home and print the report.
 
     The LLM examples run too when an endpoint answers: --llm URL, or the [llm] base_url of
-    your own config.toml."""
+    your own config.toml. With --executor slurm they run as Slurm jobs."""
     from bantzd.config import write_default_config
     from bantzd.reports.morning import write_report
     from bantzd.supervisor.loop import run_supervisor
 
+    cluster = None
+    if executor == "slurm":
+        from bantzd.cli.slurmdemo import check_cluster
+
+        cluster = check_cluster()  # before anything is made: a clear error, exit 2
     endpoint, why_not = _demo_endpoint(get_home(ctx), llm_url, llm_model)
     home = Home(Path(tempfile.mkdtemp(prefix="bantzd-demo-")))
     home.ensure()
@@ -112,11 +124,17 @@ def demo(ctx: click.Context, llm_url: str | None, llm_model: str | None) -> None
     # The demo shows the examples now: a busy machine's load must not hold them back.
     text = home.config.read_text().replace("max_load = 1.5", "max_load = 1000.0", 1)
     home.config.write_text(text)
+    if cluster is not None:
+        from bantzd.cli.slurmdemo import use_slurm
+
+        use_slurm(home)
     names = copy_examples(home)
     if endpoint is not None:
         names += _add_llm_examples(home, endpoint)
     click.echo(f"demo home: {home.root}")
     click.echo(f"running {len(names)} example tasks: {', '.join(names)}")
+    if cluster is not None:
+        click.echo(f"as Slurm jobs: {cluster}")
     if why_not:
         click.echo(why_not)
     for line in _fire_example_schedules(home):

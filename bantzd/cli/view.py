@@ -44,6 +44,7 @@ from bantzd.paths import Home, TaskPaths, exposure_warnings
 from bantzd.queue.lookup import resolve
 from bantzd.queue.store import read_state, scan_states
 from bantzd.queue.task import TaskState, attempt_started
+from bantzd.reports.nodes import job_text, nodes_text, running_where
 from bantzd.supervisor.lock import foreign_holders, foreign_lock_message, supervisor_info
 from bantzd.supervisor.overrides import parallel_status, parallel_text
 from bantzd.supervisor.probes import (
@@ -168,7 +169,9 @@ def _show_lines(state: TaskState, paths: TaskPaths) -> list[str]:
     if state.schedule:  # a schedule's instance: which one, and for which firing
         field("schedule", f"{state.schedule} (firing of {(state.firing or '?').replace('T', ' ')})")
     field("paused", "yes" if state.paused else None)
-    field("pid", state.pid)
+    field("pid", state.pid if state.slurm is None else None)
+    field("slurm", job_text(state.slurm))
+    field("node", nodes_text(state))
     field("created", state.created)
     field("started", state.started)  # the first start; `took` counts every attempt
     last_start = attempt_started(state)
@@ -498,6 +501,9 @@ def status_lines(report: dict[str, Any], now: float) -> list[str]:
         if start is not None:
             elapsed = f"  for {format_duration(max(0.0, now - start))}"
         info = progress_text(task.get("progress"))
+        where = running_where(TaskState.from_json(task))  # a Slurm job: its node or its wait
+        if where:
+            info = f"{info}  {where}" if info else where
         if task.get("paused"):
             stopped = click.style("paused (SIGSTOP)", fg="yellow")
             info = f"{stopped}  {info}" if info else stopped

@@ -48,6 +48,8 @@ class TaskState:
     steps_done: list[str] = field(default_factory=list)
     step: str | None = None  # the step running now, for `steps:` tasks
     gpus: list[int] = field(default_factory=list)  # GPU indices the running attempt holds
+    # The Slurm job of the latest attempt: {job_id, state, node, reason} (SPEC section 13).
+    slurm: dict[str, Any] | None = None
     tokens: dict[str, int] = field(default_factory=dict)
     agent: dict[str, Any] | None = None  # `agent:` tasks: steps, tool calls (agent.json)
     requests: list[str] = field(default_factory=list)  # last control requests applied

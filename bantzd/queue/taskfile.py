@@ -40,6 +40,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bantzd import units
 from bantzd.queue import fitfields as _fit
+from bantzd.queue import taskexec
 from bantzd.queue import unique as _unique
 from bantzd.queue import windows as _windows
 from bantzd.queue.yamlnodes import TAG as _T
@@ -51,7 +52,7 @@ WORKER_KEYS = ("run", "steps", "python", "llm", "agent")
 TASK_KEYS = (
     "name", "run", "steps", "python", "args", "llm", "cwd", "env", "priority", "after",
     "retries", "retry_delay", "max_retry_delay", "timeout", "resources", "window", "not_before",
-    "deadline", "approval", "category", "uses", "unique", "agent", *_fit.KEYS,
+    "deadline", "approval", "category", "uses", "unique", "agent", "executor", *_fit.KEYS,
 )  # fmt: skip
 RESOURCE_KEYS = ("cpus", "memory", "gpus", "gpu_memory")
 STEP_KEYS = ("name", "run")
@@ -158,6 +159,7 @@ class TaskSpec:
     # SPEC 11: how long a run takes (seconds), and whether the task resumes when stopped.
     estimate: float | None = None
     checkpoints: bool = False
+    executor: str | None = None  # local | slurm; None: config.toml's [executor] kind
 
     def retry_cap(self, default: float) -> float:
         """The longest wait between attempts: the task's `max_retry_delay`, else `default`
@@ -208,6 +210,7 @@ class TaskSpec:
             "uses": dict(self.uses),
             "unique": self.unique,
             **_fit.to_dict(self),
+            "executor": self.executor,
         }
 
 
@@ -873,6 +876,12 @@ class _Checker:
             if n is not None:
                 uses[key] = n
         return MappingProxyType(uses)
+
+    def _executor(self, node: Node, path: str) -> str:
+        try:
+            return taskexec.check(self.text(node, "local or slurm"))
+        except ValueError as e:
+            raise _Bad(str(e), node) from None
 
 
 # The per-value checks (text, durations, mappings with misspelt-key suggestions), for the

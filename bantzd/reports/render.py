@@ -27,6 +27,7 @@ from bantzd.reports.comingup import ScheduleFacts, coming_up
 from bantzd.reports.gantt import gantt, timeline_block
 from bantzd.reports.i18n import Language, language
 from bantzd.reports.markdown import cell, code, fenced, one_line, when
+from bantzd.reports.nodes import nodes_text
 from bantzd.reports.secrets import Masker
 
 WOULD_NOT_FINISH = "would not finish before"  # the fit rule's reason (supervisor/fitting.py)
@@ -283,6 +284,8 @@ class _Renderer:
                 self.lang.duration(seconds) if seconds is not None else "?",
                 self.lang.integer(state.attempts),
             ]
+            if where := nodes_text(state):  # a Slurm task: the node(s) it ran on
+                cells[2] += f" · {where}"
             if with_estimates:
                 estimate = self.f.estimates.get(state.id)
                 cells.insert(3, self.lang.duration(estimate) if estimate is not None else "")
@@ -366,6 +369,8 @@ class _Renderer:
         if end is None and not why:
             end = t("no_exit_status")
         facts += [e for e in (end,) if e] + [self.lang.n("attempts", state.attempts)]
+        if where := nodes_text(state):
+            facts.append(self.text(where))  # the Slurm node(s) it ran on
         # The supervisor's error for a plain failure restates the exit status: skip it.
         plain = (f"exit {state.exit_code}", f"exit code {state.exit_code}", "killed by")
         if why and not why.startswith(plain):

@@ -27,9 +27,11 @@ from bantzd.paths import Home, TaskPaths, user_umask
 from bantzd.queue.atomic import read_json
 from bantzd.queue.store import Store
 from bantzd.queue.task import TaskState
+from bantzd.queue.taskexec import resolve
 from bantzd.queue.taskfile import TaskSpec
 from bantzd.ratelimit import RateLimits
 from bantzd.supervisor.executor import Executor, Launch
+from bantzd.supervisor.mixed import task_changes
 from bantzd.supervisor.outcome import Ended, next_step
 from bantzd.supervisor.resources import Held
 from bantzd.workers.spawn import (
@@ -54,7 +56,7 @@ def _show(run: str | tuple[str, ...] | list[str]) -> str:
 
 
 def plan_launch(
-    home: Home, state: TaskState, spec: TaskSpec, when: str, *, nice: int
+    home: Home, state: TaskState, spec: TaskSpec, when: str, *, nice: int, executor: str = "local"
 ) -> Launch | str:
     """The argv, environment and marker of the task's attempt (or its next step), or why
     it cannot have one. `state.attempts` is the attempt being started."""
@@ -114,6 +116,11 @@ def plan_launch(
         umask=user_umask(),  # the task's files get the user's modes, not bantzd's 077
         step=step_name,
         step_index=step_index,
+        executor=executor,
+        cpus=spec.resources.cpus,
+        memory=spec.resources.memory,
+        gpus=spec.resources.gpus or (1 if spec.resources.gpu_memory else 0),
+        timeout=spec.timeout,
     )
 
 
@@ -169,8 +176,20 @@ class Attempts:
         snapshot said yes, but a worker may have taken the room since)."""
         return self.limits.take(spec.uses, task_id, now) if spec.uses else None
 
+    def executor_of(self, spec: TaskSpec) -> str:
+        """Where the task's attempts run: its `executor:`, else `[executor] kind`."""
+        return resolve(spec.executor, self.config.executor.kind)
+
+    def local_count(self) -> int:
+        """Attempts running on this machine (what max_parallel counts): Slurm's are not."""
+        room = self.executor.room()
+        return len(self.running) - (room.used if room is not None else 0)
+
     def hold(self, state: TaskState, spec: TaskSpec, started: float | None) -> None:
-        """Count what the task's attempt holds (cpus, memory, its GPUs) from now on."""
+        """Count what the task's attempt holds (cpus, memory, its GPUs) from now on; a
+        Slurm job holds nothing of this machine's."""
+        if self.executor_of(spec) == "slurm":
+            return
         res = spec.resources
         self.held[state.id] = Held(
             state.id, cpus=res.cpus, memory=res.memory, gpus=tuple(state.gpus), started=started
@@ -186,7 +205,12 @@ class Attempts:
         attempt's `started_mono`: `timeout` is per attempt, not per step.
         """
         plan = plan_launch(
-            self.home, state, spec, iso(self.clock.time()) or "", nice=self.config.nice
+            self.home,
+            state,
+            spec,
+            iso(self.clock.time()) or "",
+            nice=self.config.nice,
+            executor=self.executor_of(spec),
         )
         if isinstance(plan, str):
             return NotStarted(Ended(spawn_error=plan))
@@ -289,6 +313,9 @@ class Attempts:
     def ended(self, att: Attempt, outcome: Outcome) -> Ended:
         """What is known of an ended attempt: its outcome and the files it left."""
         cancelled = att.stop_reason == "cancelled"
+        if att.extra.get("never_ran") and not cancelled:
+            # A Slurm job stopped (or lost) while it was still pending: nothing ran.
+            return Ended(outcome, not_started="its Slurm job ended before it started")
         return Ended(
             outcome,
             stop_reason=att.stop_reason,
@@ -344,6 +371,17 @@ class Attempts:
             if changes:
                 yield att.task_id, changes
 
+    def watched(self, states: dict[int, TaskState]) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(task id, fields) for each running attempt whose executor tells something new
+        (a Slurm job's state, node and reason)."""
+        for att in list(self.running.values()):
+            watched = self.executor.watch(att)
+            state = states.get(att.task_id)
+            if watched is None or state is None:
+                continue
+            if changes := task_changes(state, watched):
+                yield att.task_id, changes
+
     def reports(self, att: Attempt, *, last: bool = False) -> dict[str, Any]:
         """What the worker's progress.json / tokens.json / agent.json say, where it changed
         since the last look: the fields for state.json."""
@@ -359,6 +397,8 @@ class Attempts:
                 changes[field_name] = data
             if last:
                 self._seen_mtimes.pop(path, None)
+        if last and isinstance(att.extra.get("slurm"), dict):
+            changes["slurm"] = att.extra["slurm"]  # the job's last word (reap saw it)
         return changes
 
     def _changed_json(self, path: Path) -> Any:

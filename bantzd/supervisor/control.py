@@ -194,9 +194,15 @@ class OfflineQueue:
         from bantzd.workers.spawn import kill_group, read_lock_info, worker_alive
 
         paths = TaskPaths(self.store.home.task_dir(task_id))
+        state = self.states.get(task_id)
+        if state is not None:
+            from bantzd.supervisor.slurm import offline_signal
+
+            sent = offline_signal(paths, state.attempts, sig)  # a Slurm job: scancel
+            if sent is not None:
+                return sent
         if not worker_alive(paths):  # also proves the group id is still that attempt's
             return False
-        state = self.states.get(task_id)
         info = read_lock_info(paths)
         pgid = info.pid if info else (state.pid if state else None)
         return kill_group(pgid, sig) if pgid else False

@@ -40,6 +40,24 @@ class Launch:
     umask: int = 0o022
     step: str | None = None
     step_index: int = -1
+    # Where it runs (`[executor] kind`, or the task's `executor:`) and what a cluster
+    # needs to place it; the local executor uses none of these.
+    executor: str = "local"
+    cpus: float | None = None
+    memory: int | None = None
+    gpus: int = 0
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Room:
+    """How many more attempts a cluster executor takes now (`max_submitted` less the jobs
+    it has), or why none (`slurm: unreachable ...`)."""
+
+    free: int
+    limit: int
+    problem: str | None = None
+    used: int = 0  # the executor's attempts now (they hold no local slot)
 
 
 @dataclass(frozen=True)
@@ -49,6 +67,7 @@ class Found:
 
     info: LockInfo
     alive: bool
+    job_id: int | None = None  # a Slurm job (its worker.lock pid is no pid of this machine)
 
 
 class Executor(Protocol):
@@ -85,6 +104,13 @@ class Executor(Protocol):
 
     def housekeeping(self) -> None:
         """Once per tick: collect what ended without being an attempt (escaped orphans)."""
+
+    def watch(self, att: Attempt) -> dict[str, object] | None:
+        """What state.json should say of where the attempt is (a Slurm job's id, state,
+        node and reason), or None when the executor has nothing to tell."""
+
+    def room(self) -> Room | None:
+        """The room for cluster attempts (`Room`), or None: this executor has no cluster."""
 
 
 class LocalExecutor:
@@ -145,3 +171,9 @@ class LocalExecutor:
 
     def housekeeping(self) -> None:
         escape.reap_orphans()  # escaped processes that ended as our (subreaper's) children
+
+    def watch(self, att: Attempt) -> dict[str, object] | None:
+        return None
+
+    def room(self) -> Room | None:
+        return None

@@ -146,6 +146,12 @@ class SimExecutor:
     def housekeeping(self) -> None:
         pass
 
+    def watch(self, att: Attempt) -> dict[str, object] | None:
+        return None
+
+    def room(self) -> None:
+        return None  # no cluster: a forecast runs Slurm tasks as local ones
+
     def next_end(self) -> float | None:
         return min(self.ends.values(), default=None)
 

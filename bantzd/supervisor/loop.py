@@ -43,12 +43,13 @@ from bantzd.supervisor import control, intake, nightend, overrides, recovery, se
 from bantzd.supervisor.attemptend import record_end
 from bantzd.supervisor.attempts import Attempts, LiveQueue, NotStarted
 from bantzd.supervisor.diskguard import DiskGuard
-from bantzd.supervisor.executor import Executor, LocalExecutor
+from bantzd.supervisor.executor import Executor
 from bantzd.supervisor.fitting import learn
 from bantzd.supervisor.hooks import FinishHooks
 from bantzd.supervisor.lock import HomeLock, mark_stopping
 from bantzd.supervisor.logsetup import setup_logging
 from bantzd.supervisor.machine import MachineWatch
+from bantzd.supervisor.mixed import make_executor
 from bantzd.supervisor.narrate import Narrator
 from bantzd.supervisor.outcome import Ended, Policy, Verdict, closed_log, internal_error, settle
 from bantzd.supervisor.probes import LoadHistory, Reading, cores
@@ -101,7 +102,8 @@ class Supervisor:
         self.store.on_transition = self._transitioned
         self.store.on_flushed = self.signals.poke
         self.limits = RateLimits(home, config.limits, clock)
-        self.executor = executor or LocalExecutor()
+        self.executor = executor or make_executor(config)
+        self.table.default_executor = config.executor.kind
         self.attempts = Attempts(home, config, self.executor, self.limits, clock)
         self.machine = MachineWatch(
             LoadHistory(home.load_history), clock, config.probe_interval, probe
@@ -494,6 +496,8 @@ class Supervisor:
         """Copy what workers wrote (progress.json, tokens.json) into state.json."""
         for task_id, changes in self.attempts.progress():
             self.store.update(self.table.states[task_id], **changes)
+        for task_id, changes in self.attempts.watched(self.table.states):
+            self.store.update(self.table.states[task_id], **changes)  # a Slurm job's news
 
     # starting ----------------------------------------------------------------------------
 

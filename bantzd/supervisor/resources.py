@@ -146,6 +146,8 @@ class Admission:
         return f"throttled: {why}" if why else None
 
     def __call__(self, cand: Candidate) -> str | None:
+        if cand.remote:
+            return self._limits_only(cand)  # Slurm places it: only the rate limits are ours
         res = cand.resources
         cpus = getattr(res, "cpus", None) or None
         memory = getattr(res, "memory", None) or None
@@ -182,6 +184,16 @@ class Admission:
         if cand.uses and self.limits is not None:
             self.limits.reserve(cand.uses, cand.id)
         return None
+
+    def _limits_only(self, cand: Candidate) -> str | None:
+        if not cand.uses:
+            return None
+        if self.limits is None:
+            return _no_limits(cand.uses)
+        why = self.limits.problem(cand.uses) or self.limits.check(cand.uses, cand.id)
+        if why is None:
+            self.limits.reserve(cand.uses, cand.id)
+        return why
 
     # the rules -------------------------------------------------------------------------
 

@@ -56,6 +56,8 @@ class Candidate:
     # task resumes from where it stopped.
     estimate: Estimate | None = None
     resumable: bool = False
+    # Runs as a Slurm job: `max_submitted` bounds it, not max_parallel or this machine.
+    remote: bool = False
 
     @property
     def timed(self) -> bool:
@@ -76,8 +78,23 @@ TRANSIENT_PREFIXES = (
     "cpus:",
     "memory:",
     "gpu:",
+    "slurm:",
+    "waiting for a Slurm slot",
 )
 FREE_SLOT = "waiting for a free slot"
+
+
+@dataclass(frozen=True)
+class RemoteRoom:
+    """Room for Slurm tasks in this decision: `free` more jobs of `limit`, or `problem`."""
+
+    free: int = 0
+    limit: int = 0
+    problem: str | None = None
+
+
+def slurm_slot_reason(limit: int) -> str:
+    return f"waiting for a Slurm slot ({limit} of {limit} submitted)"
 
 
 def free_slot_reason(running: int, max_parallel: int) -> str:
@@ -163,6 +180,7 @@ def decide(
     stop_when_full: bool = False,
     until: float | None = None,
     fit: bool = True,
+    remote: RemoteRoom | None = None,
 ) -> Decision:
     """Pick what starts: highest priority first, then lowest id, into the free slots.
 
@@ -177,17 +195,22 @@ def decide(
     but the later candidates get no wait reason or failure this time. With thousands of
     queued tasks that makes a start cost O(slots) instead of O(queue); the supervisor still
     makes a full decision every second or so.
+
     `until`: the end of the run; a task that cannot resume and would not finish by then
     (or by its window's end or deadline) waits (supervisor/fitting.py); `fit=False` (the
     config's `fit_night = false`) turns that rule off.
+
+    `remote`: the room for Slurm tasks (`Candidate.remote`), which take no local slot and
+    are bounded by `max_submitted` instead; without it they wait as the local ones do.
     """
     briefs = tasks.values() if isinstance(tasks, Mapping) else tasks
     index: DependencyIndex | None = None  # built only when some candidate has `after:`
     decision = Decision()
     free = max(0, max_parallel - running)
+    remote_free = remote.free if remote is not None and remote.problem is None else 0
     in_order = candidates if ordered else sorted(candidates, key=lambda c: (-c.priority, c.id))
     for cand in in_order:
-        if stop_when_full and free <= 0:
+        if stop_when_full and free <= 0 and remote_free <= 0:
             decision.partial = True
             break
         if cand.after and index is None:
@@ -222,6 +245,20 @@ def decide(
             continue
         if fit and (late := _fit(cand, now, until, tz)) is not None:
             decision.waiting[cand.id] = late
+            continue
+        if cand.remote and remote is not None:
+            if remote.problem is not None:
+                decision.waiting[cand.id] = remote.problem
+                continue
+            if remote_free <= 0:
+                decision.waiting[cand.id] = slurm_slot_reason(remote.limit)
+                continue
+            refused = admit(cand) if admit is not None else None
+            if refused:
+                decision.waiting[cand.id] = refused
+                continue
+            decision.start.append(cand.id)
+            remote_free -= 1
             continue
         if free <= 0:
             # The slots are taken by the running tasks and those starting now.

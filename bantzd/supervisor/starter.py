@@ -25,10 +25,11 @@ from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskSpec
 from bantzd.ratelimit import LimitsView, RateLimits
 from bantzd.supervisor.attempts import Attempts, NotStarted
+from bantzd.supervisor.executor import Room
 from bantzd.supervisor.machine import MachineWatch
 from bantzd.supervisor.probes import Reading
 from bantzd.supervisor.resources import Admission, Held
-from bantzd.supervisor.scheduler import Candidate, Decision, decide
+from bantzd.supervisor.scheduler import Candidate, Decision, RemoteRoom, decide
 from bantzd.supervisor.table import TaskTable
 
 # Up to this many queued tasks every tick looks at all of them.
@@ -104,6 +105,7 @@ class Starter:
         paused: bool,
         now: float,
         mono: float,
+        room: Room | None = None,
     ) -> Plan:
         full = (
             len(table.queued) <= FULL_PASS_QUEUE or mono - self._last_full_pass >= FULL_PASS_EVERY
@@ -134,6 +136,7 @@ class Starter:
             stop_when_full=not full,
             until=self.until,
             fit=self.config.fit_night,
+            remote=RemoteRoom(room.free, room.limit, room.problem) if room is not None else None,
         )
         plan.gpus = admission.gpu_assignment
         plan.throttled = admission.throttled
@@ -155,10 +158,11 @@ class Starter:
             table,
             attempts.held,
             machine.current(),
-            running=len(attempts),
+            running=attempts.local_count(),  # Slurm jobs take no local slot
             paused=paused,
             now=now,
             mono=mono,
+            room=attempts.executor.room(),
         )
         for event, reason in machine.throttle_changes(plan.throttled):
             store.note(event, reason=reason)

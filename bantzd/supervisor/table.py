@@ -42,6 +42,8 @@ class TaskTable:
         # (a file the loop looks at); without a book no task has an estimate.
         self.estimates: EstimateBook | None = None
         self.has_checkpoint: Callable[[TaskState], bool] | None = None
+        # config.toml's `[executor] kind`, for tasks whose file names no `executor:`.
+        self.default_executor = "local"
 
     def add(self, state: TaskState, spec: TaskSpec | None = None) -> None:
         self.states[state.id] = state
@@ -115,6 +117,7 @@ class TaskTable:
             attempts=s.attempts,
             estimate=estimate,
             resumable=resumable,
+            remote=(spec.executor or self.default_executor) == "slurm",
         )
         self._candidates[s.id] = (key, cand)
         return cand

@@ -339,6 +339,14 @@ def _from_shell_status(rc: int, sig: int | None = None) -> Outcome:
     return Outcome(exit_code=rc)
 
 
+def read_exit_record(
+    paths: TaskPaths, attempt: int, step_index: int | None = None
+) -> Outcome | None:
+    """The outcome the exit record gives for `attempt` (and step), or None (no record of
+    it): what a Slurm job's outcome is taken from, since no supervisor reaps a job."""
+    return _from_record(paths, attempt, step_index)
+
+
 def _from_record(paths: TaskPaths, attempt: int, step_index: int | None = None) -> Outcome | None:
     try:
         data = json.loads(paths.exit_record.read_bytes())

@@ -7,6 +7,9 @@
 #                                             node is idle; prints `export SLURM_CONF=...`
 #   contrib/slurm/single-node.sh stop [DIR]    stop the daemons started from DIR
 #   contrib/slurm/single-node.sh status [DIR]  exit 0 when the cluster in DIR answers
+#   contrib/slurm/single-node.sh stop-ctld [DIR]   stop slurmctld only (jobs go on running:
+#                                                  a controller outage, for the tests)
+#   contrib/slurm/single-node.sh start-ctld [DIR]  start it again and wait until it answers
 #
 # DIR defaults to $BANTZ_SLURM_DIR, else /var/tmp/bantzd-slurm. Everything it writes is there,
 # except the packages and munge's own folders; `start` on a running cluster only checks it.
@@ -152,9 +155,33 @@ stop_daemons() {
     [ "${1:-}" = quietly ] || say "stopped the daemons of $dir"
 }
 
+stop_ctld() {
+    local pid
+    pid=$(cat "$dir/slurmctld.pid" 2>/dev/null || true)
+    [ -n "$pid" ] || die "no slurmctld pidfile in $dir"
+    kill "$pid" 2>/dev/null || die "slurmctld $pid is not running"
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    die "slurmctld $pid did not stop"
+}
+
+start_ctld() {
+    answers && return 0
+    /usr/sbin/slurmctld -i -f "$conf" || die "slurmctld did not start; see $dir/slurmctld.log"
+    for _ in $(seq 150); do
+        # Answering, with the node back (it is `unk` until slurmd registers again).
+        if answers && sinfo -h -N -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    die "slurmctld started but does not answer with its node; see $dir/slurmctld.log"
+}
+
 case $cmd in
     start) start ;;
     stop) stop_daemons ;;
     status) answers ;;
-    *) die "usage: $0 start|stop|status [DIR]" ;;
+    stop-ctld) stop_ctld ;;
+    start-ctld) start_ctld ;;
+    *) die "usage: $0 start|stop|status|stop-ctld|start-ctld [DIR]" ;;
 esac

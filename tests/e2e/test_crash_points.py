@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from bantzd.crash import DUPLICATE_POINTS, FIRING_POINTS, POINTS
+from bantzd.crash import CLUSTER_POINTS, DUPLICATE_POINTS, FIRING_POINTS, POINTS
 from tests.conftest import Bantz, wait_for
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,9 @@ def ledger_ok(text: str) -> set[str]:
 
 # The points of a schedule's firing have their own scenario (test_schedule_crash.py), and
 # so do those only a duplicate `unique:` file reaches (test_unique.py).
-TASK_POINTS = tuple(p for p in POINTS if p not in FIRING_POINTS and p not in DUPLICATE_POINTS)
+# CLUSTER_POINTS are reached by tests/e2e/test_slurm.py (a Slurm cluster's tasks).
+ELSEWHERE = (*FIRING_POINTS, *DUPLICATE_POINTS, *CLUSTER_POINTS)
+TASK_POINTS = tuple(p for p in POINTS if p not in ELSEWHERE)
 
 
 @pytest.mark.parametrize("point", TASK_POINTS)

@@ -83,6 +83,12 @@ class FakeExecutor:
     def housekeeping(self) -> None:
         pass
 
+    def watch(self, att: Attempt) -> dict[str, object] | None:
+        return None
+
+    def room(self) -> None:
+        return None
+
     def lock(self, paths_dir: Path, attempt: int, *, alive: bool, step_index: int = -1) -> None:
         """What a worker of `attempt` left in worker.lock, for the next recovery."""
         self.found[paths_dir] = Found(

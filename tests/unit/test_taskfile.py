@@ -973,7 +973,7 @@ def test_to_dict_is_json_and_complete() -> None:
         "name", "kind", "run", "steps", "python", "args", "llm", "cwd", "env", "priority",
         "after", "retries", "retry_delay", "max_retry_delay", "timeout", "resources", "window",
         "not_before", "deadline", "approval", "category", "uses", "unique", "agent", "estimate",
-        "checkpoints",
+        "checkpoints", "executor",
     }  # fmt: skip
 
 
