@@ -229,3 +229,42 @@ def journal_or_empty(bantz: Bantz) -> list[dict]:
         return journal(bantz, 1)
     except (FileNotFoundError, ValueError):
         return []
+
+
+def test_until_ends_the_night_during_a_model_call_and_the_next_night_finishes_it(
+    bantz: Bantz, llm: ScriptedLLM, project: Path
+) -> None:
+    from datetime import datetime, timedelta
+
+    use_server(bantz, llm)
+    llm.scripts["night"] = [
+        calls(("write", {"path": "draft.md", "content": "draft"})),
+        calls(("read", {"path": "notes.md"})),
+        calls(("list", {})),
+        text("Morning: the draft is in work/draft.md."),
+    ]
+    bantz.drop("night.yaml", agent_task("night", project, "tools: [read, write]"))
+    llm.hold("night", 2)  # the model is still working on step 3 when the night ends
+    until = (datetime.now().astimezone() + timedelta(seconds=3)).isoformat(timespec="seconds")
+    res = bantz("run", "--until", until, timeout=60)
+    assert res.returncode == 0, res.stderr
+    state = bantz.state(1)
+    assert (state["status"], state["reason"]) == ("queued", "interrupted"), state
+    assert state["failures"] == 0
+    assert state["progress"]["message"] == "step 3/30: asking the model"
+    assert state["agent"]["steps"] == 2 and state["agent"]["tool_calls"] == {"read": 1, "write": 1}
+    assert [e["k"] for e in journal(bantz, 1)] == ["model", "begin", "result", "model", "result"]
+    llm.release_all()
+
+    run_once(bantz)
+    state = bantz.state(1)
+    assert state["status"] == "done", (state, bantz.output(1))
+    # Only the turn in flight at the end of the night was asked for again.
+    assert llm.turns("night") == {0: 1, 1: 1, 2: 2, 3: 1}
+    entries = journal(bantz, 1)
+    assert [e["step"] for e in entries if e["k"] == "model"] == [1, 2, 3, 4]
+    assert [e["k"] for e in entries].count("begin") == 1  # the write ran once
+    assert (bantz.task_dir(1) / "work" / "draft.md").read_text() == "draft"
+    result = (bantz.task_dir(1) / "result.md").read_text()
+    assert result.startswith("Morning: the draft is in work/draft.md.\n")
+    assert state["agent"]["tool_calls"] == {"list": 1, "read": 1, "write": 1}
