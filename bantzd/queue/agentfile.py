@@ -13,7 +13,9 @@ The rule, in short (README "Agent tasks" says it for users):
   (streamable HTTP), with an optional `name` (letters, digits, `_`, `-`; default mcp1,
   mcp2, ...): their tools are offered as `NAME__TOOL`;
 * `max_steps` (model turns, default 30), `max_tokens` (prompt + completion over the whole
-  task), `model`, `system`, `temperature`.
+  task), `model`, `system`, `temperature`;
+* `plan`: true to plan first, work through the plan, then check the result against the goal
+  (bantzd.workers.agentplan).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from bantzd.queue.taskfile import LIMITS, BadValue, NodeChecker
 
 AGENT_KEYS = (
     "goal", "tools", "shell_allow", "max_steps", "max_tokens", "model", "system", "temperature",
-    "mcp",
+    "mcp", "plan",
 )  # fmt: skip
 MCP_KEYS = ("name", "command", "args", "url")
 MCP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,20}$")
@@ -56,6 +58,7 @@ def check_agent(checker: NodeChecker, node: Node, path: str) -> Mapping[str, Any
         "system": lambda n, p: checker.text(n, "the system prompt", empty_ok=True),
         "temperature": lambda n, p: checker.number(n, "a number from 0 to 2", 0, 2),
         "mcp": lambda n, p: _mcp(checker, n, p),
+        "plan": lambda n, p: checker._approval(n, p),  # true or false, as approval:
     }
     out: dict[str, Any] = {}
     for key, (_, value_node) in entries.items():

@@ -31,6 +31,8 @@ from bantzd.workers.agentfetch import Allow, Fetcher, missing_library
 from bantzd.workers.agentjournal import AgentJournal, parse_arguments
 from bantzd.workers.agentmcp import McpProblem, McpTools
 from bantzd.workers.agentmcp import missing_library as missing_mcp
+from bantzd.workers.agentplan import NOT_NOW, PLAN_TOOL, Plan, parse_plan
+from bantzd.workers.agentplan import SCHEMA as PLAN_SCHEMA
 from bantzd.workers.agenttools import Toolbox, ToolError
 from bantzd.workers.llmcall import Caller, CallFailed
 from bantzd.workers.llmtask import LimitTaker, SetupProblem, Tokens, make_caller
@@ -46,6 +48,12 @@ SYSTEM = (
     "When the task is done, reply with the final answer in Markdown and no tool call: "
     "that reply is the result the person reads in the morning."
 )
+
+_ASKING = {
+    "plan": "writing the plan",
+    "work": "asking the model",
+    "check": "checking the result against the goal",
+}
 
 
 class TaskProblem(BantzError):
@@ -66,6 +74,7 @@ class AgentTask:
         self.system = str(spec.get("system") or SYSTEM)
         self.max_steps = int(spec.get("max_steps") or 30)
         self.max_tokens = spec.get("max_tokens")
+        self.plan = bool(spec.get("plan"))
         self.journal = AgentJournal(ctx.dir / JOURNAL_FILE)
         if ctx.checkpoint != {"agent": CHECKPOINT_VERSION}:
             # A first attempt (or `bantzd rerun`, which removes the checkpoint): start over.
@@ -80,24 +89,39 @@ class AgentTask:
 
     def run(self) -> None:
         while True:
+            plan = Plan(self.journal.entries) if self.plan else None
             pending = self.journal.pending()
             if pending:
+                phase = (self.journal.last_reply() or {}).get("phase")
                 for call in pending:
-                    self._call(call)
+                    if phase in ("plan", "check"):  # these turns run no tool
+                        text = NOT_NOW.format(phase=f"the {phase}")
+                        self.journal.add_result(call, text, ok=False)
+                    else:
+                        self._call(call, plan)
                 continue
-            final = self.journal.final()
-            if final is not None:
-                self._finish(final)
+            final = self.journal.final() if plan is None else plan.answer
+            if final is not None and (plan is None or plan.phase == "done"):
+                self._finish(final, plan)
                 return
-            self._check_budgets()
-            self._show(f"step {self.journal.steps + 1}/{self.max_steps}: asking the model")
+            phase = "work" if plan is None else plan.phase
+            if phase != "check":  # the check comes after the answer, whatever the budget
+                self._check_budgets()
+            if plan is not None and (said := plan.instruction(self.goal)) is not None:
+                self.journal.add({"k": "user", "text": said})
+            self._show(f"step {self.journal.steps + 1}/{self.max_steps}: {_ASKING[phase]}", plan)
             reply = self.caller.chat(
                 self.journal.messages(self.system, self.goal),
                 what=f"step {self.journal.steps + 1}",
-                tools=self.tools.schemas(),
+                tools=self._schemas(),
             )
-            entry = self.journal.add_reply(reply)
-            if not entry["calls"] and not entry["text"].strip():
+            extra: dict[str, Any] = {}
+            if phase in ("plan", "check"):
+                extra["phase"] = phase
+            if phase == "plan":
+                extra["plan"] = parse_plan(reply.text)
+            entry = self.journal.add_reply(reply, **extra)
+            if phase == "work" and not entry["calls"] and not entry["text"].strip():
                 self.journal.add({"k": "user", "text": EMPTY_REPLY})
             self._after_step()
             if self.max_tokens is not None and self.tokens.total > self.max_tokens:
@@ -106,21 +130,27 @@ class AgentTask:
                     f"in {self.journal.steps} steps, no final answer yet"
                 )
 
+    def _schemas(self) -> list[dict[str, Any]]:
+        return self.tools.schemas() + ([PLAN_SCHEMA] if self.plan else [])
+
     def _check_budgets(self) -> None:
         if self.journal.steps >= self.max_steps:
             self._fail(f"max_steps ({self.max_steps}) reached without a final answer")
         if self.max_tokens is not None and self.tokens.total >= self.max_tokens:
             self._fail(f"max_tokens ({self.max_tokens:,}) used up before a final answer")
 
-    def _call(self, call: dict[str, Any]) -> None:
+    def _call(self, call: dict[str, Any], plan: Plan | None = None) -> None:
         """Run one call of the last reply and record its result (or ask first)."""
         name = call["name"]
         if not name:
             self.journal.add_result(call, "error: this tool call has no tool name", ok=False,
                                     invalid=True)  # fmt: skip
             return
+        if plan is not None and name == PLAN_TOOL:
+            self._mark(call, plan)
+            return
         if not self.tools.knows(name):
-            known = ", ".join(self.tools.names)
+            known = ", ".join(self.tools.names + ((PLAN_TOOL,) if self.plan else ()))
             self.journal.add_result(
                 call, f"error: there is no tool named {name!r}; the tools are: {known}",
                 ok=False, invalid=True,
@@ -150,9 +180,11 @@ class AgentTask:
         except ToolError as e:
             self.journal.add_result(call, f"error: {e}", ok=False)
             return
+        self._show(
+            f"step {self.journal.steps}/{self.max_steps}: {shown}", plan
+        )  # also while asking
         if question is not None:
             answer = self._answer_or_ask(question.key, question.text, question.choices)
-        self._show(f"step {self.journal.steps}/{self.max_steps}: {shown}")
         if not self.tools.read_only(name):
             self.journal.add({"k": "begin", "id": call["id"]})
         try:
@@ -160,6 +192,17 @@ class AgentTask:
         except ToolError as e:
             text, ok = f"error: {e}", False
         self.journal.add_result(call, text, ok=ok)
+        self._after_step()
+
+    def _mark(self, call: dict[str, Any], plan: Plan) -> None:
+        """A `plan_done` call: a step of the plan is done (it only writes the journal, so
+        it may run again after an interruption)."""
+        try:
+            step, text = plan.mark(parse_arguments(call["arguments"]))
+        except ValueError as e:
+            self.journal.add_result(call, f"error: {e}", ok=False)
+            return
+        self.journal.add_result(call, text, ok=True, plan_step=step)
         self._after_step()
 
     def _answer_or_ask(self, key: str, text: str, choices: tuple[str, ...]) -> str:
@@ -173,21 +216,24 @@ class AgentTask:
 
     # what a person sees ------------------------------------------------------------------
 
-    def _show(self, message: str) -> None:
-        self.limits.progress(min(self.journal.steps / self.max_steps, 0.99), message)
+    def _show(self, message: str, plan: Plan | None = None) -> None:
+        fraction = self.journal.steps / self.max_steps
+        if plan is not None:  # progress is the share of the plan done (SPEC 12)
+            fraction, done = Plan(self.journal.entries).progress()
+            message = f"{done}; {message}"
+        self.limits.progress(min(fraction, 0.99), message)
         self._stats(message)
 
     def _stats(self, step: str) -> None:
-        write_json_atomic(
-            self.ctx.paths.agent_stats,
-            {
-                "steps": self.journal.steps,
-                "max_steps": self.max_steps,
-                "tool_calls": self.journal.tool_counts(),
-                "step": step,
-            },
-            compact=True,
-        )
+        stats: dict[str, Any] = {
+            "steps": self.journal.steps,
+            "max_steps": self.max_steps,
+            "tool_calls": self.journal.tool_counts(),
+            "step": step,
+        }
+        if self.plan:
+            stats["plan"] = Plan(self.journal.entries).summary()
+        write_json_atomic(self.ctx.paths.agent_stats, stats, compact=True)
 
     def _after_step(self, *, waiting: str | None = None, ending: str | None = None) -> None:
         if waiting:
@@ -200,7 +246,7 @@ class AgentTask:
         self._stats(f"failed: {reason}")
         raise TaskProblem(reason)
 
-    def _finish(self, answer: str) -> None:
+    def _finish(self, answer: str, plan: Plan | None = None) -> None:
         counts = self.journal.tool_counts()
         calls = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
         models = sorted({str(e.get("model")) for e in self.journal.entries if e.get("model")})
@@ -213,6 +259,9 @@ class AgentTask:
             f"Model: {', '.join(models)}" if models else "",
             f"Tokens: {used['prompt']:,} prompt + {used['completion']:,} completion",
         ]
+        if plan is not None:
+            answer += "\n" + plan.result_text()
+            footer.insert(4, f"Plan: {len(plan.done)} of {len(plan.items)} steps done")
         text = answer + "\n" + "\n".join(line for line in footer if line is not None) + "\n"
         write_bytes_atomic(self.ctx.paths.result_md, text.encode())
         self._after_step(ending="Done: the final answer is in result.md.")

@@ -8,7 +8,11 @@ dropped). The entries, in the order they happen:
 - `begin`: a call that is not read-only is about to run (`id`); a `begin` without a
   `result` is a call the attempt died in, which is only run again if the person says so;
 - `result`: what a call gave back (`id`, `name`, `ok`, `text`);
-- `user`: a line bantzd said to the model (after an empty reply).
+- `user`: a line bantzd said to the model (after an empty reply; with `plan: true`, before
+  the plan, the work and the check).
+
+With `plan: true` (bantzd.workers.agentplan) a `model` entry may carry `phase` (`plan`, with
+the parsed steps as `plan`, or `check`) and a `plan_done` result carries `plan_step`.
 
 From these the conversation is rebuilt on every attempt, so the model is never asked again
 for a step it already answered. Call ids are made unique when the reply is recorded (some
@@ -27,6 +31,7 @@ from bantzd.queue.appendlog import AppendLog
 from bantzd.workers.llmcall import Reply
 
 TRANSCRIPT_RESULT_LINES = 6
+_PHASE_TITLES = {"plan": ": the plan", "check": ": checking the result against the goal"}
 
 
 class AgentJournal:
@@ -54,8 +59,9 @@ class AgentJournal:
 
     # what is recorded --------------------------------------------------------------------
 
-    def add_reply(self, reply: Reply) -> dict[str, Any]:
-        """Record a model reply (ids made unique); returns its entry."""
+    def add_reply(self, reply: Reply, **extra: Any) -> dict[str, Any]:
+        """Record a model reply (ids made unique; `extra` fields added, like a plan's
+        `phase`); returns its entry."""
         step = self.steps + 1
         calls = []
         for i, call in enumerate(reply.tool_calls):
@@ -69,16 +75,18 @@ class AgentJournal:
         entry["tokens"] = [reply.prompt_tokens, reply.completion_tokens]
         if reply.finish_reason == "length":
             entry["cut"] = True
+        entry.update(extra)
         self.add(entry)
         return entry
 
     def add_result(
-        self, call: dict[str, Any], text: str, *, ok: bool, invalid: bool = False
+        self, call: dict[str, Any], text: str, *, ok: bool, invalid: bool = False, **extra: Any
     ) -> None:
         """Record what a call gave back; `invalid`: the call itself was malformed."""
         entry = {"k": "result", "id": call["id"], "name": call["name"], "ok": ok, "text": text}
         if invalid:
             entry["invalid"] = True
+        entry.update(extra)
         self.add(entry)
 
     def begun(self, call: dict[str, Any]) -> bool:
@@ -154,7 +162,8 @@ class AgentJournal:
         for e in self.entries:
             kind = e.get("k")
             if kind == "model":
-                lines += [f"## Step {e.get('step')}", ""]
+                title = _PHASE_TITLES.get(str(e.get("phase")), "")
+                lines += [f"## Step {e.get('step')}{title}", ""]
                 if e.get("text"):
                     lines += [str(e["text"]), ""]
                 elif not e.get("calls"):

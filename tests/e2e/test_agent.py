@@ -268,3 +268,84 @@ def test_until_ends_the_night_during_a_model_call_and_the_next_night_finishes_it
     result = (bantz.task_dir(1) / "result.md").read_text()
     assert result.startswith("Morning: the draft is in work/draft.md.\n")
     assert state["agent"]["tool_calls"] == {"list": 1, "read": 1, "write": 1}
+
+
+def test_plan_true_plans_works_through_the_plan_and_checks_the_result(
+    bantz: Bantz, llm: ScriptedLLM, project: Path
+) -> None:
+    use_server(bantz, llm)
+    llm.scripts["planned"] = [
+        calls(("list", {})),  # no plan, and a call in the plan turn: not run, asked again
+        text("My plan:\n1. Read the notes\n2. Write the agenda"),
+        calls(("read", {"path": "notes.md"}), ("plan_done", {"step": 1})),
+        calls(("ask", {"question": "Which day is the meeting?"})),
+        calls(
+            ("write", {"path": "agenda.md", "content": "# Thursday\n- budget\n"}),
+            ("plan_done", {"step": 2}),
+        ),
+        text("The agenda for Thursday is in work/agenda.md."),
+        text("Covered: an agenda from the notes. Missing: nothing."),
+    ]
+    # The check comes after the answer even when the answer used the last step.
+    llm.scripts["short"] = [text("1. Answer"), text("42"), text("Missing: the reasons.")]
+    bantz.drop("p.yaml", agent_task("planned", project, "tools: [read, write, ask]", "plan: true"))
+    bantz.drop("s.yaml", agent_task("short", project, "plan: true", "max_steps: 2"))
+    run_once(bantz)
+    short = bantz.state(2)
+    assert short["status"] == "done" and short["agent"]["steps"] == 3, short
+    checked = (bantz.task_dir(2) / "result.md").read_text()
+    assert checked.startswith("42\n") and "1. [ ] Answer" in checked
+    assert "## Checked against the goal\n\nMissing: the reasons.\n" in checked
+    state = bantz.state(1)
+    assert state["status"] == "waiting_human", (state, bantz.output(1))
+    assert state["progress"]["percent"] == 50.0
+    assert (
+        state["progress"]["message"] == "plan 1/2 done; step 4/30: ask: Which day is the meeting?"
+    )
+
+    assert bantz("answer", "1", "Thursday").returncode == 0
+    llm.hold("planned", 4)
+    proc = bantz.start("run", "--once")
+    llm.wait_for(lambda s: s.turns("planned")[4] == 1)
+    shown = "plan 1/2 done; step 5/30: asking the model"
+    wait_for(lambda: shown in bantz("status").stdout, what="the plan's progress in status")
+    llm.release_all()
+    assert proc.wait(60) == 0
+    state = bantz.state(1)
+    assert state["status"] == "done", (state, bantz.output(1))
+    assert llm.turns("planned") == {t: 1 for t in range(7)}
+    assert state["agent"]["plan"] == {
+        "steps": ["Read the notes", "Write the agenda"],
+        "done": [1, 2],
+    }
+    assert state["agent"]["tool_calls"] == {
+        "list": 1,
+        "read": 1,
+        "plan_done": 2,
+        "ask": 1,
+        "write": 1,
+    }
+    sent = llm.last_messages["planned"]
+    said = [m["content"] for m in sent if m["role"] == "user"]
+    assert said[1].startswith("Before you start, write a plan")
+    assert said[2].startswith("That was not a plan")
+    assert said[3].startswith("Now work through your plan")
+    assert said[4].startswith("Check your final answer against the goal") and "[script:" in said[4]
+    assert [m["content"] for m in sent if m["role"] == "tool"][:1] == [
+        "Not run: the plan turn calls no tool. Reply with text only."
+    ]
+    assert any(t["function"]["name"] == "plan_done" for t in llm.last_tools["planned"])
+
+    transcript = (bantz.task_dir(1) / "transcript.md").read_text()
+    assert "## Step 2: the plan\n\nMy plan:\n1. Read the notes\n2. Write the agenda" in transcript
+    assert "**plan_done** `" in transcript and "Step 2 of 2 is done" in transcript
+    assert "## Step 7: checking the result against the goal\n\nCovered:" in transcript
+    result = (bantz.task_dir(1) / "result.md").read_text()
+    assert result.startswith("The agenda for Thursday is in work/agenda.md.\n")
+    assert "1. [x] Read the notes\n2. [x] Write the agenda" in result
+    assert (
+        "## Checked against the goal\n\nCovered: an agenda from the notes. Missing: nothing."
+        in result
+    )
+    assert "Plan: 2 of 2 steps done" in result
+    assert (bantz.task_dir(1) / "work" / "agenda.md").read_text() == "# Thursday\n- budget\n"
