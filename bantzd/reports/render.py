@@ -22,6 +22,7 @@ from bantzd.clock import epoch
 from bantzd.queue.states import Status
 from bantzd.queue.task import TaskState, took
 from bantzd.reports import machine
+from bantzd.reports.agentline import agent_line
 from bantzd.reports.causes import Ending, failure_cause
 from bantzd.reports.comingup import ScheduleFacts, coming_up
 from bantzd.reports.gantt import gantt, timeline_block
@@ -270,6 +271,10 @@ class _Renderer:
         if with_tokens:
             head.append("col_tokens")
             align.append("---:")
+        with_agent = any(agent_line(s, self.lang) for s in done)
+        if with_agent:
+            head.append("col_agent")
+            align.append("---")
         head.append("col_result")
         align.append("---")
         rows = [
@@ -296,6 +301,8 @@ class _Renderer:
                     if counts
                     else ""
                 )
+            if with_agent:
+                cells.append(agent_line(state, self.lang) or "")
             cells.append(self.result(self.f.results.get(state.id)))
             rows.append("| " + " | ".join(cell(c) for c in cells) + " |")
         text = f"{self.heading('done')}\n\n" + "\n".join(rows)
@@ -371,6 +378,8 @@ class _Renderer:
         facts += [e for e in (end,) if e] + [self.lang.n("attempts", state.attempts)]
         if where := nodes_text(state):
             facts.append(self.text(where))  # the Slurm node(s) it ran on
+        if agent := agent_line(state, self.lang):
+            facts.append(self.mask(agent))
         # The supervisor's error for a plain failure restates the exit status: skip it.
         plain = (f"exit {state.exit_code}", f"exit code {state.exit_code}", "killed by")
         if why and not why.startswith(plain):

@@ -76,11 +76,15 @@ def night_states() -> list[tuple[TaskState, str]]:
             f"name: train|model\nrun: python train.py\nenv: {{HF_TOKEN: {HF_TOKEN}}}\n",
         ),
         (
-            TaskState(id=4, name="weekly-ai-news", status=Status.DONE, attempts=1, kind="llm",
+            TaskState(id=4, name="weekly-ai-news", status=Status.DONE, attempts=1, kind="agent",
                       started=at(3 * m), finished=at(9 * m),
                       tokens={"prompt": 12840, "completion": 1536},
+                      agent={"steps": 9, "max_steps": 30, "step": "done",
+                             "tool_calls": {"write": 1, "fetch": 6, "plan_done": 3},
+                             "plan": {"steps": ["Find", "Read", "Summarise"],
+                                      "done": [1, 2, 3]}},
                       attempt_log=[attempt(1, 3 * m, 9 * m, "done")]),
-            "name: weekly-ai-news\nllm: {prompt: Summarise}\n",
+            "name: weekly-ai-news\nagent: {goal: Summarise last week's AI news, plan: true}\n",
         ),
         (
             TaskState(id=5, name="broken-config", status=Status.FAILED, attempts=1,
@@ -91,10 +95,11 @@ def night_states() -> list[tuple[TaskState, str]]:
         (
             TaskState(id=6, name="stuck-scrape", status=Status.FAILED, attempts=2, signal=9,
                       error="timeout after 1h", tokens={"prompt": 800, "completion": 0},
+                      kind="agent", agent={"steps": 1, "tool_calls": {}},
                       started=at(2 * h), finished=at(4 * h),
                       attempt_log=[attempt(1, 2 * h, 3 * h, "failed"),
                                    attempt(2, 3 * h, 4 * h, "failed")]),
-            "name: stuck-scrape\nrun: ./scrape.sh\ntimeout: 1h\nretries: 1\n",
+            "name: stuck-scrape\nagent: {goal: Scrape the listings}\ntimeout: 1h\nretries: 1\n",
         ),
         (
             TaskState(id=7, name="late-report", status=Status.FAILED, attempts=0,
