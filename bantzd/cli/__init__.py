@@ -42,6 +42,7 @@ COMMAND_MODULES = {
     "serve": ("serve",),
     "setup": ("demo", "init", "report"),
     "tasks": ("add", "run", "submit", "validate"),
+    "tonight": ("tonight",),
     "view": ("list", "logs", "show", "status"),
     "wait": ("wait",),
 }

@@ -77,6 +77,24 @@ class LimitTaker:
         self.ctx.progress(fraction, message)
 
 
+def openai_client(llm: Any) -> Any:
+    """The `openai` client for `[llm]`, its own retries off (the Caller decides)."""
+    try:
+        import openai
+    except ImportError:
+        raise SetupProblem(
+            "llm: and agent: tasks need the openai package: pip install 'bantzd[llm]'"
+        ) from None
+    api_key = os.environ.get(llm.api_key_env) if llm.api_key_env else None
+    # Local servers (llama.cpp, vLLM, Ollama) need no key, but the client insists on one.
+    return openai.OpenAI(
+        base_url=llm.base_url,
+        api_key=api_key or "not-needed",
+        timeout=llm.timeout,
+        max_retries=0,
+    )
+
+
 def make_caller(
     ctx: Context,
     llm: Any,  # config.LlmConfig
@@ -88,20 +106,7 @@ def make_caller(
     temperature: float | None = None,
 ) -> tuple[Caller, Sequence[str]]:
     """The Caller for this task on `[llm]` (model, then fallback_models), and that list."""
-    try:
-        import openai
-    except ImportError:
-        raise SetupProblem(
-            "llm: and agent: tasks need the openai package: pip install 'bantzd[llm]'"
-        ) from None
-    api_key = os.environ.get(llm.api_key_env) if llm.api_key_env else None
-    # Local servers (llama.cpp, vLLM, Ollama) need no key, but the client insists on one.
-    client = openai.OpenAI(
-        base_url=llm.base_url,
-        api_key=api_key or "not-needed",
-        timeout=llm.timeout,
-        max_retries=0,
-    )
+    client = openai_client(llm)
     models = list(dict.fromkeys([str(model or llm.model), *llm.fallback_models]))
     caller = Caller(
         client=client,
