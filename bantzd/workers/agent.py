@@ -13,6 +13,10 @@ The loop ends when the model answers with text and no calls (result.md), or when
 transcript stays). transcript.md, progress.json ("step 7/30: shell: make test") and
 agent.json (steps, calls per tool; copied into state.json) are rewritten after every step.
 
+With `plan: true` the loop has three phases (bantzd.workers.agentplan): a numbered plan
+first, then the work (a `plan_done` tool marks the plan's steps; progress is the share
+done), then one turn that checks the answer against the goal.
+
 A malformed call (no name, a tool that does not exist, arguments that are not a JSON
 object) gets an error as its result, and the model tries again; an empty reply gets a
 reminder. Both cost a step, so a confused model still ends at `max_steps`.
