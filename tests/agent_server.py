@@ -15,21 +15,31 @@ turn repeats (a model that never stops). A turn is one of:
 
 The request is checked as a strict server would: `tools` present, and every tool call of an
 assistant message answered by a `tool` message with its id before the next message (else
-400). Switches: FakeLLM's `fail_next`, `drop_next`; `hold(NAME, N)` / `release_all()` hold
-the request for turn N (to kill a run during a model call).
+400). A goal with no `[script:NAME]` tag is matched by `by_goal` (a phrase in the goal ->
+NAME), so shipped examples need no tag; a turn may also be a function of the request's
+messages (a script that reads what its tools returned). With `llm_tasks = True` a request
+with no tools and no script is answered as FakeLLM answers `llm:` tasks (one server for the
+demo's examples of both kinds). Switches: FakeLLM's `fail_next`, `drop_next`;
+`hold(NAME, N)` / `release_all()` hold the request for turn N (to kill a run during a model
+call).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from tests.llm_server import FakeLLM, _Handler
 
 SCRIPT = re.compile(r"\[script:([\w-]+)\]")
+
+
+Turn = dict[str, Any] | Callable[[list[dict[str, Any]]], dict[str, Any]]
 
 
 def text(answer: str) -> dict[str, Any]:
@@ -55,7 +65,9 @@ def raw(*items: dict[str, Any]) -> dict[str, Any]:
 class ScriptedLLM(FakeLLM):
     def __init__(self) -> None:
         super().__init__(models=("local",))
-        self.scripts: dict[str, list[dict[str, Any]]] = {}
+        self.scripts: dict[str, list[Turn]] = {}
+        self.by_goal: dict[str, str] = {}  # a phrase in an untagged goal -> its script
+        self.llm_tasks = False
         self.asked: list[tuple[str, int, int]] = []  # (script, turn, status)
         self.last_messages: dict[str, list[dict[str, Any]]] = {}
         self.last_tools: dict[str, list[dict[str, Any]]] = {}
@@ -93,13 +105,20 @@ class _ScriptHandler(_Handler):
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length) or b"{}")
+        data = self.rfile.read(length)
+        body = json.loads(data or b"{}")
         messages = body.get("messages") or []
         goal = next((str(m.get("content")) for m in messages if m.get("role") == "user"), "")
         found = SCRIPT.search(goal)
-        name = found[1] if found else "?"
-        turn = sum(1 for m in messages if m.get("role") == "assistant")
         server = self.llm
+        name = found[1] if found else "?"
+        if not found:
+            name = next((n for phrase, n in server.by_goal.items() if phrase in goal), "?")
+        if name == "?" and server.llm_tasks and not body.get("tools"):
+            self.rfile = io.BytesIO(data)  # an llm: task's request: FakeLLM's answer
+            _Handler.do_POST(self)
+            return
+        turn = sum(1 for m in messages if m.get("role") == "assistant")
         action = server._next_action()
         status = 200
         why = None
@@ -132,7 +151,8 @@ class _ScriptHandler(_Handler):
         if gate is not None:
             gate.wait(120)
         script = server.scripts[name]
-        step = dict(script[min(turn, len(script) - 1)])
+        chosen = script[min(turn, len(script) - 1)]
+        step = dict(chosen(messages) if callable(chosen) else chosen)
         message: dict[str, Any] = {"role": "assistant", "content": step.get("content") or None}
         if step.get("tool_calls"):
             made = []

@@ -129,8 +129,13 @@ def demo(ctx: click.Context, llm_url: str | None, llm_model: str | None, executo
 
         use_slurm(home)
     names = copy_examples(home)
+    stop_site = None
     if endpoint is not None:
+        from bantzd.cli.agentdemo import add_agent_examples
+
         names += _add_llm_examples(home, endpoint)
+        agent_names, stop_site = add_agent_examples(home)
+        names += agent_names
     click.echo(f"demo home: {home.root}")
     click.echo(f"running {len(names)} example tasks: {', '.join(names)}")
     if cluster is not None:
@@ -139,7 +144,11 @@ def demo(ctx: click.Context, llm_url: str | None, llm_model: str | None, executo
         click.echo(why_not)
     for line in _fire_example_schedules(home):
         click.echo(line)
-    code = run_supervisor(home, once=True)
+    try:
+        code = run_supervisor(home, once=True)
+    finally:
+        if stop_site is not None:
+            stop_site()  # the pages site of the agent examples
     path = write_report(home)
     click.echo(f"report: {path}\n")
     click.echo(path.read_text(), nl=False)

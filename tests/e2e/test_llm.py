@@ -425,8 +425,13 @@ def test_demo_runs_the_llm_examples_against_the_server(llm: FakeLLM, tmp_path: P
     assert "LLM examples skipped" not in out
     report = out[out.index("# Morning report") :]
     done = report.split("## Done")[1].split("## Failed")[0]
-    assert re.search(r"\| `weekly-notes` \| [^|]+ \| 1 \| \d+ \+ \d+ \| \[local\] Combined", done)
-    assert re.search(r"\| `paper-claims` \| [^|]+ \| 1 \| \d+ \+ \d+ \| \[local\] Combined", done)
+    # The agent examples run too, so the table has an agent column (empty for llm: tasks).
+    assert re.search(
+        r"\| `weekly-notes` \| [^|]+ \| 1 \| \d+ \+ \d+ \|  \| \[local\] Combined", done
+    )
+    assert re.search(
+        r"\| `paper-claims` \| [^|]+ \| 1 \| \d+ \+ \d+ \|  \| \[local\] Combined", done
+    )
     needs = report.split("## Needs you")[1].split("## Done")[0]
     assert "`agenda-draft` asks: Put the budget on the agenda? (choices: yes, no)" in needs
     # Every sample note was sent once; the prompt file was read.
