@@ -90,7 +90,10 @@ def wrapper_script() -> str:
         # The supervisor that started us still runs: it reaps us, owns the outcome and
         # makes it durable in its own group commit, so a plain write will do (no two
         # processes per task). Orphaned, the record is all that will speak for the attempt.
-        'if kill -0 "$PPID" 2>/dev/null; then ' + record + ' > "$rec"; '
+        # A supervisor killed but not yet reaped by its own parent is a zombie, which
+        # `kill -0` still finds: its state in /proc (read with builtins, no fork) says Z.
+        'if kill -0 "$PPID" 2>/dev/null && { read -r st < "/proc/$PPID/stat" && '
+        'st="${st##*) }" && [ "${st%% *}" != Z ]; } 2>/dev/null; then ' + record + ' > "$rec"; '
         "else { " + record + " " + durable + "; } || " + cleanup + "; fi; "
         'exit "$rc"'
     )
