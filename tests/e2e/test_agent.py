@@ -190,8 +190,10 @@ def test_sigkill_during_a_tool_call_and_during_a_model_call_then_resume(
     bantz.drop("kill.yaml", task)
     # 1. killed during the shell call
     proc = bantz.start("run")
+    # The write's `begin` comes first, then the shell's: killed after the second, the shell
+    # call is the interrupted one (killed after the first, it is the write).
     wait_for(
-        lambda: any(e["k"] == "begin" for e in journal_or_empty(bantz)),
+        lambda: sum(e["k"] == "begin" for e in journal_or_empty(bantz)) >= 2,
         timeout=30,
         what="the shell call to start",
     )
