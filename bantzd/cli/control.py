@@ -19,13 +19,18 @@ from bantzd.supervisor import control
 def _send(ctx: click.Context, action: str, ref: str | None, **params: object) -> None:
     home = get_home(ctx)
     task_id = resolve(home, ref).id if ref is not None else None
-    reply = control.send(home, action, task_id, **params)
+    exit_with_reply(control.send(home, action, task_id, **params))
+
+
+def exit_with_reply(reply: dict[str, object]) -> None:
+    """Say the lock holder's reply (stdout when done, stderr when refused) and exit with
+    its code: every control command ends the same way."""
     message = reply.get("message", "")
     if reply.get("ok"):
         click.echo(message)
     else:
         click.echo(f"bantzd: {message}", err=True)
-    sys.exit(int(reply.get("exit", 0 if reply.get("ok") else 1)))
+    sys.exit(int(reply.get("exit", 0 if reply.get("ok") else 1)))  # type: ignore[call-overload]
 
 
 @main.command()

@@ -9,7 +9,6 @@ applied by the running supervisor or, when none runs, by the command itself
 from __future__ import annotations
 
 import json
-import sys
 import time
 from typing import Any
 
@@ -119,13 +118,9 @@ def send_request(home: Home, op: str, name: str) -> dict[str, Any]:
 
 
 def _send(ctx: click.Context, op: str, name: str) -> None:
-    reply = send_request(get_home(ctx), op, name)
-    message = reply.get("message", "")
-    if reply.get("ok"):
-        click.echo(message)
-    else:
-        click.echo(f"bantzd: {message}", err=True)
-    sys.exit(int(reply.get("exit", 0 if reply.get("ok") else 1)))
+    from bantzd.cli.control import exit_with_reply
+
+    exit_with_reply(send_request(get_home(ctx), op, name))
 
 
 @schedule.command("pause")
