@@ -102,14 +102,28 @@ class EstimateBook:
     """The runs of each name, read from and written to one JSON file of the home.
 
     `version` goes up with every change, so a cached view built from an older book can
-    tell it is stale. A damaged file is read as empty (the history is advice, never a
-    reason to stop a night) and is replaced by the next write.
+    tell it is stale; `key_version` does the same for one name, so a run of one task does
+    not make the supervisor rebuild its view of every queued one. A damaged file is read as
+    empty (the history is advice, never a reason to stop a night) and is replaced by the
+    next write.
+
+    `record` changes the book in memory and marks it `dirty`; `save` (or the supervisor's
+    group commit, with `take_json`) writes it. Rewriting the whole file after every run cost
+    more than the run of a short task; the history is advice, so the supervisor writes it
+    at most every few seconds and when it stops, and a crash loses at most those seconds of
+    it (the tasks' own states are durable as ever).
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.version = 0
+        self.dirty = False
+        self._changed: dict[str, int] = {}
         self._runs: dict[str, list[Run]] = _parse(read_json_quiet(path))
+
+    def key_version(self, key: str) -> int:
+        """The `version` at the last change of `key`'s runs (0: none since loading)."""
+        return self._changed.get(key, 0)
 
     def runs(self, key: str) -> list[Run]:
         return list(self._runs.get(key, ()))
@@ -134,7 +148,22 @@ class EstimateBook:
         runs.append(run)
         self._runs[key] = runs[-KEEP:]
         self.version += 1
-        write_json_atomic(self.path, self.to_json())
+        self._changed[key] = self.version
+        self.dirty = True
+
+    def save(self) -> None:
+        """Write the book now (atomically and durably), if anything changed."""
+        if self.dirty:
+            write_json_atomic(self.path, self.to_json())
+            self.dirty = False
+
+    def take_json(self) -> dict[str, Any] | None:
+        """The book as JSON for the caller to write with its own batch (None: unchanged);
+        it counts as saved from here on."""
+        if not self.dirty:
+            return None
+        self.dirty = False
+        return self.to_json()
 
     def to_json(self) -> dict[str, Any]:
         return {

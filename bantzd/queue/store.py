@@ -36,6 +36,8 @@ MAX_HISTORY = 200
 # The largest id next_id.json may hold: a bigger one is damage, not a counter (and would
 # make folder names too long for the file system).
 MAX_ID = 10**15
+# At most this many task folders are made ahead of a batch of spool files (`create`).
+PREMAKE_MAX = 256
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 
@@ -80,6 +82,9 @@ class Store:
         self._batch = DurableBatch()
         self._dirty: dict[int, TaskState] = {}
         self._next_id: int | None = None
+        # Empty task folders made ahead for the next ids (see `create`).
+        self._premade: set[Path] = set()
+        self._id_staged = False
         # The flush running in the background (see flush_async): (future, batch, lines).
         self._flight: tuple[Future[None], DurableBatch, list[bytes]] | None = None
         self._writer: ThreadPoolExecutor | None = None
@@ -87,6 +92,9 @@ class Store:
         # Called after every status change with (state, old status): the supervisor keeps
         # its index of queued tasks with it.
         self.on_transition: Callable[[TaskState, Status], None] | None = None
+        # Called after a change of fields other than status or reason (pause, priority,
+        # retry time...): the supervisor's start decision may depend on them.
+        self.on_update: Callable[[TaskState], None] | None = None
 
     # ids ---------------------------------------------------------------------------------
 
@@ -121,12 +129,12 @@ class Store:
             self._next_id = self._load_next_id()
         task_id = self._next_id
         self._next_id += 1
-        self._batch.write_json(self.home.next_id, {"next": self._next_id})
+        self._id_staged = True  # written once per batch, in `_take`
         return task_id
 
     # intake ------------------------------------------------------------------------------
 
-    def create(self, state: TaskState, spool_file: Path) -> Path:
+    def create(self, state: TaskState, spool_file: Path, *, ahead: int = 0) -> Path:
         """Make `spool_file` task `state.id`: the file is *moved* to tasks/<id>/task.yaml.
 
         The rename is the commit point: before it the task does not exist (a folder without
@@ -134,19 +142,16 @@ class Store:
         file can never become two tasks. state.json is staged and becomes durable with the
         batch; a crash before that leaves task.yaml alone, and recovery rebuilds the state
         from it (see `rebuild_state`). Call `flush()` before acting on the task.
+
+        `ahead`: how many more files the caller is about to accept. Their folders (for the
+        next ids) are made now too, with one fsync of tasks/ for all of them: a batch of
+        files costs one folder sync, not one each. An unused one is an empty folder, which
+        the next start removes like any folder without task.yaml.
         """
         tdir = self.home.task_dir(state.id)
-        try:
-            tdir.mkdir(mode=DIR_MODE)
-        except OSError as e:
-            raise IoPathError(tdir, "creating", e) from e
-        try:
-            # The new folder's name must be durable before the spool file leaves: otherwise
-            # a crash may keep the spool's removal and lose the folder, and with it the task.
-            fsync_dir(self.home.tasks)
-        except OSError as e:
-            os.rmdir(tdir)
-            raise IoPathError(self.home.tasks, "syncing", e) from e
+        if tdir not in self._premade:
+            self._make_folders(state.id, 1 + max(0, min(ahead, PREMAKE_MAX)))
+        self._premade.discard(tdir)
         crash_point("intake.after_mkdir")
         try:
             os.rename(spool_file, tdir / "task.yaml")
@@ -162,6 +167,37 @@ class Store:
         self._batch.sync_dir(self.home.tasks)
         self.journal.add(self._event(state, "accepted", source=state.source))
         return tdir
+
+    def drop_premade(self) -> None:
+        """Remove the folders made ahead that no file took (when the writer stops)."""
+        for tdir in self._premade:
+            try:
+                os.rmdir(tdir)
+            except OSError:
+                pass  # the next start removes it: a folder without task.yaml
+        self._premade.clear()
+
+    def _make_folders(self, first: int, count: int) -> None:
+        """Make the folders of ids first..first+count-1 and make their names durable (one
+        fsync of tasks/), before any spool file is moved into one: otherwise a crash may
+        keep the spool's removal and lose the folder, and with it the task."""
+        made = []
+        for task_id in range(first, first + count):
+            tdir = self.home.task_dir(task_id)
+            try:
+                tdir.mkdir(mode=DIR_MODE)
+            except OSError as e:
+                if task_id == first:
+                    raise IoPathError(tdir, "creating", e) from e
+                break  # the one asked for is made: the rest are only ahead of time
+            made.append(tdir)
+        try:
+            fsync_dir(self.home.tasks)
+        except OSError as e:
+            for tdir in made:
+                os.rmdir(tdir)
+            raise IoPathError(self.home.tasks, "syncing", e) from e
+        self._premade.update(made)
 
     # state changes -----------------------------------------------------------------------
 
@@ -208,6 +244,12 @@ class Store:
             self._record_history(state, state.status)
             self.journal.add(self._event(state, "reason"))
         self._stage(state)
+        if self.on_update is not None and changes.keys() - {"reason"}:
+            self.on_update(state)
+
+    def stage_json(self, path: Path, obj: Any) -> None:
+        """Write a home file (not a task's state) with the next group commit."""
+        self._batch.write_json(path, obj)
 
     def note(self, event: str, **fields: Any) -> None:
         """A journal event that is not a task transition (throttling, supervisor start)."""
@@ -218,7 +260,8 @@ class Store:
     @property
     def empty(self) -> bool:
         """Whether nothing is staged (no state write, no journal line)."""
-        return self._batch.empty and not self._dirty and not self.journal.pending
+        batch_empty = self._batch.empty and not self._id_staged
+        return batch_empty and not self._dirty and not self.journal.pending
 
     def flush(self) -> None:
         """Make every staged change durable now: state files first, then the journal."""
@@ -259,6 +302,9 @@ class Store:
         return self._flight is not None and not self._flight[0].done()
 
     def _take(self) -> tuple[DurableBatch, list[bytes]]:
+        if self._id_staged and self._next_id is not None:
+            self._batch.write_json(self.home.next_id, {"next": self._next_id})
+            self._id_staged = False
         for task_id, state in self._dirty.items():
             self._batch.write(self.home.task_dir(task_id) / "state.json", dumps_state(state))
         self._dirty.clear()

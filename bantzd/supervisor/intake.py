@@ -165,6 +165,8 @@ class SpoolScan:
         # The queue was full (max_queued) at the last look: files wait in the spool, not
         # looked at, until there is room; then a look is due at once.
         self.held_back = False
+        # How many files of the current look come after the one just yielded.
+        self.left = 0
 
     def start_watching(self, folders: list[Path], wake_fd: int) -> None:
         """Look at files as soon as they complete (watchdog), not only at each scan."""
@@ -218,7 +220,8 @@ class SpoolScan:
             except FileNotFoundError:
                 continue
             found.append((mtime, entry.name))
-        for _, name in sorted(found):
+        for i, (_, name) in enumerate(sorted(found)):
+            self.left = len(found) - i - 1
             if room is not None and not room():
                 self.held_back = True  # the rest wait, untouched
                 return
@@ -256,11 +259,29 @@ def take_in(
     propagates: the file stays in the spool for later.
     """
     room = None if max_queued is None else (lambda: len(table.unfinished) < max_queued)
+    try:
+        _take_all(scan, store, table, approval_categories, max_queued, schedules, room)
+    finally:
+        store.drop_premade()  # folders made ahead for files that did not become tasks
+
+
+def _take_all(
+    scan: SpoolScan,
+    store: Store,
+    table: TaskTable,
+    approval_categories: Iterable[str],
+    max_queued: int | None,
+    schedules: ScheduleHost | None,
+    room: Callable[[], bool] | None,
+) -> None:
     for item in scan.scan(room):
         try:
             if isinstance(item, Accepted):
                 now = scan.clock.time()
-                admitted = admit(item, store, table.unique, now, approval_categories)
+                ahead = scan.left
+                if max_queued is not None:
+                    ahead = min(ahead, max_queued - len(table.unfinished) - 1)
+                admitted = admit(item, store, table.unique, now, approval_categories, ahead=ahead)
                 if isinstance(admitted, TaskState):
                     table.add(admitted, item.spec)
                     log.info(
@@ -295,6 +316,8 @@ def admit(
     now: float,
     approval_categories: Iterable[str],
     queued_reason: str | None = None,
+    *,
+    ahead: int = 0,
 ) -> TaskState | Rejected:
     """Make `item` a task, unless an unfinished task holds its unique key: then its
     rejection (`duplicate of task 14 (running)`), for the caller to move to rejected/.
@@ -310,7 +333,7 @@ def admit(
     crash_point("intake.after_key_check")
     task_id = store.allocate_id()
     state = new_state(item, task_id, now, approval_categories, queued_reason)
-    store.create(state, item.path)
+    store.create(state, item.path, ahead=ahead)
     keys.add(state)
     return state
 

@@ -63,6 +63,9 @@ from bantzd.workers.spawn import Attempt, Outcome
 log = logging.getLogger("bantzd")
 
 MAX_SLEEP = 1.0
+# estimates.json is advice (queue/estimates.py): written with the group commit at most this
+# often, and when the supervisor stops.
+ESTIMATES_EVERY = 5.0
 
 
 class Supervisor:
@@ -100,6 +103,7 @@ class Supervisor:
         self.store = Store(home, clock)
         self.hooks = FinishHooks(home, config.hooks)
         self.store.on_transition = self._transitioned
+        self.store.on_update = self.table.touched
         self.store.on_flushed = self.signals.poke
         self.limits = RateLimits(home, config.limits, clock)
         self.executor = executor or make_executor(config)
@@ -139,6 +143,7 @@ class Supervisor:
         self.winding_down = False
         self._killed_all = False
         self.started_at: float | None = None
+        self._estimates_saved = float("-inf")
 
     # life cycle --------------------------------------------------------------------------
 
@@ -170,6 +175,7 @@ class Supervisor:
 
             notify.drain()  # a failure just before the end is still told
         self.store.note("supervisor_stopped", pid=os.getpid())
+        self.save_estimates(now=True)
         self.flush()
         if self.disk.full:
             log.error(
@@ -185,7 +191,9 @@ class Supervisor:
     def close(self) -> None:
         """Wait for the last writes and free the wake-up pipe (`run` does it at its end)."""
         try:
+            self.save_estimates(now=True)
             self.store.flush()
+            self.store.drop_premade()
         except IoPathError as e:
             self.disk.failed(e)
         self.hooks.close()
@@ -217,10 +225,24 @@ class Supervisor:
                 self.disk.failed(e)
             except Exception:
                 log.exception("error in %s", step.__name__)
+        self.save_estimates()
         # A hook may read state.json (`bantzd show $BANTZ_TASK_ID`): its task's end is
         # made durable first, in the rare tick where one waits.
         self.flush(wait=self.hooks.waiting)
         self.hooks.launch()
+
+    def save_estimates(self, *, now: bool = False) -> None:
+        """Stage estimates.json with this tick's commit when it changed, every
+        ESTIMATES_EVERY seconds at most (or `now`)."""
+        book, mono = self.table.estimates, self.clock.monotonic()
+        if book is None or not book.dirty:
+            return
+        if not now and mono - self._estimates_saved < ESTIMATES_EVERY:
+            return
+        data = book.take_json()
+        if data is not None:
+            self.store.stage_json(book.path, data)
+            self._estimates_saved = mono
 
     def flush(self, *, wait: bool = True) -> None:
         """Make this tick's changes durable (see `DiskGuard.flush` for a full disk)."""

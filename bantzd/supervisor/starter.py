@@ -9,6 +9,12 @@ tasks that raised, attempts that could not start (to settle like any other end).
 
 With a long queue a tick stops looking once the free slots are filled; every
 FULL_PASS_EVERY seconds a full look refreshes the reasons and finds failed dependencies.
+
+A full decision that started nothing, failed nothing and never asked the admission (the
+machine's load, resources, rate limits) depends only on the queue, the running count and
+the clock's timed changes (`wake_at`). While none of those moves, deciding again would give
+the same answer: the starter skips it (`Quiet`), so 10,000 tasks waiting for a slot, a
+window or a dependency cost nothing per tick. QUIET_MAX bounds how long an answer is kept.
 """
 
 from __future__ import annotations
@@ -33,8 +39,9 @@ from bantzd.supervisor.scheduler import Candidate, Decision, RemoteRoom, decide
 from bantzd.supervisor.table import TaskTable
 
 # Up to this many queued tasks every tick looks at all of them.
-FULL_PASS_QUEUE = 200
+FULL_PASS_QUEUE = 32
 FULL_PASS_EVERY = 1.0
+QUIET_MAX = 30.0
 
 
 @dataclass
@@ -94,6 +101,9 @@ class Starter:
         self.limits = limits
         self.last = Decision()
         self._last_full_pass = float("-inf")
+        # What the last quiet decision depended on (see the module docstring), or None.
+        self._quiet: tuple[object, ...] | None = None
+        self._throttled: str | None = None
 
     def decide(
         self,
@@ -107,6 +117,17 @@ class Starter:
         mono: float,
         room: Room | None = None,
     ) -> Plan:
+        inputs = (
+            table.changes,
+            running,
+            paused,
+            self.config.max_parallel,
+            self.config.fit_night,
+            self.winding_down,
+            None if room is None else (room.free, room.limit, room.problem),
+        )
+        if self._still_quiet(inputs, now, mono):
+            return Plan(Decision(wake_at=self.last.wake_at), throttled=self._throttled)
         full = (
             len(table.queued) <= FULL_PASS_QUEUE or mono - self._last_full_pass >= FULL_PASS_EVERY
         )
@@ -124,6 +145,13 @@ class Starter:
         candidates = self._candidates(table, table.order(rebuild=full), plan.broken)
         if self.winding_down:
             candidates = (c for c in candidates if not c.resumable)
+        asked = 0
+
+        def admit(cand: Candidate) -> str | None:
+            nonlocal asked
+            asked += 1
+            return admission(cand)
+
         plan.decision = decide(
             candidates,
             table.briefs(),
@@ -131,7 +159,7 @@ class Starter:
             max_parallel=self.config.max_parallel,
             now=now,
             paused=paused,
-            admit=admission,
+            admit=admit,
             ordered=True,
             stop_when_full=not full,
             until=self.until,
@@ -140,8 +168,20 @@ class Starter:
         )
         plan.gpus = admission.gpu_assignment
         plan.throttled = admission.throttled
-        self.last = plan.decision
+        self.last = d = plan.decision
+        self._throttled = plan.throttled
+        quiet = full and not (d.partial or d.start or d.fail or plan.broken or asked)
+        self._quiet = (*inputs, mono) if quiet else None
         return plan
+
+    def _still_quiet(self, inputs: tuple[object, ...], now: float, mono: float) -> bool:
+        """Whether the last decision was quiet and nothing it depends on moved since."""
+        if self._quiet is None or self._quiet[:-1] != inputs:
+            return False
+        since = self._quiet[-1]
+        assert isinstance(since, float)
+        wake_at = self.last.wake_at
+        return mono - since < QUIET_MAX and (wake_at is None or now < wake_at)
 
     def start_ready(
         self,
@@ -229,6 +269,7 @@ class Starter:
     def idle(self) -> None:
         """Nothing can start (stopping, or nothing queued): nothing waits either."""
         self.last = Decision()
+        self._quiet = None
 
     @staticmethod
     def _candidates(

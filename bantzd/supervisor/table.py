@@ -44,6 +44,9 @@ class TaskTable:
         self.has_checkpoint: Callable[[TaskState], bool] | None = None
         # config.toml's `[executor] kind`, for tasks whose file names no `executor:`.
         self.default_executor = "local"
+        # Goes up with every change a start decision depends on (a task added, moved,
+        # edited or reordered): the starter skips deciding again while it stays put.
+        self.changes = 0
 
     def add(self, state: TaskState, spec: TaskSpec | None = None) -> None:
         self.states[state.id] = state
@@ -54,6 +57,7 @@ class TaskTable:
 
     def track(self, state: TaskState, src: Status) -> None:
         """Keep the queued index: called by the store after every transition."""
+        self.changes += 1
         if state.status in FINISHED:
             self.unfinished.discard(state.id)
         else:
@@ -65,16 +69,25 @@ class TaskTable:
         elif self.queued.pop(state.id, None) is not None:
             self._order_stale += 1
 
+    def touched(self, state: TaskState) -> None:
+        """The store's hook after a change other than status: a queued task's pause,
+        priority or retry time is part of the start decision; a running task's progress
+        is not."""
+        if state.id in self.queued:
+            self.changes += 1
+
     def set_spec(self, task_id: int, spec: TaskSpec) -> None:
         """A task's new spec (`bantzd edit`, or a finished task queued again by `rerun` or
         `retry`): its cached scheduler view was built from the old one."""
         self.specs[task_id] = spec
+        self.changes += 1
         self._candidates.pop(task_id, None)
         if task_id in self.states:  # an edit may have changed its unique key
             self.unique.add(self.states[task_id])
 
     def reorder(self) -> None:
         """A priority changed (`bantzd priority`): the cached start order is rebuilt."""
+        self.changes += 1
         self._order = None
 
     def order(self, rebuild: bool = False) -> list[TaskState]:
@@ -94,7 +107,10 @@ class TaskTable:
 
     def candidate(self, s: TaskState) -> Candidate:
         """The scheduler's view of a queued task, cached while the fields it uses hold."""
-        version = self.estimates.version if self.estimates is not None else 0
+        # Its own name's runs, not the whole book: one task ending must not make every
+        # queued task's view stale.
+        book = self.estimates
+        version = book.key_version(history_key(s)) if book is not None else 0
         key = (s.priority, s.retry_at, s.paused, s.attempts, version)
         cached = self._candidates.get(s.id)
         if cached is not None and cached[0] == key:

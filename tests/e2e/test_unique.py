@@ -31,7 +31,10 @@ def rejected(bantz: Bantz) -> dict[str, str]:
 
 
 def task_folders(bantz: Bantz) -> list[int]:
-    return sorted(int(p.name) for p in (bantz.home / "tasks").iterdir() if p.name.isdigit())
+    """The tasks: folders with a task.yaml (a crash may leave an empty folder made for the
+    next file of a batch; the next start removes it)."""
+    tasks = bantz.home / "tasks"
+    return sorted(int(p.name) for p in tasks.iterdir() if (p / "task.yaml").exists())
 
 
 def one_task_one_rejection(bantz: Bantz) -> None:

@@ -83,6 +83,10 @@ def test_book_is_durable_and_dedups_by_task(tmp_path: Path) -> None:
     book.record("train", Run(1, 100.0))
     book.record("train", Run(2, 300.0, 100.0))
     book.record("train", Run(2, 300.0, 100.0))  # settled twice: counted once
+    assert not path.exists()  # in memory until saved: the supervisor batches the writes
+    assert book.dirty and book.key_version("train") == 3 and book.key_version("x") == 0
+    book.save()
+    assert not book.dirty
     again = EstimateBook(path)
     assert [r.task_id for r in again.runs("train")] == [1, 2]
     assert again.estimate("train") == Estimate(300.0, "2 runs")

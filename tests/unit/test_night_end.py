@@ -37,6 +37,7 @@ def test_the_book_gives_the_estimate_each_task_ran_with(tmp_path) -> None:
     book.record("a", Run(1, 100.0, None))
     book.record("a", Run(2, 120.0, 100.0))
     book.record("b", Run(3, 50.0, 60.0))
+    book.save()
     assert EstimateBook(tmp_path / "estimates.json").started_with() == {2: 100.0, 3: 60.0}
 
 
