@@ -21,7 +21,6 @@ import functools
 import logging
 import os
 import stat
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from bantzd.queue.store import Store
 from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import MAX_TASK_FILE_BYTES, TaskFileError, TaskSpec
 from bantzd.queue.unique import UniqueKeys, duplicate_problem, task_key
+from bantzd.supervisor.spoolwatch import SpoolWatcher
 from bantzd.supervisor.table import TaskTable
 from bantzd.supervisor.timing import local_now, resolve_when
 
@@ -167,6 +167,7 @@ class SpoolScan:
         self.held_back = False
         # How many files of the current look come after the one just yielded.
         self.left = 0
+        self.last_control = float("-inf")
 
     def start_watching(self, folders: list[Path], wake_fd: int) -> None:
         """Look at files as soon as they complete (watchdog), not only at each scan."""
@@ -176,6 +177,17 @@ class SpoolScan:
     def stop_watching(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
+
+    def control_due(self) -> bool:
+        """Whether to look for control requests: the watcher saw one arrive, or (in case
+        it missed one, or there is none) every `interval`. An idle tick does not list the
+        control folder."""
+        mono = self.clock.monotonic()
+        seen = self.watcher is None or self.watcher.take_control()
+        if seen or mono - self.last_control >= self.interval:
+            self.last_control = mono
+            return True
+        return False
 
     def due_in(self) -> list[float]:
         """Seconds until the next look is due (for the loop's sleep)."""
@@ -534,93 +546,6 @@ def _unlink_quiet(path: Path) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-# watchdog holds every IN_MOVED_FROM for 0.5 s to pair it with its IN_MOVED_TO, and its
-# queue sleeps out that delay even once the pair is found: each write-then-rename into the
-# spool (the safe way to submit) would wait half a second. Both halves of a rename arrive in
-# the same inotify read, so a few milliseconds pair them just as well.
-MOVE_PAIRING_DELAY = 0.005
-
-
-def _shorten_move_pairing() -> None:
-    try:
-        from watchdog.observers import inotify_move_event_grouper as grouper
-    except ImportError:  # not Linux, or a watchdog without the grouper: nothing to tune
-        return
-    grouper.InotifyMoveEventGrouper.delay = MOVE_PAIRING_DELAY
-
-
-class SpoolWatcher:
-    """Watchdog observer feeding names of closed/renamed spool files to the main loop.
-
-    The handler runs in watchdog's thread, so it only records names and pokes the
-    supervisor's wake-up pipe; all work happens in the main loop.
-    """
-
-    def __init__(self, folders: list[Path], wake_fd: int) -> None:
-        self._ready: set[str] = set()
-        self._lock = threading.Lock()
-        self._wake_fd = wake_fd
-        self._observer = None
-        self._folders = folders
-        self._folder_names = {str(f) for f in folders}
-        self._spool = str(folders[0])
-
-    def start(self) -> None:
-        from watchdog.events import FileSystemEventHandler
-        from watchdog.observers import Observer
-
-        watcher = self
-
-        class Handler(FileSystemEventHandler):
-            def on_any_event(self, event) -> None:  # type: ignore[no-untyped-def]
-                if event.is_directory:
-                    return
-                kind = event.event_type
-                if kind == "moved":
-                    path = os.fsdecode(event.dest_path)
-                elif kind in ("closed", "created", "modified"):
-                    path = os.fsdecode(event.src_path)
-                else:
-                    return
-                # Files leaving the folder (our own moves into tasks/) and names we ignore
-                # need no wake-up; control replies are not requests.
-                folder, name = os.path.split(path)
-                if folder not in watcher._folder_names or name.endswith(".reply.json"):
-                    return
-                if folder == watcher._spool and not candidate_name(name):
-                    return
-                watcher._notify(path, settled=kind in ("moved", "closed"))
-
-        _shorten_move_pairing()
-        observer = Observer()
-        for folder in self._folders:
-            observer.schedule(Handler(), str(folder), recursive=False)
-        observer.daemon = True
-        observer.start()
-        self._observer = observer
-
-    def _notify(self, path: str, *, settled: bool) -> None:
-        if settled:
-            with self._lock:
-                self._ready.add(path)
-        try:
-            os.write(self._wake_fd, b"w")
-        except (BlockingIOError, OSError):
-            pass
-
-    def take_ready(self) -> set[str]:
-        """Paths known to be complete (closed after writing, or renamed into place)."""
-        with self._lock:
-            ready, self._ready = self._ready, set()
-        return ready
-
-    def stop(self) -> None:
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=2)
-            self._observer = None
 
 
 def pending(home: Home) -> bool:

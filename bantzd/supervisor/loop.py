@@ -497,7 +497,8 @@ class Supervisor:
         log.info("max_parallel is now %d", value)
 
     def apply_control(self) -> None:
-        control.apply_pending(self.home, self.handler)
+        if self.intake.control_due():
+            control.apply_pending(self.home, self.handler)
 
     def intake_spool(self) -> None:
         intake.take_in(

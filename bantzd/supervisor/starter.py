@@ -145,6 +145,11 @@ class Starter:
         candidates = self._candidates(table, table.order(rebuild=full), plan.broken)
         if self.winding_down:
             candidates = (c for c in candidates if not c.resumable)
+        # Without a Slurm task queued the cluster's room is not looked at: a decision stops
+        # at the full local slots (O(slots), not O(queue)).
+        remote = None
+        if room is not None and table.remote_queued():
+            remote = RemoteRoom(room.free, room.limit, room.problem)
         asked = 0
 
         def admit(cand: Candidate) -> str | None:
@@ -164,7 +169,7 @@ class Starter:
             stop_when_full=not full,
             until=self.until,
             fit=self.config.fit_night,
-            remote=RemoteRoom(room.free, room.limit, room.problem) if room is not None else None,
+            remote=remote,
         )
         plan.gpus = admission.gpu_assignment
         plan.throttled = admission.throttled

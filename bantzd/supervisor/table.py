@@ -44,6 +44,9 @@ class TaskTable:
         self.has_checkpoint: Callable[[TaskState], bool] | None = None
         # config.toml's `[executor] kind`, for tasks whose file names no `executor:`.
         self.default_executor = "local"
+        # Ids of the tasks that run on Slurm: the start decision looks past the full local
+        # slots only while one of them is queued.
+        self._remote: set[int] = set()
         # Goes up with every change a start decision depends on (a task added, moved,
         # edited or reordered): the starter skips deciding again while it stays put.
         self.changes = 0
@@ -52,6 +55,7 @@ class TaskTable:
         self.states[state.id] = state
         if spec is not None:
             self.specs[state.id] = spec
+            self._note_executor(state.id, spec)
         self.unique.add(state)
         self.track(state, state.status)
 
@@ -69,6 +73,16 @@ class TaskTable:
         elif self.queued.pop(state.id, None) is not None:
             self._order_stale += 1
 
+    def _note_executor(self, task_id: int, spec: TaskSpec) -> None:
+        if (spec.executor or self.default_executor) == "slurm":
+            self._remote.add(task_id)
+        else:
+            self._remote.discard(task_id)
+
+    def remote_queued(self) -> bool:
+        """Whether a queued task runs on Slurm (O(Slurm tasks), not O(queue))."""
+        return any(task_id in self.queued for task_id in self._remote)
+
     def touched(self, state: TaskState) -> None:
         """The store's hook after a change other than status: a queued task's pause,
         priority or retry time is part of the start decision; a running task's progress
@@ -80,6 +94,7 @@ class TaskTable:
         """A task's new spec (`bantzd edit`, or a finished task queued again by `rerun` or
         `retry`): its cached scheduler view was built from the old one."""
         self.specs[task_id] = spec
+        self._note_executor(task_id, spec)
         self.changes += 1
         self._candidates.pop(task_id, None)
         if task_id in self.states:  # an edit may have changed its unique key

@@ -501,6 +501,9 @@ def hog_tree() -> Iterator[subprocess.Popen[str]]:
 
 def test_tree_rss_counts_the_group_and_its_descendants(hog_tree: subprocess.Popen[str]) -> None:
     root = hog_tree.pid
+    # The child prints its own "ready" (on the same pipe) once its block is made: before
+    # that its copy of the block counts twice, and the readings below would not agree.
+    assert hog_tree.stdout is not None and hog_tree.stdout.readline().strip() == "ready"
     deadline = time.monotonic() + 20
     while len(memwatch.tree_pids(root)) < 2 or memwatch.tree_rss(root) < 100 * MiB:
         assert time.monotonic() < deadline, "the child did not show up"
