@@ -38,7 +38,7 @@ from bantzd.queue.store import Store
 from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import MAX_TASK_FILE_BYTES, TaskFileError, TaskSpec
 from bantzd.queue.unique import UniqueKeys, duplicate_problem, task_key
-from bantzd.supervisor.spoolwatch import SpoolWatcher
+from bantzd.supervisor.spoolwatch import WATCHED_RESCAN, SpoolWatcher, on_local_filesystem
 from bantzd.supervisor.table import TaskTable
 from bantzd.supervisor.timing import local_now, resolve_when
 
@@ -173,6 +173,10 @@ class SpoolScan:
         """Look at files as soon as they complete (watchdog), not only at each scan."""
         self.watcher = SpoolWatcher(folders, wake_fd)
         self.watcher.start()
+        if on_local_filesystem(self.spool):
+            # The watcher sees every file; the rescan is only a safety net. On a network
+            # file system it misses writes made by other machines: the scan stays frequent.
+            self.interval = max(self.interval, WATCHED_RESCAN)
 
     def stop_watching(self) -> None:
         if self.watcher is not None:

@@ -63,6 +63,9 @@ from bantzd.workers.spawn import Attempt, Outcome
 log = logging.getLogger("bantzd")
 
 MAX_SLEEP = 1.0
+# With nothing running or queued the loop sleeps until an event (a spool file, a control
+# request, a signal) or a timed thing is due, at most this long.
+IDLE_SLEEP = 60.0
 # estimates.json is advice (queue/estimates.py): written with the group commit at most this
 # often, and when the supervisor stops.
 ESTIMATES_EVERY = 5.0
@@ -264,7 +267,9 @@ class Supervisor:
     def next_wake(self) -> float:
         """Seconds until something timed is due (capped, so slow events are still seen)."""
         now, mono = self.clock.time(), self.clock.monotonic()
-        due = [MAX_SLEEP, *self.intake.due_in(), *self.attempts.due_in(self.table.specs, mono)]
+        cap = MAX_SLEEP if self.attempts or self.table.queued else IDLE_SLEEP
+        due = [cap, *self.intake.due_in(), *self.attempts.due_in(self.table.specs, mono)]
+        due.append(self.machine.due_in())
         if self.starter.last.wake_at is not None:
             due.append(self.starter.last.wake_at - now)
         if (firing := self.schedules.due_in(now)) is not None:

@@ -45,6 +45,10 @@ class MachineWatch:
     def due(self) -> bool:
         return self.clock.monotonic() - self._last_probe >= self.interval
 
+    def due_in(self) -> float:
+        """Seconds until the next probe is due (for the loop's sleep)."""
+        return self.interval - (self.clock.monotonic() - self._last_probe)
+
     def probe(self) -> Reading:
         """Read the machine now, and record the sample for the report."""
         self.reading = self.probe_fn()

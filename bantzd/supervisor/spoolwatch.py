@@ -14,6 +14,40 @@ from pathlib import Path
 
 from bantzd.queue.spool import candidate_name
 
+# Seconds between rescans of a watched spool on a local file system (scan_interval, when
+# longer, wins): an idle supervisor wakes for events, not for a short poll.
+WATCHED_RESCAN = 30.0
+# File systems where inotify does not see what other machines write.
+NETWORK_FILESYSTEMS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "lustre", "afs",
+     "gpfs", "beegfs", "ocfs2", "gfs2", "virtiofs"}
+)  # fmt: skip
+
+
+def on_local_filesystem(path: Path, mountinfo: str = "/proc/self/mountinfo") -> bool:
+    """Whether `path` is on a local file system (by its mount in /proc/self/mountinfo; a
+    FUSE one counts as remote). False when that cannot be told."""
+    try:
+        target = os.path.realpath(path)
+        with open(mountinfo, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return False
+    best, fstype = "", None
+    for line in lines:
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if not sep or len(fields) < 5 or not right:
+            continue
+        point = fields[4].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, fstype = point, right.split()[0]
+    if fstype is None:
+        return False
+    return fstype not in NETWORK_FILESYSTEMS and not fstype.startswith("fuse")
+
+
 # watchdog holds every IN_MOVED_FROM for 0.5 s to pair it with its IN_MOVED_TO, and its
 # queue sleeps out that delay even once the pair is found: each write-then-rename into the
 # spool (the safe way to submit) would wait half a second. Both halves of a rename arrive in
