@@ -45,6 +45,9 @@ from bantzd.supervisor.timing import local_now, resolve_when
 log = logging.getLogger("bantzd.intake")
 
 SETTLE = 1.0
+# A look that takes in more files than this logs one line for the rest (the journal has
+# a line for each): 10,000 files dropped at once are not 10,000 lines of bantzd.log.
+LOG_EACH = 20
 
 
 def check_spool_permissions(spool: Path) -> None:
@@ -290,6 +293,7 @@ def _take_all(
     schedules: ScheduleHost | None,
     room: Callable[[], bool] | None,
 ) -> None:
+    quiet: list[int] = []  # accepted past LOG_EACH in this look: one line for them all
     for item in scan.scan(room):
         try:
             if isinstance(item, Accepted):
@@ -300,9 +304,14 @@ def _take_all(
                 admitted = admit(item, store, table.unique, now, approval_categories, ahead=ahead)
                 if isinstance(admitted, TaskState):
                     table.add(admitted, item.spec)
-                    log.info(
-                        "accepted %s as task %d (%s)", item.path.name, admitted.id, admitted.name
-                    )
+                    if len(quiet) < LOG_EACH:
+                        log.info(
+                            "accepted %s as task %d (%s)",
+                            item.path.name,
+                            admitted.id,
+                            admitted.name,
+                        )
+                    quiet.append(admitted.id)
                     continue
                 item = admitted
             if isinstance(item, ScheduleAccepted):
@@ -323,6 +332,9 @@ def _take_all(
                 reject_and_note(scan.home, store, Broken(item.path, e).rejected())
             except Exception:
                 log.exception("could not reject %s after an internal error", item.path.name)
+    if len(quiet) > LOG_EACH:
+        rest = quiet[LOG_EACH:]
+        log.info("accepted %d more files as tasks %d to %d", len(rest), rest[0], rest[-1])
 
 
 def admit(
