@@ -6,6 +6,7 @@ import errno
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,8 +77,10 @@ def run(ctx: click.Context, until_text: str | None, once: bool, verbose: bool, q
     # the answer to Ctrl-C goes to a terminal's stderr whatever -q says.
     narrate = sys.stdout if verbose or (not quiet and is_terminal(sys.stdout)) else None
     alerts = sys.stderr if verbose or is_terminal(sys.stderr) else None
+    counts: Counter[str] = Counter()
     code = run_supervisor(
         home,
+        counts=counts,
         once=once,
         until=until,
         verbose=verbose,
@@ -85,17 +88,17 @@ def run(ctx: click.Context, until_text: str | None, once: bool, verbose: bool, q
         narrate=narrate,
         alerts=alerts,
     )
-    click.echo(queue_summary_line(home))
+    click.echo(queue_summary_line(home, counts or None))
     sys.exit(code)
 
 
-def queue_summary_line(home: Home) -> str:
-    """One line for cron's mail after `run`: what the queue holds now."""
-    from collections import Counter
+def queue_summary_line(home: Home, counts: Counter[str] | None = None) -> str:
+    """One line for cron's mail after `run`: what the queue holds now (`counts` by status,
+    from the supervisor that just ended; else read from the task folders)."""
+    if counts is None:
+        from bantzd.queue.store import scan_states
 
-    from bantzd.queue.store import scan_states
-
-    counts = Counter(str(s.status) for s in scan_states(home))
+        counts = Counter(str(s.status) for s in scan_states(home))
     parts = [f"{counts.get(status, 0)} {words}" for status, words in SUMMARY_WORDS]
     return "bantzd: " + ", ".join(parts)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable
 from typing import TextIO
 
@@ -607,8 +608,11 @@ def run_supervisor(
     before_release: Callable[[], None] | None = None,
     narrate: TextIO | None = None,
     alerts: TextIO | None = None,
+    counts: Counter[str] | None = None,
 ) -> int:
     """Load the config and run a supervisor in the foreground; returns the exit code.
+
+    `counts`, when given, gets the number of tasks in each status at the end.
 
     `before_release` runs after a normal end while the home lock is still held (the
     morning report), so no next supervisor can start before it is written. `narrate` and
@@ -626,4 +630,8 @@ def run_supervisor(
         narrate=narrate,
         alerts=alerts,
     )
-    return sup.run()
+    try:
+        return sup.run()
+    finally:
+        if counts is not None:  # what the queue holds now, without reading it back
+            counts.update(str(s.status) for s in sup.table.states.values())
