@@ -53,6 +53,9 @@ MAX_PARALLEL = 10_000
 MAX_QUEUED = 100_000_000  # `max_queued`: unfinished tasks before spool files wait
 MAX_COUNT = 1000
 MAX_CONTEXT_CHARS = 100_000_000
+# Requests one `llm:` task has in flight at once (one thread each): a real server has a few
+# dozen slots at most; more threads than that only queue at its door.
+MAX_LLM_CONCURRENCY = 256
 MAX_LIMIT = 1_000_000_000
 LIMIT_KEYS = ("per_minute", "per_hour", "concurrent")
 
@@ -82,6 +85,7 @@ DEFAULTS: dict[str, Any] = {
         "api_key_env": "OPENAI_API_KEY",
         "context_chars": 12000,
         "timeout": "120s",
+        "concurrency": 4,
     },
     "notify": {"urls": [], "on": ["report", "question", "failed"]},
     "hooks": {"on_finish": "", "timeout": "1m"},
@@ -124,6 +128,9 @@ class LlmConfig:
     api_key_env: str
     context_chars: int = 12000
     timeout: float = 120.0
+    # Requests an `llm:` task sends at once (its `concurrency:` overrides it), at most the
+    # units its `uses:` holds of a limit with `concurrent`.
+    concurrency: int = 4
 
 
 @dataclass(frozen=True)
@@ -318,6 +325,7 @@ def _build(data: Mapping[str, Any], source: str, text: str | None = None) -> Con
         api_key_env=v("llm.api_key_env", m["api_key_env"], _text(empty_ok=True)),
         context_chars=v("llm.context_chars", m["context_chars"], _int(1, cap=MAX_CONTEXT_CHARS)),
         timeout=v("llm.timeout", m["timeout"], _duration()),
+        concurrency=v("llm.concurrency", m["concurrency"], _int(1, MAX_LLM_CONCURRENCY)),
     )
     n = merged["notify"]
     notify = NotifyConfig(
@@ -457,6 +465,7 @@ _COMMENTS = {
     ("llm", "api_key_env"): "the API key is read from this environment variable",
     ("llm", "context_chars"): "longest input text sent in one request",
     ("llm", "timeout"): "per request",
+    ("llm", "concurrency"): "requests an llm: task sends at once (its concurrency: overrides)",
     ("notify", "urls"): "apprise URLs: mailto://, tgram://, ntfy://, json://...",
     ("notify", "on"): "any of: " + ", ".join(NOTIFY_EVENTS),
     ("hooks", "on_finish"): "run with sh -c when a task ends (README: its variables)",

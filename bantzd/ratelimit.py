@@ -6,7 +6,8 @@ so the supervisor and every worker see the same counts and they survive restarts
     {"limits": {"llm": {"takes": [t, ...], "held": {"12": 1}, "backoff_until": t}}}
 
 - `takes`: one wall time per unit taken in the last hour (or minute, when the limit has no
-  `per_hour`), for the sliding `per_minute` / `per_hour` windows.
+  `per_hour`), for the sliding `per_minute` / `per_hour` windows (a blocking take, one per
+  request, is stamped WINDOW_LEAD ahead: the request reaches the server after the take).
 - `held`: units held for `concurrent`, by task id, so when a task ends the supervisor
   releases them whether or not its worker got to say goodbye (a crash, a SIGKILL).
   A task holds at most what it asked for at once: a task that started with `uses: {llm: 1}`
@@ -58,6 +59,13 @@ LOCK_TIMEOUT = 30.0
 # lifted back-off is noticed soon; never shorter than MIN_POLL, to spare the lock.
 MAX_POLL = 1.0
 MIN_POLL = 0.05
+# A blocking take (`acquire`: one per request) is recorded this far in the future, so its
+# unit ages out a window after the request *reaches the server*, not after the take: a
+# server counts requests as they arrive, and the time from take to arrival (the fsync of
+# limits.json, a thread's turn, a new connection) varies. Any window of the server then
+# holds at most the limit, for requests that arrive within WINDOW_LEAD of their take;
+# 1 s a minute costs 1.7 % of the limit.
+WINDOW_LEAD = 1.0
 
 
 class LimitError(BantzError):
@@ -311,7 +319,9 @@ class RateLimits:
         """Take `n` units of `name`, waiting as long as it takes (`ctx.take`, `bantzd take`).
 
         Polls with the lock released in between, sleeping until the window or back-off is
-        due (at most MAX_POLL, with a little jitter so waiters do not move in step).
+        due (at most MAX_POLL, with a little jitter so waiters do not move in step). The take
+        is stamped WINDOW_LEAD ahead (see there). Safe from several threads of one process
+        (the lock is a per-thread flock), as an `llm:` task's requests in flight take.
         Raises LimitError when the take can never succeed, LimitTimeout after `timeout`.
         """
         why = problem(self.limits, name, n)
@@ -319,7 +329,7 @@ class RateLimits:
             raise LimitError(why)
         start = self.clock.monotonic()
         while True:
-            why, wait = self._take({name: n}, task_id, self.clock.time())
+            why, wait = self._take({name: n}, task_id, None, lead=WINDOW_LEAD)
             if why is None:
                 return
             pause = min(MAX_POLL, max(MIN_POLL, wait)) * random.uniform(1.0, 1.1)
@@ -330,13 +340,22 @@ class RateLimits:
     # the file ----------------------------------------------------------------------------
 
     def _take(
-        self, uses: Mapping[str, int], task_id: int | None, now: float
+        self,
+        uses: Mapping[str, int],
+        task_id: int | None,
+        now: float | None,
+        lead: float = 0.0,
     ) -> tuple[str | None, float]:
+        """`now` None: the clock is read once the lock is held, so a take recorded is never
+        earlier than it happened (waiting for the lock can take a while when many requests
+        in flight take at once). The units taken are stamped `lead` seconds after `now`."""
         for name, n in uses.items():
             why = problem(self.limits, name, n)
             if why:
                 return why, 0.0
         with self._locked():
+            if now is None:
+                now = self.clock.time()
             states = self._load()
             for name, n in uses.items():
                 why, wait = blocked(
@@ -345,7 +364,8 @@ class RateLimits:
                 if why:
                     return why, wait
             for name, n in uses.items():
-                take_into(self.limits[name], states.setdefault(name, LimitState()), n, now, task_id)
+                state = states.setdefault(name, LimitState())
+                take_into(self.limits[name], state, n, now + lead, task_id)
             self._save(states, now)
         return None, 0.0
 

@@ -1,6 +1,13 @@
-"""What bantzd's `llm:` worker adds to each request: checkpoint, tokens, progress, limits.
+"""What bantzd's `llm:` worker adds to each request, and how full it keeps a server.
 
-    python benchmarks/llm.py [--docs 200]
+    python benchmarks/llm.py [--docs 200] [--slots 8] [--service 0.5] [--per-minute 120]
+                             [--minutes 3] [--only concurrency,overhead]
+
+**Concurrency** (benchmarks/llm_fill.py, `llm_rows`): throughput at `concurrency:` = slots
+as % of the stand-in server's ideal (target >= 90 %), and under a shared `per_minute` the %
+of the limit used over `--minutes` (target >= 95 %) with the 429s bantzd caused (target 0).
+
+**Overhead** (`--docs`):
 
 Runs against tests/llm_server.py (answers at once), so what is measured is the client side.
 The gap between consecutive requests, as the server sees them, is compared for:
@@ -29,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.llm_fill import llm_rows, print_llm_rows  # noqa: E402
 from tests.llm_server import FakeLLM  # noqa: E402
 
 
@@ -110,11 +118,26 @@ def persistence(counts: tuple[int, ...], answer_chars: int = 800) -> list[tuple[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--docs", type=int, default=200)
+    parser.add_argument("--docs", type=int, default=200, help="documents for the overhead part")
+    parser.add_argument("--slots", type=int, default=8, help="the server's parallel slots")
+    parser.add_argument("--service", type=float, default=0.5, help="seconds per request")
+    parser.add_argument("--per-minute", type=int, default=120, help="the shared limit")
+    parser.add_argument("--minutes", type=float, default=3.0, help="the per_minute run")
+    parser.add_argument("--only", default="concurrency,overhead", help="parts to run")
     args = parser.parse_args()
+    parts = set(args.only.split(","))
+    if "concurrency" in parts:
+        print(f"concurrency: tests/llm_server.py, {args.slots} slots, {args.service:g} s each\n")
+        print_llm_rows(llm_rows(args.slots, args.service, args.per_minute, args.minutes))
+        print()
+    if "overhead" in parts:
+        overhead(args.docs)
+
+
+def overhead(count: int) -> None:
     folder = Path(tempfile.mkdtemp(prefix="bantzd-bench-docs-"))
     files = []
-    for i in range(args.docs):
+    for i in range(count):
         f = folder / f"doc{i:04d}.md"
         f.write_text(f"Note {i}: " + "words of a weekly note " * 40)
         files.append(f)
@@ -133,7 +156,7 @@ def main() -> None:
             rows.append((label, statistics.median(g), pct(g, 0.9), wall))
     finally:
         server.stop()
-    print(f"{args.docs} documents, one request each, server answering at once\n")
+    print(f"{count} documents, one request each, server answering at once\n")
     print(f"| {'run':<28} | gap p50 ms | gap p90 ms | wall s |")
     print(f"| {'-' * 28} | ---------: | ---------: | -----: |")
     for label, p50, p90, wall in rows:

@@ -12,7 +12,15 @@ tests between requests:
 - `delay`: seconds every answer waits (a slow server; past the client's timeout, a timeout);
 - `models`: the model names that exist; any other gets 404 `model_not_found`;
 - `hold(doc)`: requests about that document wait until `release(doc)` (to kill a run at a
-  known point).
+  known point);
+- `slots`: how many requests it works on at once (llama.cpp `--parallel N`); the others wait
+  for a slot, as a real server queues them. None: no limit;
+- `per_minute`: a rate limit of its own, kept the way a hosted API keeps it, on a sliding
+  60-second window (`window`) of the requests it accepted, by their arrival: one more gets
+  429 with a `Retry-After`, counted in `rate_limited`.
+
+`open` is how many chat requests it holds right now (arrived, not yet answered) and
+`most_open` the most at any moment, so the tests see how many a worker has in flight.
 
 Every request is logged (`requests`), with the document it was about: the worker names each
 document in a line `Document: NAME` (and `(part i of n)` for a chunk), and the final call
@@ -55,6 +63,7 @@ class Request:
     user: str = ""
     prompt_tokens: int = 0  # the usage the answer reported (0 until answered)
     completion_tokens: int = 0
+    answered_at: float | None = None  # when the answer went out (a 200 that got a slot)
 
 
 class FakeLLM:
@@ -71,6 +80,14 @@ class FakeLLM:
         self._cond = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.slots: int | None = None
+        self._busy = 0  # slots in use
+        self.per_minute: int | None = None
+        self.window = 60.0
+        self.accepted: deque[float] = deque()  # arrivals inside the window (per_minute)
+        self.rate_limited = 0
+        self.open = 0
+        self.most_open = 0
 
     # switches ---------------------------------------------------------------------------
 
@@ -157,6 +174,36 @@ class FakeLLM:
     def _next_action(self) -> tuple[str, int, float | None] | None:
         with self._cond:
             return self._actions.popleft() if self._actions else None
+
+    def _over_rate(self, now: float) -> float | None:
+        """None when a request arriving at `now` is within `per_minute` (and counts it);
+        else the seconds until the window has room."""
+        with self._cond:
+            if self.per_minute is None:
+                return None
+            while self.accepted and self.accepted[0] <= now - self.window:
+                self.accepted.popleft()
+            if len(self.accepted) >= self.per_minute:
+                self.rate_limited += 1
+                return self.accepted[0] + self.window - now
+            self.accepted.append(now)
+            return None
+
+    def _enter(self) -> None:
+        with self._cond:
+            self.open += 1
+            self.most_open = max(self.most_open, self.open)
+            self._cond.notify_all()
+            while self.slots is not None and self._busy >= self.slots:
+                self._cond.wait()
+            self._busy += 1
+
+    def _leave(self, request: Request) -> None:
+        with self._cond:
+            self.open -= 1
+            self._busy -= 1
+            request.answered_at = time.time()
+            self._cond.notify_all()
 
     def _hold_for(self, doc: str | None) -> threading.Event | None:
         with self._cond:
@@ -247,8 +294,24 @@ class _Handler(BaseHTTPRequestHandler):
             }
             self._json(404, {"error": error})
             return
+        wait = self.llm._over_rate(req.at)
+        if wait is not None:
+            req.status = 429
+            self.llm._log(req)
+            error = {"message": "rate_limit_exceeded (per_minute)", "type": "rate_limit_exceeded"}
+            self._json(429, {"error": error}, {"Retry-After": f"{max(wait, 0.001):.3f}"})
+            return
         self.llm._log(req)
-        gate = self.llm._hold_for(doc)
+        self.llm._enter()
+        try:
+            self._answer(req, model, body, messages, user)
+        finally:
+            self.llm._leave(req)
+
+    def _answer(
+        self, req: Request, model: str, body: dict[str, Any], messages: list[Any], user: str
+    ) -> None:
+        gate = self.llm._hold_for(req.doc)
         if gate is not None:
             gate.wait(120)
         if self.llm.delay:
@@ -310,8 +373,11 @@ def main() -> None:
         "--model", action="append", help="a model name it knows (repeatable; default: local)"
     )
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--slots", type=int, help="requests worked on at once (default: any)")
+    parser.add_argument("--per-minute", type=int, help="answer 429 past this many a minute")
     args = parser.parse_args()
     server = FakeLLM(tuple(args.model or ["local"]), delay=args.delay)
+    server.slots, server.per_minute = args.slots, args.per_minute
     url = server.start(args.port)
     print(f"OpenAI-compatible test server at {url} (models: {', '.join(sorted(server.models))})")
     print("set [llm] base_url to that in config.toml; Ctrl-C stops it", flush=True)

@@ -58,7 +58,7 @@ RESOURCE_KEYS = ("cpus", "memory", "gpus", "gpu_memory")
 STEP_KEYS = ("name", "run")
 LLM_KEYS = (
     "prompt", "prompt_file", "inputs", "model", "system", "max_tokens", "temperature",
-    "confirm", "choices",
+    "confirm", "choices", "concurrency",
 )  # fmt: skip
 
 # Words people bring from other tools; difflib would not find these.
@@ -72,7 +72,7 @@ _TOP_ALIASES = {
     "max_backoff": "max_retry_delay", "backoff_max": "max_retry_delay",
     "max_delay": "max_retry_delay", "retry_max_delay": "max_retry_delay",
     "start_after": "not_before", "start_at": "not_before", "at": "not_before",
-    "function": "python", "prompt": "llm.prompt",
+    "function": "python", "prompt": "llm.prompt", "concurrency": "llm.concurrency",
 }  # fmt: skip
 
 _SAFE_TAGS = frozenset(
@@ -91,6 +91,7 @@ LIMITS = {
     "gpus": 1000,
     "uses": 1_000_000,
     "max_tokens": 100_000_000,
+    "concurrency": 256,  # llm: requests in flight at once (config.MAX_LLM_CONCURRENCY)
     "after": 10**12,  # task ids
 }
 MAX_CPUS = 100_000
@@ -694,6 +695,12 @@ class _Checker:
                 n, "a whole number > 0", 1, LIMITS["max_tokens"]
             ),
             "temperature": self._temperature,
+            "concurrency": lambda n, p: self.integer(
+                n,
+                f"a whole number from 1 to {LIMITS['concurrency']} (requests at once)",
+                1,
+                LIMITS["concurrency"],
+            ),
             "confirm": lambda n, p: self.text(n, "the question to confirm"),
             "choices": lambda n, p: self.text_list(n, p, "a choice"),
         }

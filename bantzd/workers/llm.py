@@ -2,16 +2,18 @@
 
 Started by the supervisor, under the same attempt wrapper as every task, as
 `python -m bantzd.workers.llm`. The shape of the work is map-reduce, with every answer
-made durable before the next request, so that an attempt killed halfway (a crash,
-`--until`, a reboot) resumes at the first piece not done and never pays for a finished
-document twice. checkpoint.json holds only the stage; the rest is in two files beside it:
+made durable as it arrives, so that an attempt killed halfway (a crash, `--until`, a
+reboot) resumes with the pieces not done and never pays for a finished document twice.
+checkpoint.json holds only the stage; the rest is in two files beside it:
 
 1. **Plan** (first attempt only): `inputs:` are expanded (globs, `~`, relative to the
    task's `cwd`) into a sorted list of files, written once to llm-plan.json, so every
    attempt works on the same list even if the folder changes overnight.
 2. **Map**: each document is read and split into chunks that fit `[llm] context_chars`;
    each chunk is one request (the prompt plus the text), and each answer is appended to
-   llm-answers.jsonl (`AnswerLog`, in bantzd.workers.llmanswers).
+   llm-answers.jsonl (`AnswerLog`, in bantzd.workers.llmanswers). Up to `concurrency:`
+   requests are in flight at once (bantzd.workers.llmpool), answers logged in the order
+   they come; a crash loses only the ones in flight.
    A document that cannot be read (missing, binary, not UTF-8, too large) is listed in the
    result instead of failing the task.
 3. **Reduce**: the partial answers are combined by a final request (in groups, and then
@@ -33,14 +35,15 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bantzd.errors import BantzError
 from bantzd.queue.atomic import read_json, write_bytes_atomic, write_json_atomic
 from bantzd.workers.llmanswers import AnswerLog, answer_entry, apply_entry, nothing_done
-from bantzd.workers.llmcall import Caller, CallFailed
+from bantzd.workers.llmcall import Caller, CallFailed, Reply
 from bantzd.workers.llminputs import (
     MAX_CHUNKS_PER_DOC,
     combine_messages,
@@ -51,6 +54,7 @@ from bantzd.workers.llminputs import (
     split_text,
     with_system,
 )
+from bantzd.workers.llmpool import in_flight
 from bantzd.workers.llmtask import LimitTaker, SetupProblem, Tokens, make_caller
 from bantzd.workers.taskapi import Context, context
 
@@ -64,6 +68,17 @@ FRAMING_CHARS = 400
 
 class TaskProblem(BantzError):
     """The task cannot run as written (no prompt file, no inputs matched); says why."""
+
+
+@dataclass(frozen=True)
+class MapJob:
+    """One map request: piece `part` (from 0) of `of` of document `doc`."""
+
+    doc: str
+    part: int
+    of: int
+    messages: list[dict[str, str]]
+    what: str
 
 
 # the run -----------------------------------------------------------------------------------
@@ -80,8 +95,10 @@ class LlmTask:
         *,
         cwd: Path,
         context_chars: int,
+        width: int = 1,
     ) -> None:
         self.ctx = ctx
+        self.width = max(1, width)  # map requests in flight at once (llmpool.width_for)
         self.spec = spec
         self.caller = caller
         self.cwd = cwd
@@ -125,7 +142,8 @@ class LlmTask:
         self.ctx.save(keep)
 
     def _record(self, entry: dict[str, Any]) -> None:
-        """One more answer (or unreadable document), durable before the next request."""
+        """One more answer (or unreadable document), durable before anything else is done
+        with it (the map phase logs each as it arrives, in the thread that runs the task)."""
         self.answers.append(entry)
         self._apply(entry)
 
@@ -203,13 +221,45 @@ class LlmTask:
             return
         partials: dict[str, str] = self.state["partials"]
         unreadable: dict[str, str] = self.state["unreadable"]
-        chunks: dict[str, list[str]] = self.state["chunks"]
+        total = len(docs)
+
+        def show() -> None:
+            done = len(partials) + len(unreadable)
+            words = f"{done} of {total} documents done, {self.width} requests at once"
+            self._progress(done / (total + 1), words)
+
+        def record(job: MapJob, reply: Reply) -> None:
+            self._record(answer_entry("part", reply, doc=job.doc, part=job.part, of=job.of))
+            if self.width > 1:
+                show()
+
+        if self.width > 1:
+            show()
+
+        in_flight(
+            self._map_jobs(),
+            lambda job: self.caller.chat(job.messages, what=job.what),
+            record,
+            self.width,
+        )
+        if not partials:
+            listed = "; ".join(f"{n}: {why}" for n, why in unreadable.items())
+            raise TaskProblem(f"none of the {total} inputs could be read: {listed}")
+
+    def _map_jobs(self) -> Iterator[MapJob]:
+        """The requests not yet answered, in document order: read lazily, one document at
+        a time as a slot frees up (an unreadable one is recorded here and skipped)."""
+        docs = self.state["docs"]
+        partials: dict[str, str] = self.state["partials"]
+        unreadable: dict[str, str] = self.state["unreadable"]
+        chunks: dict[str, dict[int, str]] = self.state["chunks"]
         size = self._chunk_size()
         total = len(docs)
         for index, (name, path) in enumerate(docs):
             if name in partials or name in unreadable:
                 continue
-            self._progress(index / (total + 1), f"document {index + 1} of {total}: {name}")
+            if self.width == 1:
+                self._progress(index / (total + 1), f"document {index + 1} of {total}: {name}")
             try:
                 text = read_text(path, size * MAX_CHUNKS_PER_DOC)
             except ValueError as e:
@@ -217,16 +267,15 @@ class LlmTask:
                 self._record({"k": "bad", "doc": name, "why": str(e)})
                 continue
             pieces = split_text(text, size)
-            for part in range(len(chunks.get(name, [])), len(pieces)):
+            done = chunks.get(name, {})
+            for part in range(len(pieces)):
+                if part in done:
+                    continue
                 messages = map_messages(
                     self.system, self.prompt, name, part + 1, len(pieces), pieces[part]
                 )
                 what = f"{name}" + (f" part {part + 1}/{len(pieces)}" if len(pieces) > 1 else "")
-                reply = self.caller.chat(messages, what=what)
-                self._record(answer_entry("part", reply, doc=name, part=part, of=len(pieces)))
-        if not partials:
-            listed = "; ".join(f"{n}: {why}" for n, why in unreadable.items())
-            raise TaskProblem(f"none of the {total} inputs could be read: {listed}")
+                yield MapJob(name, part, len(pieces), messages, what)
 
     def _reduce(self) -> None:
         """Set state["answer"]: the partial answers combined (in rounds when they do not
@@ -352,6 +401,7 @@ def _task_name(ctx: Context) -> str:
 def _run(ctx: Context) -> int:
     from bantzd.config import ConfigError, load_config
     from bantzd.queue.taskfile import TaskFileError, parse_task
+    from bantzd.workers.llmpool import width_for
 
     # The validated form (choices stay the strings the person wrote, `inputs` a list),
     # with the same parser intake used: the file was checked there already. Without a
@@ -384,9 +434,11 @@ def _run(ctx: Context) -> int:
         caller,
         cwd=Path.cwd(),
         context_chars=llm.context_chars,
+        width=width_for(spec.get("concurrency") or llm.concurrency, task_spec.uses, config.limits),
     )
     log(
         f"{llm.base_url}, model {' then '.join(models)}"
+        + (f", {task.width} requests at once" if task.width > 1 else "")
         + (f", resuming at stage {task.state['stage']}" if ctx.checkpoint else "")
     )
     task.run()

@@ -1,7 +1,8 @@
 """What an `llm:` task has done so far: the answer log and how its entries rebuild the state.
 
-Every answer is made durable before the next request by one fsynced append to
-llm-answers.jsonl (`AnswerLog`), so a killed attempt resumes at the first piece not done.
+Every answer is made durable as it arrives by one fsynced append to llm-answers.jsonl
+(`AnswerLog`), in whatever order the requests in flight finish, so a killed attempt resumes
+with every piece not in the log, and only those.
 This module owns the log's file handling (including a torn last line after a crash) and its
 entry format, written by `answer_entry` and read back by `apply_entry`:
 
@@ -39,33 +40,40 @@ def answer_entry(kind: str, reply: Reply, **fields: Any) -> dict[str, Any]:
 
 def nothing_done() -> dict[str, Any]:
     """What `apply_entry` fills in from the answer log: finished documents' answers, the
-    parts of a document in progress, unreadable documents, and the reduce rounds."""
+    parts of a document in progress (by part number), unreadable documents, and the reduce
+    rounds."""
     return {"partials": {}, "chunks": {}, "unreadable": {}, "reduce": {}}
 
 
 def apply_entry(state: dict[str, Any], entry: dict[str, Any]) -> None:
-    """Fold one log entry into `state` (the fields `nothing_done` makes). A part or a
-    reduce group other than the next one expected is ignored, so the pieces stay in order."""
+    """Fold one log entry into `state` (the fields `nothing_done` makes).
+
+    The parts of a document may arrive in any order (several requests are in flight at
+    once): each is kept under its number, and the document's answer is the parts in order
+    once all are there. A part already recorded keeps its first answer. A reduce group other
+    than the next one expected is ignored, so the groups stay in order."""
     kind, doc = entry.get("k"), entry.get("doc")
     text = str(entry.get("text", ""))
     if kind == "part" and isinstance(doc, str):
-        done = state["chunks"].setdefault(doc, [])
-        if entry.get("part") == len(done):
-            done.append(text)
-        of = int(entry.get("of") or 1)
-        if len(done) >= of:
+        if doc in state["partials"]:
+            return
+        part, of = entry.get("part"), int(entry.get("of") or 1)
+        done: dict[int, str] = state["chunks"].setdefault(doc, {})
+        if isinstance(part, int) and 0 <= part < of:
+            done.setdefault(part, text)
+        if all(i in done for i in range(of)):
             state["partials"][doc] = (
                 done[0]
                 if of == 1
-                else "\n\n".join(f"(part {i + 1} of {of}) {t}" for i, t in enumerate(done))
+                else "\n\n".join(f"(part {i + 1} of {of}) {done[i]}" for i in range(of))
             )
             del state["chunks"][doc]
     elif kind == "bad" and isinstance(doc, str):
         state["unreadable"][doc] = str(entry.get("why", ""))
     elif kind == "reduce":
-        done = state["reduce"].setdefault(str(entry.get("level", 0)), [])
-        if entry.get("group") == len(done):
-            done.append(text)
+        groups = state["reduce"].setdefault(str(entry.get("level", 0)), [])
+        if entry.get("group") == len(groups):
+            groups.append(text)
     elif kind == "single":
         state["single"] = text
     elif kind == "final":

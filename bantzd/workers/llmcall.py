@@ -78,6 +78,9 @@ class Caller:
     temperature: float | None = None
     timeout: float | None = None  # only for messages: the client enforces it
     unavailable: dict[str, str] = field(default_factory=dict)
+    # After a 429 with no `uses:` limit to hold: no request of this Caller (every thread of
+    # the task's requests in flight) goes out before this wall time.
+    quiet_until: float = 0.0
 
     @property
     def model(self) -> str | None:
@@ -105,6 +108,9 @@ class Caller:
                 raise CallFailed(self._no_model())
             for name in self.uses:
                 self.take(name)
+            quiet = self.quiet_until - self.clock()
+            if quiet > 0:
+                self.sleep(quiet)
             kwargs: dict[str, Any] = {"model": model, "messages": messages}
             if self.max_tokens is not None:
                 kwargs["max_tokens"] = self.max_tokens
@@ -164,12 +170,14 @@ class Caller:
             return reply
 
     def _back_off(self, seconds: float) -> None:
-        """Hold the task's limits for everyone; with no limits to hold, just wait here."""
+        """Hold the task's limits for everyone; with no limits to hold, hold this task's
+        other requests (`quiet_until`) and wait here."""
         if self.uses:
             for name in self.uses:
                 self.backoff(name, seconds)
             # The next take() waits until the back-off ends.
         else:
+            self.quiet_until = max(self.quiet_until, self.clock() + seconds)
             self.sleep(seconds)
 
     def _no_model(self) -> str:

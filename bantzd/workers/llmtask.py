@@ -6,6 +6,7 @@ from config.toml's `[llm]`, tokens summed into tokens.json, and rate-limit waits
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -22,10 +23,12 @@ class SetupProblem(BantzError):
 
 class Tokens:
     """Prompt and completion tokens of the whole task, kept in tokens.json across attempts
-    (the supervisor copies the file into state.json)."""
+    (the supervisor copies the file into state.json). Safe to call from the threads of the
+    requests in flight: an atomic write goes through one temp file per process."""
 
     def __init__(self, ctx: Context) -> None:
         self.path = ctx.paths.tokens
+        self._lock = threading.Lock()
         data = read_json(self.path, default=None)
         self.counts = {"prompt": 0, "completion": 0}
         if isinstance(data, dict):
@@ -39,23 +42,38 @@ class Tokens:
         return self.counts["prompt"] + self.counts["completion"]
 
     def count(self, reply: Reply) -> None:
-        self.counts["prompt"] += reply.prompt_tokens
-        self.counts["completion"] += reply.completion_tokens
-        write_json_atomic(self.path, self.counts, compact=True)
+        with self._lock:
+            self.counts["prompt"] += reply.prompt_tokens
+            self.counts["completion"] += reply.completion_tokens
+            write_json_atomic(self.path, self.counts, compact=True)
 
 
 class LimitTaker:
     """`Caller.take`: one unit of a limit for the next request. A wait longer than a moment
     is shown in `bantzd status` (a per_hour limit can hold a task for a long time), then the
-    task's own progress message comes back."""
+    task's own progress message comes back. Called from the threads of the requests in
+    flight too: progress.json is written by one of them at a time."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.shown: tuple[float, str] = (0.0, "")
+        self._lock = threading.Lock()
+        self._waiting = 0  # requests waiting for a unit longer than a moment
 
     def progress(self, fraction: float, message: str) -> None:
-        self.shown = (fraction, message)
-        self.ctx.progress(fraction, message)
+        with self._lock:
+            self.shown = (fraction, message)
+            if not self._waiting:
+                self.ctx.progress(fraction, message)
+
+    def _show(self, message: str | None, waiting: int) -> None:
+        with self._lock:
+            self._waiting += waiting
+            fraction, own = self.shown
+            if message is not None:
+                self.ctx.progress(fraction, message)
+            elif not self._waiting:
+                self.ctx.progress(fraction, own)
 
     def __call__(self, name: str) -> None:
         from bantzd.ratelimit import LimitTimeout
@@ -71,10 +89,11 @@ class LimitTaker:
             why = f"waiting for rate limit {name} until {until}"
         else:
             why = f"waiting for rate limit {name} (every unit in use)"
-        fraction, message = self.shown
-        self.ctx.progress(fraction, why)
-        self.ctx.take(name)
-        self.ctx.progress(fraction, message)
+        self._show(why, +1)
+        try:
+            self.ctx.take(name)
+        finally:
+            self._show(None, -1)
 
 
 def openai_client(llm: Any) -> Any:
