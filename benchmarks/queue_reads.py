@@ -117,7 +117,11 @@ def read_rows(home: Path, *, repeat: int = 3, code: Path = REPO) -> list[dict[st
     at 10,000 queued, or None) and `queued`."""
     ids = sorted(int(p.name) for p in (home / "tasks").iterdir() if p.name.isdigit())
     middle = str(ids[len(ids) // 2])
-    commands = {"status": ("status",), "list --json": ("list", "--json"), "show ID": ("show", middle)}
+    commands = {
+        "status": ("status",),
+        "list --json": ("list", "--json"),
+        "show ID": ("show", middle),
+    }
     for args in commands.values():  # compile bantzd's .pyc files, untimed
         bantzd(home, *args, code=code)
     rows: list[dict[str, object]] = []
@@ -169,7 +173,8 @@ def main() -> int:
         sizes.append(50_000)
 
     base = Path(tempfile.mkdtemp(prefix="bantzd-reads-", dir=args.tmp))
-    print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, load {load_text()}")
+    python = platform.python_version()
+    print(f"machine: {os.cpu_count()} cores, Python {python}, load {load_text()}")
     print(f"homes in {base}")
     try:
         baseline = export_ref(args.baseline, base) if args.baseline else None

@@ -1,8 +1,9 @@
 """Read-only commands: `list`, `show`, `logs`, `status` (SPEC section 7).
 
 They only read files that are replaced atomically (state.json, supervisor.json, the lock
-file), so they are safe while a supervisor runs and never take the home lock or create
-anything in the home.
+file), so they are safe while a supervisor runs and never take the home lock. The one file
+they write is the readers' own cache, state-index.json (queue/stateindex.py), replaced
+atomically too; they create nothing in a home that has no tasks.
 """
 
 from __future__ import annotations

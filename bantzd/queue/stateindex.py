@@ -147,11 +147,15 @@ def _rows(home: Home, ids: list[int], index: _Index, *, texts: bool, write: bool
                 continue  # no state (yet): not a task for the readers, as in read_state
             key = [st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size]
             entry = old.get(task_id)
-            if entry is not None and entry[_KEY] == key:
+            if entry is not None and entry[_KEY] != key:
+                entry = None
+            text = index.text(entry) if entry is not None and texts else None
+            if text is None and texts and entry is not None and entry[5] is not None:
+                entry = None  # not rendered yet (or lost with a damaged texts line): read it
+            if entry is not None:
                 fresh[task_id] = entry
-                text = index.text(entry) if texts else None
             else:
-                entry, text = _read_entry(home.task_dir(task_id), task_id, key)
+                entry, text = _read_entry(home.task_dir(task_id), task_id, key, render=texts)
                 if now - max(st.st_mtime_ns, st.st_ctime_ns) >= RACY_NS:
                     fresh[task_id] = entry
                     new_texts[task_id] = text
@@ -170,14 +174,10 @@ def _rows(home: Home, ids: list[int], index: _Index, *, texts: bool, write: bool
 def _save_entries(
     path: Path, index: _Index, fresh: dict[int, list[Any]], new_texts: dict[int, str | None]
 ) -> None:
-    entries, texts = [], []
-    for task_id in sorted(fresh):
-        entry = fresh[task_id]
-        text = new_texts[task_id] if task_id in new_texts else index.text(entry)
-        if text is None and entry[5] is not None:
-            continue  # its text was lost with a damaged texts line: re-read next time
-        entries.append(entry)
-        texts.append(text)
+    """Write `fresh` (a text None is one not rendered yet, or lost with a damaged texts
+    line: the next `list --json` reads that task again)."""
+    entries = [fresh[i] for i in sorted(fresh)]
+    texts = [new_texts[e[0]] if e[0] in new_texts else index.text(e) for e in entries]
     save(path, entries, texts)
 
 
@@ -185,15 +185,22 @@ def _render(state: TaskState) -> str:
     return json.dumps(state.to_json(), indent=2, ensure_ascii=False)
 
 
-def _read_entry(folder: Path, task_id: int, key: list[int]) -> tuple[list[Any], str | None]:
+def _read_entry(
+    folder: Path, task_id: int, key: list[int], *, render: bool
+) -> tuple[list[Any], str | None]:
     """(entry, text) of a task folder, read now; status and text None when it is not a
-    complete task (read_state's None: no task.yaml, unreadable or invalid state.json)."""
+    complete task (read_state's None: no task.yaml, unreadable or invalid state.json).
+
+    Without `render` the text is None: encoding the indented JSON (Python's indenting
+    encoder is pure Python) is half of what reading a task costs, and `status` does not
+    print it; the first `list --json` reads such an entry again and renders it."""
     from bantzd.queue.store import read_state
 
     state = read_state(folder)
     if state is None:
         return [task_id, *key, None, "", False], None
-    return [task_id, *key, str(state.status), state.name, state.paused], _render(state)
+    entry = [task_id, *key, str(state.status), state.name, state.paused]
+    return entry, _render(state) if render else None
 
 
 class _Index:
