@@ -313,7 +313,7 @@ def _copy(f: BinaryIO, out: BinaryIO) -> int:
 
 def _task_over(task_dir: Path) -> bool:
     """Whether following should stop: the task ended, or its folder was cleaned away."""
-    from bantzd.queue.store import read_state
+    from bantzd.queue.stateread import read_state
 
     state = read_state(task_dir)
     if state is None:

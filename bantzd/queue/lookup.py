@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bantzd.errors import NoSuchTask
 from bantzd.paths import Home
-from bantzd.queue.store import read_state
+from bantzd.queue.stateread import read_state
 from bantzd.queue.task import TaskState
 
 

@@ -90,7 +90,7 @@ class Row:
         """The task's TaskState (read from its folder when the row has no text)."""
         if self._text is not None:
             return TaskState.from_json(json.loads(self._text))
-        from bantzd.queue.store import read_state
+        from bantzd.queue.stateread import read_state
 
         folder = self.home.task_dir(self.id)
         state = read_state(folder)
@@ -194,7 +194,7 @@ def _read_entry(
     Without `render` the text is None: encoding the indented JSON (Python's indenting
     encoder is pure Python) is half of what reading a task costs, and `status` does not
     print it; the first `list --json` reads such an entry again and renders it."""
-    from bantzd.queue.store import read_state
+    from bantzd.queue.stateread import read_state
 
     state = read_state(folder)
     if state is None:
