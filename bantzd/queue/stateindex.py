@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import threading
 import time
+from json.encoder import encode_basestring as _encode_str  # the C one, ensure_ascii=False
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -49,6 +51,7 @@ REWRITE_SHARE = 100
 # An entry: [id, st_ino, st_mtime_ns, st_ctime_ns, st_size, status, name, paused], status
 # None for a folder that is not a complete task (read_state's None).
 _KEY = slice(1, 5)
+_INF = math.inf
 # One writer of the index at a time in a process: temp names are per process (atomic.py).
 _WRITE_LOCK = threading.Lock()
 
@@ -182,7 +185,59 @@ def _save_entries(
 
 
 def _render(state: TaskState) -> str:
-    return json.dumps(state.to_json(), indent=2, ensure_ascii=False)
+    """json.dumps(state.to_json(), indent=2, ensure_ascii=False), the same text faster."""
+    obj = state.to_json()
+    try:
+        return indented(obj)
+    except _Unusual:
+        return json.dumps(obj, indent=2, ensure_ascii=False)
+
+
+class _Unusual(Exception):
+    """A value `indented` leaves to json.dumps (a tuple, a key that is not a string)."""
+
+
+def indented(value: Any, indent: str = "") -> str:
+    """What `json.dumps(value, indent=2, ensure_ascii=False)` returns, for values parsed
+    from JSON (dicts with string keys, lists, strings, numbers, booleans, None).
+
+    Python's encoder is pure Python as soon as it indents, and rendering the texts is
+    most of what building the index costs; this does the same walk with the C string
+    encoder and no generators, more than twice as fast. Anything else raises _Unusual.
+    """
+    kind = type(value)
+    if kind is str:
+        return _encode_str(value)
+    if kind is dict:
+        if not value:
+            return "{}"
+        inner = indent + "  "
+        items = []
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _Unusual
+            items.append(f"{inner}{_encode_str(key)}: {indented(item, inner)}")
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if kind is list:
+        if not value:
+            return "[]"
+        inner = indent + "  "
+        return "[\n" + ",\n".join(inner + indented(v, inner) for v in value) + "\n" + indent + "]"
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float:
+        if value != value:
+            return "NaN"
+        if value in (_INF, -_INF):
+            return "Infinity" if value > 0 else "-Infinity"
+        return float.__repr__(value)
+    raise _Unusual
 
 
 def _read_entry(

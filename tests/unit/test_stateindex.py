@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bantzd.paths import Home
 from bantzd.queue import stateindex
@@ -274,3 +276,26 @@ def test_status_leaves_the_texts_to_the_first_list(home: Home) -> None:
     assert list_json(state_rows(home)) == scanned(home)
     texts = json.loads(index_path(home).read_bytes().split(b"\n")[1])
     assert [json.loads(t)["id"] for t in texts] == [1, 2, 3, 4, 5]
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(JSON_VALUES)
+def test_indented_is_what_json_dumps_prints(value: object) -> None:
+    assert stateindex.indented(value) == json.dumps(value, indent=2, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("value", [(1, 2), {1: "a"}, {"a": {None: 1}}, object()])
+def test_indented_leaves_what_json_did_not_make_to_json_dumps(value: object) -> None:
+    with pytest.raises(stateindex._Unusual):
+        stateindex.indented(value)
