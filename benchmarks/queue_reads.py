@@ -90,7 +90,10 @@ def build_home(base: Path, n: int, code: Path = REPO) -> tuple[Path, float]:
     seconds = bantzd(home, "run", "--once", code=code)
     queued = count_queued(home)
     if queued != n:
-        raise RuntimeError(f"{home}: {queued} tasks queued after the intake, not {n}")
+        raise RuntimeError(
+            f"{home}: {queued} tasks queued after the intake, not {n}: {statuses(home)}; "
+            f"spool: {len(os.listdir(spool))} entries"
+        )
     return home, seconds
 
 
@@ -102,6 +105,18 @@ def count_queued(home: Path) -> int:
         except (OSError, ValueError):
             pass
     return n
+
+
+def statuses(home: Path) -> dict[str, int]:
+    """Status -> count, for the message when a home is not what it should be."""
+    counts: dict[str, int] = {}
+    for folder in (home / "tasks").iterdir():
+        try:
+            status = json.loads((folder / "state.json").read_bytes()).get("status")
+        except (OSError, ValueError) as e:
+            status = type(e).__name__
+        counts[str(status)] = counts.get(str(status), 0) + 1
+    return counts
 
 
 def _median_of(home: Path, args: tuple[str, ...], repeat: int, *, cold: bool, code: Path) -> float:
@@ -128,6 +143,8 @@ def read_rows(home: Path, *, repeat: int = 3, code: Path = REPO) -> list[dict[st
         bantzd(home, *args, code=code)
     rows: list[dict[str, object]] = []
     for index in ("cold", "warm"):
+        if index == "warm":  # the cold runs left no index (or one without texts): make it
+            bantzd(home, "list", "--json", code=code)
         for name, args in commands.items():
             seconds = _median_of(home, args, repeat, cold=index == "cold", code=code)
             rows.append(
