@@ -124,10 +124,11 @@ def _texts(value: Any) -> tuple[str, ...]:
 
 
 def _fetch_allow(value: Any) -> tuple[str, ...]:
-    from bantzd.workers.agentfetch import Allow  # stdlib only: the rule lives beside its use
-
     entries = _texts(value)
-    Allow.parse(entries)  # ValueError naming the entry
+    if entries:  # the default, none, needs no parsing (nor http.client and ssl imported)
+        from bantzd.workers.agentfetch import Allow  # stdlib only: the rule lives beside its use
+
+        Allow.parse(entries)  # ValueError naming the entry
     return entries
 
 

@@ -22,6 +22,9 @@ FILE_MODE = 0o600
 _user_umask: int | None = None
 # How many exposed paths `exposure_warnings` names before it only counts them.
 EXPOSED_NAMED = 5
+# In reports/: the period the last morning report covered (reports/morning.py writes it;
+# `status` reads it without importing the report).
+REPORT_MARKER = ".last.json"
 
 
 def current_umask() -> int:

@@ -12,6 +12,7 @@ import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
 
@@ -19,9 +20,13 @@ from bantzd.cli.display import describe, parse_iso
 from bantzd.errors import UsageError
 from bantzd.paths import Home, TaskPaths
 from bantzd.queue.task import TaskState, took
-from bantzd.queue.taskfile import TaskFileError, TaskSpec, parse_task
 from bantzd.reports.nodes import nodes_text
 from bantzd.units import format_duration
+
+if TYPE_CHECKING:
+    # Parsing task files (yaml, the schema) is imported when a column needs it: `list
+    # --json` and `status` import this module for the option's help, not for the table.
+    from bantzd.queue.taskfile import TaskSpec
 
 COMMAND_WIDTH = 60
 
@@ -123,6 +128,8 @@ def parse_columns(text: str) -> tuple[str, ...]:
 
 
 def _spec(home: Home, state: TaskState) -> TaskSpec | None:
+    from bantzd.queue.taskfile import TaskFileError, parse_task
+
     try:
         data = TaskPaths(home.task_dir(state.id)).task_yaml.read_bytes()
         return parse_task(data, default_name=state.name)

@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import IO, Any, BinaryIO
 
-import yaml
-
 from bantzd.queue.states import Status
 from bantzd.queue.task import TaskState, took
 from bantzd.reports.nodes import running_where
@@ -216,6 +214,8 @@ def secret_env(doc: object) -> dict[str, str]:
 
 def task_yaml_secrets(text: str) -> list[str]:
     """The secret env values of a task file's text ([] when it does not parse)."""
+    import yaml  # only `show` masks task files: `list` and `status` need no YAML
+
     try:
         return list(secret_env(yaml.safe_load(text)).values())
     except yaml.YAMLError:
@@ -239,6 +239,8 @@ def mask_task_yaml(text: str) -> str:
     re-dumped instead. A file that does not parse is not shown at all: we cannot tell
     where its secrets are.
     """
+    import yaml
+
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError:
@@ -259,6 +261,8 @@ def mask_task_yaml(text: str) -> str:
 
 
 def _scalar_text(value: object) -> str:
+    import yaml
+
     if isinstance(value, str):
         return value
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
@@ -296,6 +300,8 @@ def _walk_mask(node: Any, values: list[str]) -> Any:
 def _hides(text: str, secrets: dict[str, str]) -> bool:
     """Whether `text` parses to an env whose secret entries are all masked, and no long
     secret value is left anywhere in it."""
+    import yaml
+
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError:

@@ -7,16 +7,18 @@ words for two of them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
 from bantzd.cli.display import parse_iso
+from bantzd.queue.stateindex import Row
 from bantzd.queue.task import TaskState
 from bantzd.units import format_duration
 
 
-def paused_counts(states: list[TaskState]) -> dict[str, int]:
+def paused_counts(states: Sequence[TaskState | Row]) -> dict[str, int]:
     """Status -> how many tasks in it `bantzd pause ID` paused (a running one is stopped
     with SIGSTOP); only the statuses that have some."""
     counts: dict[str, int] = {}

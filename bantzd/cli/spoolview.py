@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bantzd.paths import Home
+from bantzd.paths import REPORT_MARKER, Home
 from bantzd.queue.atomic import read_json
 from bantzd.queue.spool import rejected_since, waiting_files
 
@@ -20,10 +20,8 @@ NAMED = 10
 def last_report_time(home: Home) -> float | None:
     """When the last morning report was written (the end of the period it covered), or
     None when there has been none."""
-    from bantzd.reports.morning import MARKER
-
     try:
-        data = read_json(home.reports / MARKER)
+        data = read_json(home.reports / REPORT_MARKER)
     except (OSError, ValueError):
         return None
     until = data.get("until") if isinstance(data, dict) else None

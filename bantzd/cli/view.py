@@ -1,8 +1,9 @@
 """Read-only commands: `list`, `show`, `logs`, `status` (SPEC section 7).
 
 They only read files that are replaced atomically (state.json, supervisor.json, the lock
-file), so they are safe while a supervisor runs and never take the home lock or create
-anything in the home.
+file), so they are safe while a supervisor runs and never take the home lock. The one file
+they write is the readers' own cache, state-index.json (queue/stateindex.py), replaced
+atomically too; they create nothing in a home that has no tasks.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
@@ -42,18 +43,16 @@ from bantzd.clock import iso
 from bantzd.errors import BantzError, UsageError
 from bantzd.paths import Home, TaskPaths, exposure_warnings
 from bantzd.queue.lookup import resolve
-from bantzd.queue.store import read_state, scan_states
+from bantzd.queue.stateindex import Row, list_json, state_rows
 from bantzd.queue.task import TaskState, attempt_started
 from bantzd.reports.nodes import job_text, nodes_text, running_where
-from bantzd.supervisor.lock import foreign_holders, foreign_lock_message, supervisor_info
-from bantzd.supervisor.overrides import parallel_status, parallel_text
-from bantzd.supervisor.probes import (
-    LoadHistory,
-    Reading,
-    read_machine,
-    throttle_reason,
-)
 from bantzd.units import format_duration, format_size, parse_size
+
+if TYPE_CHECKING:
+    from bantzd.supervisor.probes import Reading
+
+# The supervisor's modules (the lock, the probes with psutil, the control files) are
+# imported by `status`, which uses them: `list` and `show ID` do not pay for them.
 
 SHOW_LOG_LINES = 10
 FOLLOW_INTERVAL = 0.25
@@ -113,12 +112,14 @@ def list_tasks(
 ) -> None:
     """List tasks, oldest first."""
     wanted = frozenset().union(*statuses) if statuses else None
-    states = [s for s in scan_states(get_home(ctx)) if wanted is None or str(s.status) in wanted]
     if as_json and column_names:
         raise UsageError("--columns chooses the table's columns; --json prints every field")
+    # The index answers without parsing every state.json (queue/stateindex.py).
+    found = [r for r in state_rows(get_home(ctx)) if wanted is None or r.status in wanted]
     if as_json:
-        _dump([task_object(s) for s in states])
+        click.echo(list_json(found))  # what _dump of the task objects prints
         return
+    states = [r.state() for r in found]
     names = column_names or DEFAULT_COLUMNS
     headers, rows, status_at = columns.table(get_home(ctx), states, names)
     if wanted is None:  # files not taken in yet are not tasks: shown here, not in --json
@@ -312,6 +313,8 @@ def _copy(f: BinaryIO, out: BinaryIO) -> int:
 
 def _task_over(task_dir: Path) -> bool:
     """Whether following should stop: the task ended, or its folder was cleaned away."""
+    from bantzd.queue.stateread import read_state
+
     state = read_state(task_dir)
     if state is None:
         return not task_dir.exists()
@@ -335,6 +338,8 @@ def _quiet_broken_pipe() -> None:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Supervisor, machine load, running tasks, counts per status, questions waiting."""
+    from bantzd.supervisor.probes import read_machine
+
     report = collect_status(get_home(ctx), read_machine())
     if as_json:
         _dump(report)
@@ -347,14 +352,18 @@ def collect_status(
 ) -> dict[str, Any]:
     """The `status --json` object (SPEC section 7) from the files and one machine reading.
 
-    `states`: the tasks, when the caller has just scanned them (the dashboard)."""
+    `states`: the tasks, when the caller has just scanned them (the dashboard); else the
+    index answers (queue/stateindex.py), and only the running and waiting tasks are parsed."""
+    from bantzd.supervisor.lock import supervisor_info
+    from bantzd.supervisor.overrides import parallel_status
+
     info = supervisor_info(home)
     since = info.get("since") if info else None
     pid = info.get("pid") if info else None
-    states = list(scan_states(home)) if states is None else states
+    tasks = state_rows(home, texts=False) if states is None else states
     counts = {str(s): 0 for s in STATUSES}
-    for state in states:
-        counts[str(state.status)] = counts.get(str(state.status), 0) + 1
+    for task in tasks:
+        counts[str(task.status)] = counts.get(str(task.status), 0) + 1
     stopping = info.get("stopping") if info else None
     return {
         "supervisor": {
@@ -367,14 +376,29 @@ def collect_status(
         "paused": read_paused(home),
         "max_parallel": parallel_status(home),
         "counts": counts,
-        "paused_tasks": paused_counts(states),
-        "running": [task_object(s) for s in states if s.status == "running"],
-        "waiting_human": [task_object(s) for s in states if s.status == "waiting_human"],
+        "paused_tasks": paused_counts(tasks),
+        "running": _task_objects(t for t in tasks if t.status == "running"),
+        "waiting_human": _task_objects(t for t in tasks if t.status == "waiting_human"),
         "load": reading.to_json(),
         "throttled": _throttled(home, reading, running=info is not None),
         "warnings": _config_warnings(home) + home_warnings(home),
-        "spool": _spool_status(home, sum(not s.finished_state for s in states)),
+        "spool": _spool_status(home, sum(not t.finished_state for t in tasks)),
     }
+
+
+def _task_objects(tasks: Iterable[TaskState | Row]) -> list[dict[str, Any]]:
+    """Task objects of states, or of index rows (read from their folders; one cleaned
+    away since the index was checked is left out, as a scan would have)."""
+    objects = []
+    for task in tasks:
+        if not isinstance(task, Row):
+            objects.append(task_object(task))
+            continue
+        try:
+            objects.append(task.obj())
+        except FileNotFoundError:
+            continue
+    return objects
 
 
 def _spool_status(home: Home, unfinished: int) -> dict[str, Any]:
@@ -396,11 +420,13 @@ def _config_warnings(home: Home) -> list[str]:
 def home_warnings(home: Home) -> list[str]:
     """What is wrong with the home itself, each with its fix: open to other users, its lock
     held by another user's process, a damaged supervisor.json."""
+    from bantzd.supervisor.lock import foreign_holders, foreign_lock_message
+
     warnings = exposure_warnings(home)
     foreign = foreign_holders(home.lockfile)
     if foreign:
         warnings.append(foreign_lock_message(home.lockfile, foreign))
-    from bantzd.supervisor.control import read_pause_flag
+    from bantzd.queue.pauseflag import read_pause_flag
 
     problem = read_pause_flag(home)[1]
     if problem:
@@ -419,6 +445,8 @@ def _throttled(home: Home, reading: Reading, *, running: bool) -> str | None:
     the load of tasks it just started, which `reading` cannot show yet); otherwise the same
     rule is applied to `reading` and config.toml's [throttle].
     """
+    from bantzd.supervisor.probes import LoadHistory, throttle_reason
+
     if running:
         sample = LoadHistory(home.load_history).last()
         if sample is not None and time.time() - sample["t"] <= SAMPLE_FRESH:
@@ -430,7 +458,7 @@ def _throttled(home: Home, reading: Reading, *, running: bool) -> str | None:
 def read_paused(home: Home) -> bool:
     """The global pause flag (`bantzd pause`); a damaged file falls back to the journal
     (and is named in the status warnings)."""
-    from bantzd.supervisor.control import read_pause_flag
+    from bantzd.queue.pauseflag import read_pause_flag
 
     return read_pause_flag(home)[0]
 
@@ -464,6 +492,8 @@ def status_lines(report: dict[str, Any], now: float) -> list[str]:
     The same lines go to a terminal (coloured) and a pipe (plain), so `bantzd status | grep`
     works on what a person sees.
     """
+    from bantzd.supervisor.overrides import parallel_text
+
     supervisor = supervisor_text(report["supervisor"], len(report["running"]), now)
     load = report["load"]
     lines = [

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,11 @@ from bantzd.errors import IoPathError
 from bantzd.paths import DIR_MODE, Home, TaskPaths
 from bantzd.queue.atomic import DurableBatch, dumps, fsync_dir, read_json
 from bantzd.queue.journal import Journal, read_journal
+
+# The readers' functions live in queue/stateread.py; imported from here too, as they were.
+from bantzd.queue.stateread import read_state as read_state
+from bantzd.queue.stateread import scan_states as scan_states
+from bantzd.queue.stateread import task_ids
 from bantzd.queue.states import Status, check_transition, implied_changes
 from bantzd.queue.task import TaskState
 
@@ -39,37 +44,6 @@ MAX_ID = 10**15
 # At most this many task folders are made ahead of a batch of spool files (`create`).
 PREMAKE_MAX = 256
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-
-
-def read_state(path: Path) -> TaskState | None:
-    """state.json of a task folder, or None when the folder is not a complete task."""
-    try:
-        data = read_json(path / "state.json")
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or not (path / "task.yaml").exists():
-        return None
-    try:
-        return TaskState.from_json(data)
-    except (TypeError, ValueError):
-        return None
-
-
-def task_ids(home: Home) -> list[int]:
-    """Ids of the task folders present, ascending."""
-    try:
-        names = os.listdir(home.tasks)
-    except FileNotFoundError:
-        return []
-    return sorted(int(n) for n in names if n.isdigit())
-
-
-def scan_states(home: Home) -> Iterator[TaskState]:
-    """Every complete task, by id."""
-    for task_id in task_ids(home):
-        state = read_state(home.task_dir(task_id))
-        if state is not None:
-            yield state
 
 
 class Store:

@@ -135,6 +135,9 @@ def _runtime_types(hint: Any) -> tuple[type, ...]:
     return (hint,)
 
 
+# get_type_hints evaluates every annotation: once, not once per field (it is on the import
+# path of every command).
+_HINTS = typing.get_type_hints(TaskState)
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    f.name: _runtime_types(typing.get_type_hints(TaskState)[f.name]) for f in fields(TaskState)
+    f.name: _runtime_types(_HINTS[f.name]) for f in fields(TaskState)
 }

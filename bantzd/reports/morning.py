@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from bantzd.clock import epoch
 from bantzd.crash import fault_point
-from bantzd.paths import Home, TaskPaths
+from bantzd.paths import REPORT_MARKER, Home, TaskPaths
 from bantzd.queue.atomic import read_json, write_bytes_atomic, write_json_atomic
 from bantzd.queue.journal import read_journal
 from bantzd.queue.states import Status
@@ -80,7 +80,7 @@ MAX_LINE = 400
 MAX_RESULT = 200
 RESULT_BYTES = 64 * 1024
 MAX_COMMAND = 160
-MARKER = ".last.json"
+MARKER = REPORT_MARKER
 
 
 def human_duration(seconds: float) -> str:
