@@ -11,6 +11,10 @@ tens of milliseconds per task). The wrapper:
   trusting a pid;
 * first moves itself into the attempt's own cgroup where there is one, before the task's
   command starts, so nothing the task forks can leave it (see `escape`);
+* when the task's niceness is above ours, waits at a gate (a pipe on its stdin) until the
+  supervisor has reniced it, so the task and all it starts run niced from their first
+  instruction with no nice(1) exec (renicing a process is one syscall; an exec of nice(1)
+  costs more than the rest of a no-op task's start); then gives the command /dev/null;
 * traps SIGTERM/SIGINT/SIGHUP only to outlive its child, then writes exit.json with the
   child's status and the attempt number, so the outcome of an attempt survives the death
   of the supervisor that started it. When that supervisor is gone (the wrapper's parent
@@ -291,6 +295,12 @@ def spawn(
         escape.register_wrapper(popen.pid)
         if gated:
             _open_gate(popen.pid, nice, gate_w)
+        elif nice < ours and run_argv is argv:
+            # Below ours, and no nice(1): renice the wrapper, late for what it forks at once.
+            try:
+                os.setpriority(os.PRIO_PROCESS, popen.pid, nice)
+            except OSError:
+                pass  # the wrapper already exited, or we may not lower it: not fatal
         os.ftruncate(lock_fd, 0)
         line = f"{popen.pid} {attempt} {step_index} {token} {cgroup or '-'}\n"
         os.pwrite(lock_fd, line.encode(errors="surrogateescape"), 0)
