@@ -17,12 +17,13 @@ tens of milliseconds per task). The wrapper:
   costs more than the rest of a no-op task's start); then gives the command /dev/null;
 * traps SIGTERM/SIGINT/SIGHUP only to outlive its child, then writes exit.json with the
   child's status and the attempt number, so the outcome of an attempt survives the death
-  of the supervisor that started it. When that supervisor is gone (the wrapper's parent
-  no longer exists), the record is made durable before the wrapper exits: written to
-  exit.json.tmp, renamed, then fsynced with its folder (`sync FILE DIR`), so a power cut
-  cannot lose an outcome that no supervisor has recorded. While the supervisor runs, it
-  reaps the wrapper and makes the outcome durable itself (state.json, group-committed), and
-  the record is a plain write: two fewer processes per task.
+  of the supervisor that started it. When that supervisor is gone (its pid, given to the
+  wrapper, no longer runs, or is a zombie), the record is made durable before the
+  wrapper exits: written to exit.json.tmp, renamed, then fsynced with its folder (`sync
+  FILE DIR`), so a power cut cannot lose an outcome that no supervisor has recorded.
+  While the supervisor runs, it reaps the wrapper and makes the outcome durable itself
+  (state.json, group-committed), and the record is a plain write: two fewer processes
+  per task.
 
 The parent owns the outcome: `reap` decides from the wait status, and only when the
 supervisor is gone does the exit record speak.
@@ -68,15 +69,18 @@ def _tool(name: str) -> str | None:
 
 @functools.cache
 def wrapper_script() -> str:
-    """The /bin/sh wrapper: args are RECORD ATTEMPT STEP CGROUP_PROCS GATE, then the command.
+    """The /bin/sh wrapper: args are RECORD ATTEMPT STEP CGROUP_PROCS GATE SUPERVISOR, then
+    the command.
 
-    GATE non-empty: stdin is a pipe from the supervisor, which renices the wrapper and then
-    writes a line (see `spawn`); the wrapper reads it before anything else runs, and then
-    gives the command /dev/null as stdin. "$@" is the command; its status is written before
-    the wrapper exits with it. The traps are handlers (not ''), so the command itself
-    starts with default dispositions; each remembers which signal reached the group. The
-    command runs with the user's umask; the record is written with 077 (bantzd's own files
-    are private).
+    SUPERVISOR: the pid of the process that starts it (not $PPID, which sh reads when it
+    starts: a supervisor killed while the wrapper's exec is still under way leaves it an
+    orphan whose $PPID is 1 or a subreaper, alive and well). GATE non-empty: stdin is a
+    pipe from the supervisor, which renices the wrapper and then writes a line (see
+    `spawn`); the wrapper reads it before anything else runs, and then gives the command
+    /dev/null as stdin. "$@" is the command; its status is written before the wrapper exits
+    with it. The traps are handlers (not ''), so the command itself starts with default
+    dispositions; each remembers which signal reached the group. The command runs with the
+    user's umask; the record is written with 077 (bantzd's own files are private).
     """
     mv, sync = _tool("mv"), _tool("sync")
     durable = '> "$rec.tmp" && ' + shlex.quote(mv) + ' -f "$rec.tmp" "$rec"' if mv else '> "$rec"'
@@ -90,7 +94,7 @@ def wrapper_script() -> str:
         '"$rc" "${bs:-0}" "$att" "$step"'
     )
     return (
-        'rec="$1"; att="$2"; step="$3"; cg="$4"; gate="$5"; shift 5; '
+        'rec="$1"; att="$2"; step="$3"; cg="$4"; gate="$5"; sup="$6"; shift 6; '
         '[ -z "$cg" ] || { echo $$ > "$cg"; } 2>/dev/null; '
         '[ -z "$gate" ] || { read -r gate; exec < /dev/null; }; '
         "trap 'bs=1' HUP; trap 'bs=2' INT; trap 'bs=15' TERM; "
@@ -102,8 +106,8 @@ def wrapper_script() -> str:
         # `kill -0` still finds: its state in /proc (read with builtins, no fork) says Z.
         # /proc/PID/status, not stat: sh's `read` takes one byte a syscall, and State is
         # its third line (~45 bytes) where stat's state follows the command name.
-        'if kill -0 "$PPID" 2>/dev/null && { st=; while read -r k v; do '
-        '[ "$k" != State: ] || { st="$v"; break; }; done < "/proc/$PPID/status" && '
+        'if kill -0 "$sup" 2>/dev/null && { st=; while read -r k v; do '
+        '[ "$k" != State: ] || { st="$v"; break; }; done < "/proc/$sup/status" && '
         '[ -n "$st" ] && [ "${st%% *}" != Z ]; } 2>/dev/null; then ' + record + ' > "$rec"; '
         "else { " + record + " " + durable + "; } || " + cleanup + "; fi; "
         'exit "$rc"'
@@ -268,6 +272,7 @@ def spawn(
                     str(step_index),
                     str(cgroup / "cgroup.procs") if cgroup else "",
                     "1" if gated else "",
+                    str(os.getpid()),
                     *run_argv,
                 ],
                 stdin=gate_r if gated else subprocess.DEVNULL,
