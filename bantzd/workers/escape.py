@@ -5,13 +5,16 @@ leaves a process that no group signal reaches, that outlives the attempt, and th
 the task's worker.lock fd (so the next attempt would find "a previous attempt of this task
 is still alive"). Two ways find such processes, chosen once per supervisor by `setup`:
 
-* **cgroup v2** (root, or a delegated cgroup2 directory we may write): each spawn gets its
-  own cgroup `<base>/<task>-<token>`; the wrapper writes its own pid into cgroup.procs as
-  its first command, before the task's command starts, and every process the task forks
-  is born inside it, whatever it does with sessions, groups or its environment. Ending the
-  attempt writes cgroup.kill (Linux 5.14+; older kernels: SIGKILL every pid in
-  cgroup.procs until it is empty), waits until the cgroup is empty, and removes it. The
-  path is in worker.lock, so a restarted supervisor ends an adopted attempt the same way.
+* **cgroup v2** (root, or a delegated cgroup2 directory we may write): each spawn gets an
+  empty cgroup of its own under `<base>` (`cgroups`: one that an ended attempt left empty
+  is reused, marked as this attempt's, rather than a mkdir per spawn); the wrapper writes
+  its own pid into cgroup.procs as its first command, before the task's command starts,
+  and every process the task forks is born inside it, whatever it does with sessions,
+  groups or its environment. Ending the attempt writes cgroup.kill (Linux 5.14+; older
+  kernels: SIGKILL every pid in cgroup.procs until it is empty), waits until the cgroup is
+  empty, and keeps it for reuse or removes it. The path is in worker.lock, so a restarted
+  supervisor ends an adopted attempt the same way (only while the cgroup is still marked
+  as that attempt's).
 * **Elsewhere (or BANTZ_NO_CGROUP=1)**: the supervisor is a child subreaper
   (PR_SET_CHILD_SUBREAPER), so an orphaned process of an attempt becomes the supervisor's
   child instead of init's; and every process of an attempt inherits BANTZ_ATTEMPT_TOKEN
@@ -33,21 +36,26 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import errno
-import hashlib
 import logging
 import os
 import secrets
 import select
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bantzd.paths import TaskPaths
+from bantzd.workers import cgroups
+from bantzd.workers.cgroups import (  # noqa: F401 - where callers have always found them
+    cgroup2_mount,
+    find_cgroup_base,
+    in_cgroup,
+    make_cgroup,
+    own_cgroup,
+    remove_cgroup,
+)
 
 log = logging.getLogger("bantzd")
 
@@ -56,10 +64,8 @@ NO_CGROUP_ENV = "BANTZ_NO_CGROUP"
 _PROC = "/proc"
 _LINUX = sys.platform.startswith("linux")
 PR_SET_CHILD_SUBREAPER = 36
-# How long ending an attempt may wait for its killed processes to be gone. SIGKILL is
-# near-instant; only a process stuck in the kernel (D state, a dead NFS server) takes
-# longer, and then the attempt's cgroup stays and is removed at the next start.
-END_WAIT = 3.0
+# How long ending an attempt may wait for its killed processes to be gone (see `cgroups`).
+END_WAIT = cgroups.END_WAIT
 # Rounds of "find and kill" in the fallback: a process forking as fast as it can makes
 # new ones while we kill the old ones.
 KILL_ROUNDS = 50
@@ -73,6 +79,7 @@ class Containment:
     cgroup_kill: bool = False  # the kernel has cgroup.kill
     mount: Path | None = None  # where cgroup2 is mounted, when cgroup_base is set
     subreaper: bool = False
+    reuse: bool = False  # ended attempts' empty cgroups are handed to later spawns
 
     def describe(self) -> str:
         if self.cgroup_base is not None:
@@ -101,19 +108,24 @@ def setup(home_root: Path) -> Containment:
     base = None
     kill = False
     if os.environ.get(NO_CGROUP_ENV, "") in ("", "0"):
-        base, kill = find_cgroup_base(home_root)
-    mount = cgroup2_mount() if base is not None else None
-    _current = Containment(cgroup_base=base, cgroup_kill=kill, mount=mount, subreaper=subreaper)
+        base, kill = cgroups.find_cgroup_base(home_root)
+    mount = cgroups.cgroup2_mount() if base is not None else None
+    reuse = cgroups.use(base, kill=kill)
+    _current = Containment(
+        cgroup_base=base, cgroup_kill=kill, mount=mount, subreaper=subreaper, reuse=reuse
+    )
     if base is not None:
-        sweep(base, home_root)
-        # Bases of homes whose supervisors are gone (a deleted test home, say): only empty
-        # ones go, and `make_cgroup` recreates its base should one go under its feet.
-        for sibling in base.parent.glob("h-*"):
-            if sibling != base:
-                _rmdir(sibling, wait=False)
-        atexit.register(_rmdir, base, wait=False)  # ours, when empty, at a normal exit
+        cgroups.sweep(base, home_root, _kill_closed)
+        cgroups.sweep_homes(base, home_root)
+        atexit.register(_at_exit, base)  # ours, when empty, at a normal exit
     log.debug("attempts: %s", _current.describe())
     return _current
+
+
+def _at_exit(base: Path) -> None:
+    if _current.cgroup_base == base:
+        cgroups.drop_pool()
+    cgroups.rmdir(base, wait=False)
 
 
 def new_token() -> str:
@@ -217,119 +229,7 @@ def _orphans(exclude: int | None) -> list[int]:
     return found
 
 
-# --- cgroup v2 ------------------------------------------------------------------------
-
-
-def cgroup2_mount(mountinfo: str | None = None) -> Path | None:
-    """Where cgroup2 is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified in the hybrid
-    layout), from /proc/self/mountinfo; None when it is not mounted."""
-    if mountinfo is None:
-        try:
-            mountinfo = Path(f"{_PROC}/self/mountinfo").read_text()
-        except OSError:
-            return None
-    for line in mountinfo.splitlines():
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        fields = left.split()
-        if right.split()[:1] == ["cgroup2"] and len(fields) >= 5:
-            # Octal escapes (\040 for a space) as the kernel writes them.
-            return Path(fields[4].encode().decode("unicode_escape"))
-    return None
-
-
-def own_cgroup(text: str | None = None) -> str | None:
-    """Our cgroup2 path (the `0::` line of /proc/self/cgroup), e.g. "/" or "/user.slice/..."."""
-    if text is None:
-        try:
-            text = Path(f"{_PROC}/self/cgroup").read_text()
-        except OSError:
-            return None
-    for line in text.splitlines():
-        if line.startswith("0::"):
-            return line[3:]
-    return None
-
-
-def find_cgroup_base(home_root: Path) -> tuple[Path | None, bool]:
-    """A cgroup2 directory where this home's attempts can each get a cgroup, and whether
-    the kernel has cgroup.kill; (None, False) where none can be used.
-
-    Tried in order: `bantzd/` inside our own cgroup (a delegated systemd unit or user
-    slice: the attempts stay inside the unit, so `systemctl stop` still ends them), then
-    `bantzd/` under the cgroup2 root (root). Each is proven by moving a real process in.
-    """
-    mount = cgroup2_mount()
-    own = own_cgroup()
-    if mount is None or own is None or "\n" in str(mount):
-        return None, False
-    digest = hashlib.sha256(str(home_root.resolve()).encode()).hexdigest()[:12]
-    parents = []
-    if own not in ("/", ""):
-        parents.append(mount / own.lstrip("/"))
-    parents.append(mount)
-    for parent in parents:
-        base = parent / "bantzd" / f"h-{digest}"
-        kill = _usable(base)
-        if kill is not None:
-            return base, kill
-    return None, False
-
-
-def _usable(base: Path) -> bool | None:
-    """Whether a process can be moved into a child of `base` (None: it cannot); True when
-    the kernel also has cgroup.kill."""
-    probe = base / f"probe-{os.getpid()}"
-    try:
-        base.mkdir(parents=True, exist_ok=True)
-        probe.mkdir(exist_ok=True)
-    except OSError:
-        return None
-    try:
-        res = subprocess.run(
-            ["/bin/sh", "-c", 'echo $$ > "$1/cgroup.procs"', "probe", str(probe)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=10,
-            check=False,
-        )
-        return (probe / "cgroup.kill").exists() if res.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-    finally:
-        _rmdir(probe)
-
-
-def make_cgroup(task_name: str, token: str) -> Path | None:
-    """A new, empty cgroup for one spawn, or None (no cgroups here, or mkdir failed: the
-    attempt then runs with the environment marker only)."""
-    base = _current.cgroup_base
-    if base is None:
-        return None
-    path = base / f"{task_name}-{token}"
-    try:
-        try:
-            path.mkdir()
-        except FileNotFoundError:
-            base.mkdir(parents=True, exist_ok=True)
-            path.mkdir()
-    except OSError as e:
-        log.warning("could not create the cgroup %s (%s); using the environment marker", path, e)
-        return None
-    return path
-
-
-def in_cgroup(path: Path | None) -> list[int]:
-    """The pids in cgroup `path` (empty when it is gone)."""
-    if path is None:
-        return []
-    try:
-        with open(path / "cgroup.procs", "rb") as f:
-            return [int(p) for p in f.read().split()]
-    except (OSError, ValueError):
-        return []
+# --- cgroup v2 (see `cgroups`) ---------------------------------------------------------
 
 
 def cgroup_of(pid: int) -> Path | None:
@@ -337,80 +237,18 @@ def cgroup_of(pid: int) -> Path | None:
     base, mount = _current.cgroup_base, _current.mount
     if base is None or mount is None:
         return None
-    path = own_cgroup(_read_text(f"{_PROC}/{pid}/cgroup"))
+    path = cgroups.own_cgroup(_read_text(f"{_PROC}/{pid}/cgroup"))
     if not path:
         return None
     full = mount / path.lstrip("/")
     return full if full.parent == base else None
 
 
-def _end_cgroup(path: Path) -> bool:
-    """Kill everything in cgroup `path`, wait until it is empty, remove it; False when
-    it could not be emptied within END_WAIT (it is left for `sweep`)."""
-    if not path.is_dir():
-        return True
-    deadline = time.monotonic() + END_WAIT
-    if _populated(path):
-        if _current.cgroup_kill:
-            try:
-                (path / "cgroup.kill").write_text("1")
-            except OSError as e:
-                log.warning("could not write %s: %s", path / "cgroup.kill", e)
-        while _populated(path) and time.monotonic() < deadline:
-            for pid in in_cgroup(path):  # no cgroup.kill, or what raced with it
-                _kill(pid)
-            time.sleep(0.002)
-    if _populated(path):
-        log.warning("processes in %s did not end within %gs after SIGKILL", path, END_WAIT)
-        return False
-    _rmdir(path)
-    return True
-
-
-def _populated(path: Path) -> bool:
-    text = _read_text(str(path / "cgroup.events"))
-    if text is None:
-        return bool(in_cgroup(path))
-    return "populated 1" in text
-
-
-def sweep(base: Path, home_root: Path) -> None:
-    """Remove this home's attempt cgroups that no live attempt uses: the empty ones, and
-    those whose token is no longer the one in their task's worker.lock (killed first)."""
-    try:
-        names = os.listdir(base)
-    except OSError:
-        return
-    for name in names:
-        path = base / name
-        if not path.is_dir():
-            continue
-        if name.startswith("probe-"):
-            _rmdir(path)
-            continue
-        task, _, token = name.rpartition("-")
-        lock = _read_text(str(TaskPaths(home_root / "tasks" / task).worker_lock)) or ""
-        if _populated(path) and token in lock.split():
-            continue  # an attempt still running: recovery adopts it
-        _end_cgroup(path)
-
-
-def remove_cgroup(path: Path) -> None:
-    """Remove an attempt's cgroup that no process ever joined (a spawn that failed)."""
-    _rmdir(path)
-
-
-def _rmdir(path: Path, *, wait: bool = True) -> None:
-    for _ in range(50):
-        try:
-            path.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError as e:
-            if e.errno != errno.EBUSY or not wait:
-                return
-            time.sleep(0.002)  # the last process is still on its way out
+def _kill_closed(pid: int) -> None:
+    """SIGKILL `pid` (a member of a cgroup being ended) through a pidfd, and close it."""
+    fd = _kill(pid)
+    if fd is not None:
+        os.close(fd)
 
 
 # --- ending an attempt ------------------------------------------------------------------
@@ -432,7 +270,7 @@ def end_attempt(
     uid is looked at.
     """
     if cgroup is not None:
-        _end_cgroup(cgroup)
+        cgroups.end(cgroup, token, _kill_closed)
     if token is None:
         return 0
     marker = f"{TOKEN_ENV}={token}".encode()

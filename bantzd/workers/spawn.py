@@ -11,14 +11,19 @@ tens of milliseconds per task). The wrapper:
   trusting a pid;
 * first moves itself into the attempt's own cgroup where there is one, before the task's
   command starts, so nothing the task forks can leave it (see `escape`);
+* when the task's niceness is above ours, waits at a gate (a pipe on its stdin) until the
+  supervisor has reniced it, so the task and all it starts run niced from their first
+  instruction with no nice(1) exec (renicing a process is one syscall; an exec of nice(1)
+  costs more than the rest of a no-op task's start); then gives the command /dev/null;
 * traps SIGTERM/SIGINT/SIGHUP only to outlive its child, then writes exit.json with the
   child's status and the attempt number, so the outcome of an attempt survives the death
-  of the supervisor that started it. When that supervisor is gone (the wrapper's parent
-  no longer exists), the record is made durable before the wrapper exits: written to
-  exit.json.tmp, renamed, then fsynced with its folder (`sync FILE DIR`), so a power cut
-  cannot lose an outcome that no supervisor has recorded. While the supervisor runs, it
-  reaps the wrapper and makes the outcome durable itself (state.json, group-committed), and
-  the record is a plain write: two fewer processes per task.
+  of the supervisor that started it. When that supervisor is gone (its pid, given to the
+  wrapper, no longer runs, or is a zombie), the record is made durable before the
+  wrapper exits: written to exit.json.tmp, renamed, then fsynced with its folder (`sync
+  FILE DIR`), so a power cut cannot lose an outcome that no supervisor has recorded.
+  While the supervisor runs, it reaps the wrapper and makes the outcome durable itself
+  (state.json, group-committed), and the record is a plain write: two fewer processes
+  per task.
 
 The parent owns the outcome: `reap` decides from the wait status, and only when the
 supervisor is gone does the exit record speak.
@@ -64,12 +69,18 @@ def _tool(name: str) -> str | None:
 
 @functools.cache
 def wrapper_script() -> str:
-    """The /bin/sh wrapper: args are RECORD ATTEMPT STEP CGROUP_PROCS, then the command.
+    """The /bin/sh wrapper: args are RECORD ATTEMPT STEP CGROUP_PROCS GATE SUPERVISOR, then
+    the command.
 
-    "$@" is the command; its status is written before the wrapper exits with it. The traps
-    are handlers (not ''), so the command itself starts with default dispositions; each
-    remembers which signal reached the group. The command runs with the user's umask; the
-    record is written with 077 (bantzd's own files are private).
+    SUPERVISOR: the pid of the process that starts it (not $PPID, which sh reads when it
+    starts: a supervisor killed while the wrapper's exec is still under way leaves it an
+    orphan whose $PPID is 1 or a subreaper, alive and well). GATE non-empty: stdin is a
+    pipe from the supervisor, which renices the wrapper and then writes a line (see
+    `spawn`); the wrapper reads it before anything else runs, and then gives the command
+    /dev/null as stdin. "$@" is the command; its status is written before the wrapper exits
+    with it. The traps are handlers (not ''), so the command itself starts with default
+    dispositions; each remembers which signal reached the group. The command runs with the
+    user's umask; the record is written with 077 (bantzd's own files are private).
     """
     mv, sync = _tool("mv"), _tool("sync")
     durable = '> "$rec.tmp" && ' + shlex.quote(mv) + ' -f "$rec.tmp" "$rec"' if mv else '> "$rec"'
@@ -83,8 +94,9 @@ def wrapper_script() -> str:
         '"$rc" "${bs:-0}" "$att" "$step"'
     )
     return (
-        'rec="$1"; att="$2"; step="$3"; cg="$4"; shift 4; '
+        'rec="$1"; att="$2"; step="$3"; cg="$4"; gate="$5"; sup="$6"; shift 6; '
         '[ -z "$cg" ] || { echo $$ > "$cg"; } 2>/dev/null; '
+        '[ -z "$gate" ] || { read -r gate; exec < /dev/null; }; '
         "trap 'bs=1' HUP; trap 'bs=2' INT; trap 'bs=15' TERM; "
         '"$@"; rc=$?; umask 077; '
         # The supervisor that started us still runs: it reaps us, owns the outcome and
@@ -92,8 +104,11 @@ def wrapper_script() -> str:
         # processes per task). Orphaned, the record is all that will speak for the attempt.
         # A supervisor killed but not yet reaped by its own parent is a zombie, which
         # `kill -0` still finds: its state in /proc (read with builtins, no fork) says Z.
-        'if kill -0 "$PPID" 2>/dev/null && { read -r st < "/proc/$PPID/stat" && '
-        'st="${st##*) }" && [ "${st%% *}" != Z ]; } 2>/dev/null; then ' + record + ' > "$rec"; '
+        # /proc/PID/status, not stat: sh's `read` takes one byte a syscall, and State is
+        # its third line (~45 bytes) where stat's state follows the command name.
+        'if kill -0 "$sup" 2>/dev/null && { st=; while read -r k v; do '
+        '[ "$k" != State: ] || { st="$v"; break; }; done < "/proc/$sup/status" && '
+        '[ -n "$st" ] && [ "${st%% *}" != Z ]; } 2>/dev/null; then ' + record + ' > "$rec"; '
         "else { " + record + " " + durable + "; } || " + cleanup + "; fi; "
         'exit "$rc"'
     )
@@ -170,7 +185,8 @@ def command_argv(run: str | tuple[str, ...] | list[str]) -> list[str]:
 def niced(argv: list[str], nice: int) -> list[str]:
     """`argv` run at niceness `nice` from its first instruction: through nice(1), so the
     task and everything it starts inherit it (renicing the pid after the start would race
-    with the children it forks at once). The wrapper itself stays at our niceness."""
+    with the children it forks at once). Only for a niceness below ours, which `spawn`'s
+    gate cannot give (lowering it needs a privilege; nice(1) says so in the log)."""
     delta = nice - os.getpriority(os.PRIO_PROCESS, 0)
     path = _nice_path()
     if delta == 0 or path is None:
@@ -218,7 +234,11 @@ def spawn(
     still find what it left (see `read_lock_info`). `umask`: the task's (the user's own,
     while bantzd itself runs with 077); None keeps ours."""
     check_runnable(argv, cwd, env)
-    run_argv = niced(argv, nice)
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    # Raising the niceness of a process of ours needs no privilege: the wrapper is reniced
+    # while it waits at its gate, before it starts anything, with no nice(1) exec.
+    gated = nice > ours
+    run_argv = argv if nice >= ours else niced(argv, nice)
     lock_fd = open_private(paths.worker_lock)
     try:
         try:
@@ -235,8 +255,12 @@ def spawn(
         cgroup = escape.make_cgroup(paths.dir.name, token)
         env = {**env, escape.TOKEN_ENV: token}
         log_fd = os.open(paths.output, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        gate_r = gate_w = -1
         try:
+            if gated:
+                gate_r, gate_w = os.pipe()  # close-on-exec, both ends
             os.write(log_fd, marker.encode(errors="replace"))
+            # No preexec_fn, no uid/gid change: CPython starts it with vfork.
             popen = subprocess.Popen(
                 [
                     "/bin/sh",
@@ -247,9 +271,11 @@ def spawn(
                     str(attempt),
                     str(step_index),
                     str(cgroup / "cgroup.procs") if cgroup else "",
+                    "1" if gated else "",
+                    str(os.getpid()),
                     *run_argv,
                 ],
-                stdin=subprocess.DEVNULL,
+                stdin=gate_r if gated else subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,
                 cwd=cwd,
@@ -260,6 +286,8 @@ def spawn(
                 umask=-1 if umask is None else umask,
             )
         except OSError as e:
+            if gate_w >= 0:
+                os.close(gate_w)
             if cgroup is not None:
                 escape.remove_cgroup(cgroup)
             if e.errno in MACHINE_ERRNOS:
@@ -267,9 +295,13 @@ def spawn(
             raise SpawnError(f"could not start: {e.strerror or e}") from e
         finally:
             os.close(log_fd)
+            if gate_r >= 0:
+                os.close(gate_r)
         escape.register_wrapper(popen.pid)
-        if nice and run_argv is argv:
-            # No nice(1) here: renice the wrapper, a moment late for what it forks at once.
+        if gated:
+            _open_gate(popen.pid, nice, gate_w)
+        elif nice < ours and run_argv is argv:
+            # Below ours, and no nice(1): renice the wrapper, late for what it forks at once.
             try:
                 os.setpriority(os.PRIO_PROCESS, popen.pid, nice)
             except OSError:
@@ -280,6 +312,23 @@ def spawn(
         return popen
     finally:
         os.close(lock_fd)
+
+
+def _open_gate(pid: int, nice: int, gate_w: int) -> None:
+    """Renice the wrapper `pid`, which waits at its gate (execed, started nothing yet), then
+    let it go on: the task and all it starts run at `nice` from their first instruction.
+    The wrapper only waits for the task and writes its record; it runs niced too."""
+    try:
+        try:
+            os.setpriority(os.PRIO_PROCESS, pid, nice)
+        except OSError:
+            pass  # it is gone (killed already): nothing of the task has started
+        try:
+            os.write(gate_w, b"\n")
+        except OSError:
+            pass  # gone: its reap says how it ended
+    finally:
+        os.close(gate_w)
 
 
 def exited(att: Attempt) -> bool:
