@@ -167,6 +167,15 @@ def supervisor(home: Path, log: Path, timeout: float = 60) -> Iterator[Running]:
         out.close()
 
 
+def throttled(home: Path) -> int:
+    """How many times the supervisor logged `starts throttled` (the load throttle held starts
+    back: on a busy machine that, not bantzd's own cost, can be most of a run's time)."""
+    try:
+        return (home / "bantzd.log").read_text(errors="replace").count("starts throttled")
+    except OSError:
+        return 0
+
+
 def log_tail(log: Path, lines: int = 5) -> str:
     with contextlib.suppress(OSError):
         return " / ".join(log.read_text(errors="replace").strip().splitlines()[-lines:])

@@ -39,6 +39,7 @@ from perf_common import (
     statuses,
     supervisor,
     task_folders,
+    throttled,
     wait_for,
 )
 
@@ -85,6 +86,9 @@ def run_bantzd(base: Path, n: int, label: str, config: str, *, fresh: bool = Fal
         note = f"{done}/{n} done; files < {SETTLE:g} s old wait to settle"
     else:
         note = f"{done}/{n} done; drops took {dropped:.2f} s + {SETTLE + 0.2:g} s wait (untimed)"
+    held_back = throttled(home)
+    if held_back:
+        note += f"; starts throttled {held_back}× (load)"
     if proc.returncode != 0 or done != n:
         note += f"; FAILED: exit {proc.returncode}, states {counts}"
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
@@ -258,4 +262,5 @@ def run_latency(base: Path, drops: int, config: str) -> tuple[list[float], str]:
                 time.sleep(0.05)  # let the supervisor settle back to idle
     except (RuntimeError, TimeoutError, OSError) as e:
         return lat, f"FAILED: {e}"
-    return lat, ""
+    held_back = throttled(home)
+    return lat, f"starts throttled {held_back}× (load)" if held_back else ""
