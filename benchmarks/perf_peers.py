@@ -59,7 +59,9 @@ def run_bantzd_empty(base: Path, config: str) -> float:
     return time.perf_counter() - t
 
 
-def run_bantzd(base: Path, n: int, label: str, config: str, *, fresh: bool = False) -> Row:
+def run_bantzd(
+    base: Path, n: int, label: str, config: str, *, fresh: bool = False, timeout: float = 900
+) -> Row:
     """fresh: start the moment the last file is renamed in. Otherwise wait until the files are
     older than bantzd's settle time first, as files dropped during the day are at 23:00."""
     home = make_home(base, f"bantzd-{len(list(base.iterdir()))}", config)
@@ -71,14 +73,25 @@ def run_bantzd(base: Path, n: int, label: str, config: str, *, fresh: bool = Fal
     if not fresh:
         time.sleep(SETTLE + 0.2)
     t = time.perf_counter()
-    proc = subprocess.run(
-        bantzd_cmd(home, "run", "--once"),
-        cwd=REPO,
-        env=bantzd_env(),
-        capture_output=True,
-        text=True,
-        timeout=max(900, n),
-    )
+    try:
+        proc = subprocess.run(
+            bantzd_cmd(home, "run", "--once"),
+            cwd=REPO,
+            env=bantzd_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:  # run() has killed it
+        done = statuses(home).get("done", 0)
+        held_back = throttled(home)
+        return Row(
+            label,
+            n,
+            None,
+            f"FAILED: not done after {timeout:.0f} s ({done}/{n} done, "
+            f"starts throttled {held_back}× (load))",
+        )
     seconds = time.perf_counter() - t
     counts = statuses(home)
     done = counts.get("done", 0)
@@ -252,13 +265,13 @@ def run_latency(base: Path, drops: int, config: str) -> tuple[list[float], str]:
                 t0 = time.time()
                 os.rename(tmp, spool / f"{name}.yaml")
                 wait_for(
-                    lambda s=stamp: read_stamp(s) is not None, 30, f"{name} to start", sup.proc
+                    lambda s=stamp: read_stamp(s) is not None, 120, f"{name} to start", sup.proc
                 )
                 started = read_stamp(stamp)
                 assert started is not None
                 if i >= 0:
                     lat.append(started - t0)
-                wait_for(lambda n=name: task_done(home, n), 30, f"{name} to finish", sup.proc)
+                wait_for(lambda n=name: task_done(home, n), 120, f"{name} to finish", sup.proc)
                 time.sleep(0.05)  # let the supervisor settle back to idle
     except (RuntimeError, TimeoutError, OSError) as e:
         return lat, f"FAILED: {e}"

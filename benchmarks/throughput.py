@@ -1,6 +1,7 @@
 """Every figure of issue 18 next to its target, peers measured in the same run.
 
-    python benchmarks/throughput.py [--quick] [--tasks 1000] [--drops 50] [--repeat R] [--fresh]
+    python benchmarks/throughput.py [--quick] [--tasks 1000] [--drops 50] [--repeat R]
+                                    [--rows default,free,nice0,fresh] [--timeout 900]
                                     [--sizes 1000,10000] [--with-50k] [--runs 200]
                                     [--window 30] [--idle 60]
                                     [--sections peers,latency,queue,idle,llm]
@@ -8,7 +9,7 @@
 
 Sections (each in its own module beside this one):
   peers    N no-op tasks: bantzd (default config, nice 10; the same without the load
-           throttle; nice = 0) against task-spooler, nq and xargs -P2 (perf_peers.py)
+           throttle; nice = 0 without it) against task-spooler, nq and xargs -P2 (perf_peers.py)
   latency  drop -> start of an idle supervisor, default config (perf_peers.py)
   queue    a big queue at each of --sizes: intake, cost per start (the curve, with an empty
            queue as its baseline), RSS and CPU while nothing can start, status / list --json /
@@ -51,14 +52,14 @@ from perf_queue import run_queue
 TOOLS = ("bantzd", "xargs", "tsp", "nq")
 SECTIONS = ("peers", "latency", "queue", "idle", "llm")
 DEFAULT_CONFIG = "# the defaults: max_parallel = 2, nice = 10, [throttle] max_load = 1.5\n"
-NICE0_CONFIG = "nice = 0\n"
 # The default but for the load throttle: on a shared machine the load others make holds starts
 # back (see the rows' notes), which is not what a start costs.
 UNTHROTTLED_CONFIG = "[throttle]\nmax_load = 1000\n"
+NICE0_CONFIG = "nice = 0\n" + UNTHROTTLED_CONFIG  # against the row above: what nice costs
 LATENCY_TARGET = 5.0  # ms, p50
 XARGS_TARGET = 2.0  # × xargs -P2, at most
 BANTZD_DEFAULT = "bantzd run --once (default config, nice 10)"
-BANTZD_NICE0 = "bantzd run --once, nice = 0"
+BANTZD_NICE0 = "bantzd run --once, nice = 0, no load throttle"
 BANTZD_FREE = "bantzd run --once, default config but no load throttle"
 BANTZD_FRESH = "bantzd run --once, just dropped (default config)"
 
@@ -107,7 +108,17 @@ def load() -> str:
 # ----------------------------------------------------------------------------- peers
 
 
-def run_peers(base: Path, n: int, repeat: int, only: list[str], fresh: bool) -> list[Row]:
+BANTZD_ROWS = {  # --rows name: label, config, fresh
+    "default": (BANTZD_DEFAULT, DEFAULT_CONFIG, False),
+    "free": (BANTZD_FREE, UNTHROTTLED_CONFIG, False),
+    "nice0": (BANTZD_NICE0, NICE0_CONFIG, False),
+    "fresh": (BANTZD_FRESH, DEFAULT_CONFIG, True),
+}
+
+
+def run_peers(
+    base: Path, n: int, repeat: int, only: list[str], bantzd_rows: list[str], timeout: float
+) -> list[Row]:
     rounds: list[list[Row]] = []
     for k in range(repeat):
         d = base / f"round{k + 1}"
@@ -116,14 +127,10 @@ def run_peers(base: Path, n: int, repeat: int, only: list[str], fresh: bool) -> 
         if "xargs" in only:
             this.append(run_xargs(n))
         if "bantzd" in only:
-            print(f"  {BANTZD_DEFAULT}: {n} tasks ...", flush=True)
-            this.append(run_bantzd(d, n, BANTZD_DEFAULT, DEFAULT_CONFIG))
-            print(f"  {BANTZD_FREE}: {n} tasks ...", flush=True)
-            this.append(run_bantzd(d, n, BANTZD_FREE, UNTHROTTLED_CONFIG))
-            print(f"  {BANTZD_NICE0}: {n} tasks ...", flush=True)
-            this.append(run_bantzd(d, n, BANTZD_NICE0, NICE0_CONFIG))
-            if fresh:
-                this.append(run_bantzd(d, n, BANTZD_FRESH, DEFAULT_CONFIG, fresh=True))
+            for name in bantzd_rows:
+                label, config, fresh = BANTZD_ROWS[name]
+                print(f"  {label}: {n} tasks ...", flush=True)
+                this.append(run_bantzd(d, n, label, config, fresh=fresh, timeout=timeout))
         if "tsp" in only:
             this.append(run_tsp(d, n))
         if "nq" in only:
@@ -168,7 +175,8 @@ def peer_figures(rows: list[Row], n: int) -> list[Figure]:
         if bz is None:
             continue
         if bz.seconds is None:
-            out.append(Figure(f"{n:,} no-op tasks, {short}", "FAILED", "–", False))
+            failed = bz.note.splitlines()[0] if bz.note else "FAILED"
+            out.append(Figure(f"{n:,} no-op tasks, {short}", failed, "–", False))
             continue
         held = next((p for p in bz.note.split("; ") if p.startswith("starts throttled")), "")
         out.append(Figure(f"{n:,} no-op tasks, {short}", f"{bz.seconds:.2f} s", "–", None, held))
@@ -197,7 +205,7 @@ def peer_figures(rows: list[Row], n: int) -> list[Figure]:
 
 
 def latency_figures(lat: list[float], note: str) -> list[Figure]:
-    label = "drop → start p50, idle supervisor (default config)"
+    label = "drop → start p50, idle supervisor (default config, nice 10, no load throttle)"
     if not lat:
         return [Figure(label, note or "FAILED", f"≤ {LATENCY_TARGET:g} ms", False)]
     ms = [x * 1000 for x in lat]
@@ -248,7 +256,14 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--tasks", type=int, help="no-op tasks per peer run (1000; quick 200)")
     ap.add_argument("--drops", type=int, help="drops for the latency run (50; quick 20)")
     ap.add_argument("--repeat", type=int, default=1, help="peer rounds; the fastest is shown")
-    ap.add_argument("--fresh", action="store_true", help="peers: add a just-dropped row")
+    ap.add_argument(
+        "--rows",
+        default="default,free,nice0",
+        help="peers: bantzd rows, comma list of " + ",".join(BANTZD_ROWS),
+    )
+    ap.add_argument(
+        "--timeout", type=float, default=900, help="peers: seconds one `run --once` may take"
+    )
     ap.add_argument("--sizes", help="queue sizes, comma list (1000,10000; quick 200,1000)")
     ap.add_argument("--with-50k", action="store_true", help="add 50000 to the queue sizes")
     ap.add_argument("--runs", type=int, help="no-op runs timed per queue size (200; quick 50)")
@@ -278,7 +293,12 @@ def parse_args() -> argparse.Namespace:
     args.sizes = sizes
     args.only = [t.strip() for t in args.only.split(",") if t.strip()]
     args.sections = [t.strip() for t in args.sections.split(",") if t.strip()]
-    for name, got, known in (("--only", args.only, TOOLS), ("--sections", args.sections, SECTIONS)):
+    args.rows = [t.strip() for t in args.rows.split(",") if t.strip()]
+    for name, got, known in (
+        ("--only", args.only, TOOLS),
+        ("--sections", args.sections, SECTIONS),
+        ("--rows", args.rows, tuple(BANTZD_ROWS)),
+    ):
         unknown = [t for t in got if t not in known]
         if unknown:
             ap.error(f"{name}: unknown {', '.join(unknown)} (choose from {', '.join(known)})")
@@ -307,7 +327,7 @@ def main() -> int:
     try:
         if "peers" in args.sections:
             print(f"## {args.tasks:,} no-op tasks, max_parallel = 2", flush=True)
-            rows = run_peers(base, args.tasks, args.repeat, args.only, fresh=args.fresh)
+            rows = run_peers(base, args.tasks, args.repeat, args.only, args.rows, args.timeout)
             empty = run_bantzd_empty(base, DEFAULT_CONFIG) if "bantzd" in args.only else None
             print()
             print_peer_table(rows, empty)
@@ -315,7 +335,9 @@ def main() -> int:
             failed |= any(r.seconds is None and not r.note.startswith("skipped") for r in rows)
         if "latency" in args.sections and args.drops > 0:
             print(f"## drop → start, {args.drops} drops", flush=True)
-            lat, note = run_latency(base, args.drops, DEFAULT_CONFIG)
+            # Without the load throttle: a throttled drop waits for the next probe (5 s), the
+            # other work's load and not what a start costs (the peer rows show the throttle).
+            lat, note = run_latency(base, args.drops, UNTHROTTLED_CONFIG)
             failed |= note.startswith("FAILED")
             figures += latency_figures(lat, note)
         if "queue" in args.sections:
