@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import os
 import platform
 import shutil
@@ -222,29 +221,22 @@ def latency_figures(lat: list[float], note: str) -> list[Figure]:
 
 
 def llm_figures(quick: bool) -> list[Figure]:
-    """benchmarks/llm.py's rows, when it offers `llm_rows([quick])`: an iterable of Figure-like
-    objects (figure, measured, target, met attributes) or of (figure, measured, target, met)
-    tuples, met a bool, None or 'yes'/'NO'."""
-    label = "LLM tasks (benchmarks/llm.py llm_rows)"
+    """benchmarks/llm_fill.py's concurrency rows: the stand-in server with 8 slots and 0.5 s
+    a request; `per_minute` over 3 minutes (1 with --quick)."""
+    label = "LLM tasks (benchmarks/llm_fill.py)"
     try:
-        from llm import llm_rows  # type: ignore[attr-defined]
-    except (ImportError, AttributeError) as e:
-        return [Figure(label, "not available", "–", None, type(e).__name__)]
+        from llm_fill import llm_rows
+    except ImportError as e:
+        return [Figure(label, "not available", "–", None, f"{type(e).__name__}: {e}")]
     try:
-        params = inspect.signature(llm_rows).parameters
-        rows = llm_rows(quick=quick) if "quick" in params else llm_rows()
-        out = []
-        for row in rows:
-            if isinstance(row, Figure) or hasattr(row, "measured"):
-                fig, measured, target, met = row.figure, row.measured, row.target, row.met
-            else:
-                fig, measured, target, met = tuple(row)[:4]
-            if isinstance(met, str):
-                met = {"yes": True, "no": False}.get(met.strip().lower())
-            out.append(Figure(str(fig), str(measured), str(target), met))
-        return out
+        rows = llm_rows(minutes=1.0 if quick else 3.0, rounds=3 if quick else 6)
     except Exception as e:  # its failure must not lose the rest of the table
         return [Figure(label, f"FAILED: {type(e).__name__}: {e}", "–", False)]
+    out = []
+    for r in rows:
+        value = f"{r.value:.0f}" if r.unit == "count" else f"{r.value:.1f}"
+        out.append(Figure(r.figure, f"{value} {r.unit}", r.target, r.met))
+    return out
 
 
 # ----------------------------------------------------------------------------- main

@@ -217,8 +217,9 @@ class SpoolScan:
             self.held_back = True
             return
         ready = self.watcher.take_ready() if self.watcher else set()
+        poked = self.watcher.take_poked() if self.watcher else False
         mono = self.clock.monotonic()
-        due = mono - self.last_scan >= self.interval or self.unsettled or self.held_back
+        due = mono - self.last_scan >= self.interval or self.unsettled or self.held_back or poked
         if not ready and not due:
             return
         self.held_back = False

@@ -73,6 +73,7 @@ class SpoolWatcher:
     def __init__(self, folders: list[Path], wake_fd: int) -> None:
         self._ready: set[str] = set()
         self._control = False  # a request arrived in the second folder (control/)
+        self._poked = False  # a spool file appeared or changed, not yet known complete
         self._lock = threading.Lock()
         self._wake_fd = wake_fd
         self._observer = None
@@ -119,9 +120,11 @@ class SpoolWatcher:
         self._observer = observer
 
     def _notify(self, path: str, *, settled: bool) -> None:
-        if settled:
-            with self._lock:
+        with self._lock:
+            if settled:
                 self._ready.add(path)
+            else:
+                self._poked = True  # created or written (a hard link, a write under way)
         self._wake()
 
     def _wake(self) -> None:
@@ -134,6 +137,13 @@ class SpoolWatcher:
         """Whether a control request arrived since the last call."""
         seen, self._control = self._control, False
         return seen
+
+    def take_poked(self) -> bool:
+        """Whether a spool file appeared or changed without being known complete since the
+        last call: the next look examines the spool, taking files once they settle."""
+        with self._lock:
+            poked, self._poked = self._poked, False
+        return poked
 
     def take_ready(self) -> set[str]:
         """Paths known to be complete (closed after writing, or renamed into place)."""
