@@ -13,7 +13,7 @@ FULL_PASS_EVERY seconds a full look refreshes the reasons and finds failed depen
 A full decision that started nothing, failed nothing and never asked the admission (the
 machine's load, resources, rate limits) depends only on the queue, the running count and
 the clock's timed changes (`wake_at`). While none of those moves, deciding again would give
-the same answer: the starter skips it (`Quiet`), so 10,000 tasks waiting for a slot, a
+the same answer: the starter skips it (`_still_quiet`), so 10,000 tasks waiting for a slot, a
 window or a dependency cost nothing per tick. QUIET_MAX bounds how long an answer is kept.
 """
 
@@ -101,8 +101,10 @@ class Starter:
         self.limits = limits
         self.last = Decision()
         self._last_full_pass = float("-inf")
-        # What the last quiet decision depended on (see the module docstring), or None.
+        # What the last quiet decision depended on (see the module docstring), or None,
+        # and when (monotonic) it was made.
         self._quiet: tuple[object, ...] | None = None
+        self._quiet_since = float("-inf")
         self._throttled: str | None = None
 
     def decide(
@@ -176,17 +178,16 @@ class Starter:
         self.last = d = plan.decision
         self._throttled = plan.throttled
         quiet = full and not (d.partial or d.start or d.fail or plan.broken or asked)
-        self._quiet = (*inputs, mono) if quiet else None
+        self._quiet = inputs if quiet else None
+        self._quiet_since = mono
         return plan
 
     def _still_quiet(self, inputs: tuple[object, ...], now: float, mono: float) -> bool:
         """Whether the last decision was quiet and nothing it depends on moved since."""
-        if self._quiet is None or self._quiet[:-1] != inputs:
+        if self._quiet is None or self._quiet != inputs:
             return False
-        since = self._quiet[-1]
-        assert isinstance(since, float)
         wake_at = self.last.wake_at
-        return mono - since < QUIET_MAX and (wake_at is None or now < wake_at)
+        return mono - self._quiet_since < QUIET_MAX and (wake_at is None or now < wake_at)
 
     def start_ready(
         self,
