@@ -247,7 +247,9 @@ def test_until_ends_the_night_during_a_model_call_and_the_next_night_finishes_it
     ]
     bantz.drop("night.yaml", agent_task("night", project, "tools: [read, write]"))
     llm.hold("night", 2)  # the model is still working on step 3 when the night ends
-    until = (datetime.now().astimezone() + timedelta(seconds=3)).isoformat(timespec="seconds")
+    # The model holds step 3 until released, so a longer night still ends during it: 8 s
+    # leaves a loaded box time to start the worker and get through steps 1 and 2.
+    until = (datetime.now().astimezone() + timedelta(seconds=8)).isoformat(timespec="seconds")
     res = bantz("run", "--until", until, timeout=60)
     assert res.returncode == 0, res.stderr
     state = bantz.state(1)
