@@ -6,6 +6,7 @@ and step it, so nothing in the decision code needs sleeping or monkey-patching.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,10 +50,26 @@ class FakeClock:
 
 
 def iso(ts: float | None) -> str | None:
-    """Local ISO-8601 with offset and seconds, the form used in state.json and the journal."""
+    """Local ISO-8601 with offset and seconds, the form used in state.json and the journal.
+
+    Every transition stamps a few of these, mostly within the same second: the last one
+    is kept, keyed by the whole second and the zone (which `time.tzset` may change), so the
+    datetime work is done once a second. A fraction that rounds up to the next whole
+    microsecond is not cached (fromtimestamp would carry it into the next second)."""
     if ts is None:
         return None
+    whole = math.floor(ts)
+    if ts - whole < 0.999999:
+        key = (whole, time.tzname, time.timezone, time.altzone)
+        if _last_iso[0] == key:
+            return _last_iso[1]
+        text = datetime.fromtimestamp(whole).astimezone().isoformat(timespec="seconds")
+        _last_iso[:] = [key, text]
+        return text
     return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+
+
+_last_iso: list = [None, ""]
 
 
 def hms(ts: float) -> str:

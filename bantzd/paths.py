@@ -6,6 +6,7 @@ systemd and a shell in any folder all see the same queue.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from dataclasses import dataclass
@@ -78,9 +79,15 @@ def default_home() -> Path:
     return base / "bantzd"
 
 
+# Task folder paths kept per Home (see Home.task_dir); past this many, the cache starts over.
+TASK_DIR_CACHE = 65536
+
+
 @dataclass(frozen=True)
 class Home:
-    """The home folder and the fixed names inside it."""
+    """The home folder and the fixed names inside it. Each name is joined once per Home
+    (cached_property): the supervisor asks for them on every transition, and a pathlib join
+    costs microseconds that add up over a night of short tasks."""
 
     root: Path
 
@@ -89,71 +96,77 @@ class Home:
         root = Path(given).expanduser() if given else default_home()
         return cls(root.absolute())
 
-    @property
+    @functools.cached_property
     def config(self) -> Path:
         return self.root / "config.toml"
 
-    @property
+    @functools.cached_property
     def spool(self) -> Path:
         return self.root / "spool"
 
-    @property
+    @functools.cached_property
     def rejected(self) -> Path:
         return self.spool / "rejected"
 
-    @property
+    @functools.cached_property
     def tasks(self) -> Path:
         return self.root / "tasks"
 
-    @property
+    @functools.cached_property
     def journal(self) -> Path:
         return self.root / "journal.jsonl"
 
-    @property
+    @functools.cached_property
     def reports(self) -> Path:
         return self.root / "reports"
 
-    @property
+    @functools.cached_property
     def log(self) -> Path:
         return self.root / "bantzd.log"
 
-    @property
+    @functools.cached_property
     def estimates(self) -> Path:
         """The runs of each task name, for estimates (SPEC 11, queue/estimates.py)."""
         return self.root / "estimates.json"
 
-    @property
+    @functools.cached_property
     def load_history(self) -> Path:
         """One line per machine probe, for `status` and the report's Machine section."""
         return self.root / "load.jsonl"
 
-    @property
+    @functools.cached_property
     def pidfile(self) -> Path:
         return self.root / "bantzd.pid"
 
-    @property
+    @functools.cached_property
     def lockfile(self) -> Path:
         """Held (flock) by the supervisor for its whole life; see supervisor/lock.py."""
         return self.root / "bantzd.lock"
 
-    @property
+    @functools.cached_property
     def control(self) -> Path:
         """Requests from CLI commands to whoever holds the lock (see supervisor/control.py)."""
         return self.root / "control"
 
-    @property
+    @functools.cached_property
     def next_id(self) -> Path:
         return self.root / "next_id.json"
 
-    @property
+    @functools.cached_property
     def supervisor_state(self) -> Path:
         """Supervisor-wide settings that survive restarts (global pause)."""
         return self.root / "supervisor.json"
 
     def task_dir(self, task_id: int) -> Path:
-        return self.tasks / str(task_id)
+        cache = self.__dict__.setdefault("_task_dirs", {})
+        path = cache.get(task_id)
+        if path is None:
+            if len(cache) >= TASK_DIR_CACHE:
+                cache.clear()
+            path = cache[task_id] = self.tasks / str(task_id)
+        return path
 
-    @property
+    @functools.cached_property
     def schedules(self) -> Path:
         """One folder per accepted schedule (SPEC 9; queue/schedules.py)."""
         return self.root / "schedules"
@@ -171,66 +184,67 @@ class Home:
 
 @dataclass(frozen=True)
 class TaskPaths:
-    """The files of one task folder (SPEC section 2) plus bantzd's private ones."""
+    """The files of one task folder (SPEC section 2) plus bantzd's private ones, each
+    joined once per instance (see Home)."""
 
     dir: Path
 
-    @property
+    @functools.cached_property
     def task_yaml(self) -> Path:
         return self.dir / "task.yaml"
 
-    @property
+    @functools.cached_property
     def state(self) -> Path:
         return self.dir / "state.json"
 
-    @property
+    @functools.cached_property
     def checkpoint(self) -> Path:
         return self.dir / "checkpoint.json"
 
-    @property
+    @functools.cached_property
     def output(self) -> Path:
         return self.dir / "output.log"
 
-    @property
+    @functools.cached_property
     def result_md(self) -> Path:
         return self.dir / "result.md"
 
-    @property
+    @functools.cached_property
     def result_json(self) -> Path:
         return self.dir / "result.json"
 
-    @property
+    @functools.cached_property
     def progress(self) -> Path:
         """Written by the worker side (`ctx.progress`, `bantzd progress`)."""
         return self.dir / "progress.json"
 
-    @property
+    @functools.cached_property
     def tokens(self) -> Path:
         """Written by `llm:` workers: tokens used so far, summed over calls."""
         return self.dir / "tokens.json"
 
-    @property
+    @functools.cached_property
     def agent_stats(self) -> Path:
         """Written by `agent:` workers: steps, tool calls per tool, the current step."""
         return self.dir / "agent.json"
 
-    @property
+    @functools.cached_property
     def question(self) -> Path:
         """Written by the worker side when it asks (`ctx.ask`, `bantzd ask`)."""
         return self.dir / "question.json"
 
-    @property
+    @functools.cached_property
     def reason(self) -> Path:
         """One line a worker may write before it exits non-zero (`ctx.fail`): why it failed,
         in words the failure reason and the report show after the exit code."""
         return self.dir / "reason.txt"
 
-    @property
+    @functools.cached_property
     def worker_lock(self) -> Path:
         """flock'ed by every process of a live attempt; free means the attempt is gone."""
         return self.dir / "worker.lock"
 
-    @property
+    @functools.cached_property
     def exit_record(self) -> Path:
         """Written by the attempt's wrapper as it ends, so a restarted supervisor learns the
         outcome of an attempt it did not start."""

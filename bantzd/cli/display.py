@@ -212,8 +212,21 @@ def secret_env(doc: object) -> dict[str, str]:
     }
 
 
+def _may_hold_secrets(text: str) -> bool:
+    """False when no key of `text` can be secret-looking, whatever YAML makes of it: none
+    of SECRET_WORDS appears in it (any case), and nothing could spell one indirectly (a
+    backslash escape, a %-escaped tag, a !!binary key). Then `show` needs no YAML parser,
+    whose import is a fifth of its run."""
+    upper = text.upper()
+    if "\\" in text or "%" in text or "BINARY" in upper:
+        return True
+    return any(word in upper for word in SECRET_WORDS)
+
+
 def task_yaml_secrets(text: str) -> list[str]:
     """The secret env values of a task file's text ([] when it does not parse)."""
+    if not _may_hold_secrets(text):
+        return []
     import yaml  # only `show` masks task files: `list` and `status` need no YAML
 
     try:
@@ -237,8 +250,11 @@ def mask_task_yaml(text: str) -> str:
     masked in place; the result is parsed again, and when the in-place masking did not
     provably hide every secret (odd quoting, block scalars) the parsed document is shown
     re-dumped instead. A file that does not parse is not shown at all: we cannot tell
-    where its secrets are.
+    where its secrets are. A file with no key that could be secret-looking is shown as it
+    is, parsed or not (see `_may_hold_secrets`).
     """
+    if not _may_hold_secrets(text):
+        return text
     import yaml
 
     try:

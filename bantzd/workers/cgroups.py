@@ -265,18 +265,19 @@ def end(path: Path, token: str | None, kill: Callable[[int], object]) -> bool:
     owner = owner_of(path)
     if owner is None or (token is not None and owner[1] != token):
         return True
-    deadline = time.monotonic() + END_WAIT
-    if populated(path):
+    busy = populated(path)  # read once: an ended attempt's cgroup is usually empty
+    if busy:
+        deadline = time.monotonic() + END_WAIT
         if _has_kill:
             try:
                 (path / "cgroup.kill").write_text("1")
             except OSError as e:
                 log.warning("could not write %s: %s", path / "cgroup.kill", e)
-        while populated(path) and time.monotonic() < deadline:
+        while (busy := populated(path)) and time.monotonic() < deadline:
             for pid in in_cgroup(path):  # no cgroup.kill, or what raced with it
                 kill(pid)
             time.sleep(0.002)
-    if populated(path):
+    if busy:
         log.warning("processes in %s did not end within %gs after SIGKILL", path, END_WAIT)
         return False
     release(path)

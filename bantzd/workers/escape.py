@@ -193,22 +193,21 @@ def reap_orphans(extra_keep: Iterable[int] = ()) -> int:
 
 
 def _children() -> list[int] | None:
-    """Our direct children, from /proc/self/task/*/children (an orphan is handed to any of
-    our threads); None where the kernel does not have that file."""
-    found: list[int] = []
+    """Our direct children that an attempt's orphans can be: the thread-group leader's,
+    from /proc/self/task/PID/children; None where the kernel does not have that file.
+
+    The kernel hands an orphan to the first live thread of its subreaper, the leader while
+    it runs (kernel/exit.c, find_alive_thread walks the thread list from its head). Other
+    threads' children are their own Popens (in our session) or wrappers (`_wrappers`), never
+    looked at here. One file, not one per thread: this runs at the end of every attempt.
+    """
     try:
-        tids = os.listdir(f"{_PROC}/self/task")
-    except OSError:
+        with open(f"{_PROC}/self/task/{os.getpid()}/children", "rb") as f:
+            return [int(p) for p in f.read().split()]
+    except FileNotFoundError:
         return None
-    for tid in tids:
-        try:
-            with open(f"{_PROC}/self/task/{tid}/children", "rb") as f:
-                found.extend(int(p) for p in f.read().split())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            continue
-    return found
+    except (OSError, ValueError):
+        return []
 
 
 def _orphans(exclude: int | None) -> list[int]:

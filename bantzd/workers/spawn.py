@@ -298,6 +298,7 @@ def spawn(
             if gate_r >= 0:
                 os.close(gate_r)
         escape.register_wrapper(popen.pid)
+        _spawned[popen.pid] = (token, cgroup)
         if gated:
             _open_gate(popen.pid, nice, gate_w)
         elif nice < ours and run_argv is argv:
@@ -312,6 +313,12 @@ def spawn(
         return popen
     finally:
         os.close(lock_fd)
+
+
+# What each unreaped wrapper we started was given (its marker token and cgroup), by pid:
+# `reap` needs them and need not read them back from worker.lock. A pid is ours alone
+# until it is reaped, so the entry cannot name anyone else's process.
+_spawned: dict[int, tuple[str, Path | None]] = {}
 
 
 def _open_gate(pid: int, nice: int, gate_w: int) -> None:
@@ -363,8 +370,13 @@ def reap(att: Attempt) -> Outcome:
         escape.end_attempt(token, cgroup, session=att.pgid)
         rc = att.popen.wait()
         escape.forget_wrapper(att.popen.pid)
+        _spawned.pop(att.popen.pid, None)
         if rc < 0:
             return Outcome(signal=-rc)
+        if rc <= 128:
+            # The wrapper exits with the command's status, which is all its record says
+            # then: only 128+N needs the record's word on which signal reached the group.
+            return Outcome(exit_code=rc)
         return _from_record(att.paths, att.attempt) or _from_shell_status(rc)
     escape.end_attempt(token, cgroup, adopted=True)
     record = _from_record(att.paths, att.attempt, att.step_index)
@@ -373,7 +385,12 @@ def reap(att: Attempt) -> Outcome:
 
 def _containment(att: Attempt) -> tuple[str | None, Path | None]:
     """The attempt's marker and cgroup (see `escape`), from worker.lock: written by the
-    spawn of this very wrapper, and nothing else spawns for the task while it is unreaped."""
+    spawn of this very wrapper, and nothing else spawns for the task while it is unreaped.
+    A wrapper this process started needs no read: `spawn` noted them."""
+    if att.popen is not None and att.popen.pid == att.pgid:
+        noted = _spawned.get(att.pgid)
+        if noted is not None:
+            return noted
     info = read_lock_info(att.paths)
     if info is None or info.pid != att.pgid or info.attempt != att.attempt:
         return None, None
