@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Any, Protocol
 
 from bantzd.clock import hms
 from bantzd.config import DEFAULT_MAX_RETRY_DELAY
@@ -121,6 +121,9 @@ class Decision:
     # With `stop_when_full`: the slots ran out before every candidate was looked at; the
     # ones after that point are in none of the lists (they could not have started).
     partial: bool = False
+    # The tasks in `waiting` because of their `after:` list, with that list: their verdict
+    # stays the same until a task it names is added or moves (see TaskTable.park).
+    blocked_on: dict[int, tuple[str | int, ...]] = field(default_factory=dict)
 
     def transient_waits(self) -> bool:
         """Whether any wait will clear on its own (what `--once` waits for)."""
@@ -128,6 +131,12 @@ class Decision:
             r.startswith(TRANSIENT_PREFIXES) and not r.startswith(GPU_NEVER)
             for r in self.waiting.values()
         )
+
+
+class Dependencies(Protocol):
+    """What `after:` references are resolved against: anything with a `status`."""
+
+    def find(self, ref: str | int, *, exclude: int) -> Any | None: ...
 
 
 class DependencyIndex:
@@ -151,7 +160,7 @@ class DependencyIndex:
         return max(same, key=lambda t: t.id) if same else None
 
 
-def dependency_state(cand: Candidate, index: DependencyIndex) -> tuple[str | None, str | None]:
+def dependency_state(cand: Candidate, index: Dependencies) -> tuple[str | None, str | None]:
     """(wait reason, failure reason) for `cand`'s `after:` list; both None when satisfied."""
     for ref in cand.after:
         dep = index.find(ref, exclude=cand.id)
@@ -181,6 +190,7 @@ def decide(
     until: float | None = None,
     fit: bool = True,
     remote: RemoteRoom | None = None,
+    index: Dependencies | None = None,
 ) -> Decision:
     """Pick what starts: highest priority first, then lowest id, into the free slots.
 
@@ -202,9 +212,11 @@ def decide(
 
     `remote`: the room for Slurm tasks (`Candidate.remote`), which take no local slot and
     are bounded by `max_submitted` instead; without it they wait as the local ones do.
+
+    `index`: what `after:` is resolved against, kept up to date by the caller (the
+    supervisor's table); without it one is built from `tasks` when a candidate has `after:`.
     """
     briefs = tasks.values() if isinstance(tasks, Mapping) else tasks
-    index: DependencyIndex | None = None  # built only when some candidate has `after:`
     decision = Decision()
     free = max(0, max_parallel - running)
     remote_free = remote.free if remote is not None and remote.problem is None else 0
@@ -215,12 +227,15 @@ def decide(
             break
         if cand.after and index is None:
             index = DependencyIndex(briefs)
-        wait, fail = dependency_state(cand, index) if index else (None, None)
+        wait, fail = (
+            dependency_state(cand, index) if cand.after and index is not None else (None, None)
+        )
         if fail:
             decision.fail[cand.id] = fail
             continue
         if wait:
             decision.waiting[cand.id] = wait
+            decision.blocked_on[cand.id] = cand.after
             continue
         if cand.timed:
             check = _timing(cand, now, tz)

@@ -161,7 +161,7 @@ class Starter:
 
         plan.decision = decide(
             candidates,
-            table.briefs(),
+            (),  # `after:` is resolved by `index`
             running=running,
             max_parallel=self.config.max_parallel,
             now=now,
@@ -172,6 +172,7 @@ class Starter:
             until=self.until,
             fit=self.config.fit_night,
             remote=remote,
+            index=table,
         )
         plan.gpus = admission.gpu_assignment
         plan.throttled = admission.throttled
@@ -200,6 +201,7 @@ class Starter:
     ) -> StartReport:
         """Decide, then start what may start; the reasons of the others are recorded."""
         now, mono = self.clock.time(), self.clock.monotonic()
+        seen = table.moves
         plan = self.decide(
             table,
             attempts.held,
@@ -239,6 +241,8 @@ class Starter:
             # (`free_slot_reason` is the same text while the slots stay full) costs one write.
             if state.reason != why:
                 store.update(state, reason=why)
+        # After the reasons are written (an update of a queued task unparks it).
+        table.park(decision.blocked_on, seen)
         return report
 
     @staticmethod

@@ -4,10 +4,16 @@ The store owns every change; the table is fed by it (`track` is the store's
 `on_transition` hook), so the queued index can never disagree with the states. A tick looks
 at the queued tasks, not at every task the home ever had: a long history must not make each
 start O(all tasks).
+
+A queued task whose `after:` keeps it waiting is *parked*: left out of the start order until
+a task its list names is added or moves (or the task itself changes), since until then the
+decision about it and its reason are the same. Ten thousand tasks waiting for one that has
+not run yet then cost nothing per start: the start decision walks only what may start.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,7 +22,7 @@ from bantzd.queue.states import FINISHED, Status
 from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskSpec
 from bantzd.queue.unique import UniqueKeys
-from bantzd.supervisor.scheduler import Candidate, TaskBrief
+from bantzd.supervisor.scheduler import Candidate
 
 # Tasks that left the queue stay in the cached order until this many have piled up.
 ORDER_SLACK = 64
@@ -50,6 +56,19 @@ class TaskTable:
         # Goes up with every change a start decision depends on (a task added, moved,
         # edited or reordered): the starter skips deciding again while it stays put.
         self.changes = 0
+        # What `after:` names resolve to (see `find`): every task by name (and by its
+        # schedule's name), in id order, and the keys each id is filed under.
+        self._by_name: dict[str, list[TaskState]] = {}
+        self._filed: dict[int, tuple[str, ...]] = {}
+        # Parked tasks (module docstring) with the `after:` list that holds them, and who
+        # waits on each reference. A parked task is never in `_order`, so unparking it can
+        # insert it there without making a second entry.
+        self._parked: dict[int, tuple[str | int, ...]] = {}
+        self._waiters: dict[str | int, set[int]] = {}
+        # Counts the moves (`_moved`); per id and name, the count at its last move: a
+        # decision's verdict about `after: X` is stale when X moved after it was made.
+        self.moves = 0
+        self._moved_at: dict[str | int, int] = {}
 
     def add(self, state: TaskState, spec: TaskSpec | None = None) -> None:
         self.states[state.id] = state
@@ -57,6 +76,7 @@ class TaskTable:
             self.specs[state.id] = spec
             self._note_executor(state.id, spec)
         self.unique.add(state)
+        self._file(state)
         self.track(state, state.status)
 
     def track(self, state: TaskState, src: Status) -> None:
@@ -72,6 +92,7 @@ class TaskTable:
                 self._order = None
         elif self.queued.pop(state.id, None) is not None:
             self._order_stale += 1
+        self._moved(state, _names(state))
 
     def _note_executor(self, task_id: int, spec: TaskSpec) -> None:
         if (spec.executor or self.default_executor) == "slurm":
@@ -89,6 +110,11 @@ class TaskTable:
         is not."""
         if state.id in self.queued:
             self.changes += 1
+            self._unpark(state.id)
+        old = self._filed.get(state.id)
+        if old != _names(state):  # `bantzd edit` renamed it
+            self._file(state)
+            self._moved(state, (*(old or ()), *_names(state)))
 
     def set_spec(self, task_id: int, spec: TaskSpec) -> None:
         """A task's new spec (`bantzd edit`, or a finished task queued again by `rerun` or
@@ -97,6 +123,7 @@ class TaskTable:
         self._note_executor(task_id, spec)
         self.changes += 1
         self._candidates.pop(task_id, None)
+        self._unpark(task_id)  # its `after:` may be another
         if task_id in self.states:  # an edit may have changed its unique key
             self.unique.add(self.states[task_id])
 
@@ -108,8 +135,10 @@ class TaskTable:
     def order(self, rebuild: bool = False) -> list[TaskState]:
         """The queued tasks, highest priority first, then oldest (possibly with a few that
         have left the queue since: callers check the status)."""
+        parked = self._parked
         if self._order is None or rebuild:
-            self._order = sorted(self.queued.values(), key=lambda s: (-s.priority, s.id))
+            waiting = (s for s in self.queued.values() if s.id not in parked)
+            self._order = sorted(waiting, key=_start_key)
             self._order_stale = 0
         elif self._order_stale > ORDER_SLACK:
             self._order = [s for s in self._order if s.status is Status.QUEUED]
@@ -117,8 +146,84 @@ class TaskTable:
         return self._order
 
     def startable(self, order: list[TaskState]) -> Iterator[TaskState]:
-        """The entries of `order` still queued and with a spec."""
-        return (s for s in order if s.status is Status.QUEUED and s.id in self.specs)
+        """The entries of `order` still queued, with a spec and not parked."""
+        parked, specs = self._parked, self.specs
+        return (
+            s for s in order if s.status is Status.QUEUED and s.id in specs and s.id not in parked
+        )
+
+    # `after:` ----------------------------------------------------------------------------
+
+    def find(self, ref: str | int, *, exclude: int) -> TaskState | None:
+        """The task `ref` names for task `exclude`'s `after:`: an id, or a name meaning the
+        newest task of that name (a schedule's name: its newest instance); the
+        scheduler's `Dependencies`, kept as tasks come instead of built per decision."""
+        if isinstance(ref, int):
+            found = self.states.get(ref)
+            return found if found is not None and found.id != exclude else None
+        for s in reversed(self._by_name.get(ref, ())):
+            # `bantzd clean` drops finished tasks from `states` behind our back.
+            if s.id != exclude and self.states.get(s.id) is s and ref in _names(s):
+                return s
+        return None
+
+    def park(self, blocked_on: dict[int, tuple[str | int, ...]], seen: int) -> None:
+        """Leave these queued tasks out of the start order until a task their `after:`
+        names is added or moves (see the module docstring). `seen`: `moves` when the
+        decision that found them blocked was made; one whose dependency moved since (a
+        task started by that very decision) is not parked: its verdict is already old."""
+        newly = False
+        moved_at = self._moved_at
+        for task_id, refs in blocked_on.items():
+            if task_id not in self.queued or task_id in self._parked:
+                continue
+            if any(moved_at.get(ref, 0) > seen for ref in refs):
+                continue
+            self._parked[task_id] = refs
+            for ref in refs:
+                self._waiters.setdefault(ref, set()).add(task_id)
+            newly = True
+        if newly and self._order is not None:
+            # Once per batch of newly parked tasks (a full pass parks all it can at once).
+            parked = self._parked
+            self._order = [s for s in self._order if s.id not in parked]
+
+    def parked(self) -> int:
+        return len(self._parked)
+
+    def _unpark(self, task_id: int) -> None:
+        refs = self._parked.pop(task_id, None)
+        if refs is None:
+            return
+        for ref in refs:
+            waiting = self._waiters.get(ref)
+            if waiting is not None:
+                waiting.discard(task_id)
+                if not waiting:
+                    del self._waiters[ref]
+        state = self.queued.get(task_id)
+        if state is not None and self._order is not None:
+            bisect.insort(self._order, state, key=_start_key)
+
+    def _moved(self, state: TaskState, names: tuple[str, ...]) -> None:
+        """`state` (found by `names`) was added, moved or renamed: it, and whoever waits
+        on it, is looked at again."""
+        self._unpark(state.id)
+        self.moves += 1
+        for key in (state.id, *names):
+            self._moved_at[key] = self.moves
+            for task_id in list(self._waiters.get(key, ())):
+                self._unpark(task_id)
+
+    def _file(self, state: TaskState) -> None:
+        names = _names(state)
+        self._filed[state.id] = names
+        for name in names:
+            same = self._by_name.setdefault(name, [])
+            if not same or same[-1].id < state.id:
+                same.append(state)
+            elif all(s is not state for s in same):
+                bisect.insort(same, state, key=lambda s: s.id)
 
     def candidate(self, s: TaskState) -> Candidate:
         """The scheduler's view of a queued task, cached while the fields it uses hold."""
@@ -165,6 +270,13 @@ class TaskTable:
             return None, resumable
         return self.estimates.estimate(history_key(s)), resumable
 
-    def briefs(self) -> Iterator[TaskBrief]:
-        """Every task as `after:` sees it (name and status)."""
-        return (TaskBrief(s.id, s.name, s.status, s.schedule) for s in self.states.values())
+
+def _start_key(s: TaskState) -> tuple[int, int]:
+    return (-s.priority, s.id)
+
+
+def _names(s: TaskState) -> tuple[str, ...]:
+    """The names `after:` finds `s` by: its own, and its schedule's."""
+    if s.schedule is not None and s.schedule != s.name:
+        return (s.name, s.schedule)
+    return (s.name,)
