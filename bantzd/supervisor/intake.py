@@ -21,6 +21,7 @@ import functools
 import logging
 import os
 import stat
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,8 @@ SETTLE = 1.0
 # A look that takes in more files than this logs one line for the rest (the journal has
 # a line for each): 10,000 files dropped at once are not 10,000 lines of bantzd.log.
 LOG_EACH = 20
+# Spool files examined per tick (see SpoolScan.scan).
+LOOK_BATCH = 1000
 
 
 def check_spool_permissions(spool: Path) -> None:
@@ -168,8 +171,15 @@ class SpoolScan:
         # The queue was full (max_queued) at the last look: files wait in the spool, not
         # looked at, until there is room; then a look is due at once.
         self.held_back = False
-        # How many files of the current look come after the one just yielded.
+        # How many files of the current batch come after the one just yielded.
         self.left = 0
+        # The files of the last look not examined yet (name, seen complete by the
+        # watcher), and what the watcher reported since that look.
+        self._backlog: deque[tuple[str, bool]] = deque()
+        self._ready: set[str] = set()
+        self._poked = False
+        # The ids the current look accepted (take_in logs the first LOG_EACH of them).
+        self.accepted: list[int] = []
         self.last_control = float("-inf")
 
     def start_watching(self, folders: list[Path], wake_fd: int) -> None:
@@ -198,6 +208,8 @@ class SpoolScan:
 
     def due_in(self) -> list[float]:
         """Seconds until the next look is due (for the loop's sleep)."""
+        if self._backlog:
+            return [0.0]
         due = [self.interval - (self.clock.monotonic() - self.last_scan)]
         if self.unsettled:
             due.append(SETTLE / 2)
@@ -209,46 +221,38 @@ class SpoolScan:
         """The spool's task files that are ready, each examined; none when no look is due.
         An `IoPathError` (the disk, not a file) propagates: the files stay for later.
 
+        A look lists the spool once, oldest first; at most LOOK_BATCH of its files are
+        examined per call, the rest on the next (due at once: `due_in`). A big drop is
+        then taken in while the writer thread makes the previous batch durable, and the
+        first tasks start (and control requests are answered) before the last file of
+        10,000 is read.
+
         `room()` says whether the queue takes another task (max_queued): asked before each
-        file, and when it says no, the files left are not even listed or read."""
+        file, and when it says no, the files left are not even read."""
         if room is not None and not room():
             if self.watcher:
                 self.watcher.take_ready()  # looked at by mtime when there is room again
             self.held_back = True
+            self._backlog.clear()
             return
-        ready = self.watcher.take_ready() if self.watcher else set()
-        poked = self.watcher.take_poked() if self.watcher else False
-        mono = self.clock.monotonic()
-        due = mono - self.last_scan >= self.interval or self.unsettled or self.held_back or poked
-        if not ready and not due:
+        if self.watcher:
+            self._ready |= self.watcher.take_ready()
+            self._poked = self.watcher.take_poked() or self._poked
+        if not self._backlog and not self._look():
             return
-        self.held_back = False
-        self.last_scan = mono
-        self.unsettled = False
         now = self.clock.time()
-        try:
-            entries = list(os.scandir(self.spool))
-        except FileNotFoundError:
-            self.home.ensure()  # removed under us: made again, looked at next time
-            return
-        found = []
-        for entry in entries:
-            if entry.name == "rejected" or not candidate_name(entry.name):
-                continue
-            try:
-                mtime = entry.stat(follow_symlinks=False).st_mtime
-            except FileNotFoundError:
-                continue
-            found.append((mtime, entry.name))
-        for i, (_, name) in enumerate(sorted(found)):
-            self.left = len(found) - i - 1
+        batch = min(LOOK_BATCH, len(self._backlog))
+        for i in range(batch):
+            name, was_ready = self._backlog.popleft()
+            self.left = batch - i - 1
             if room is not None and not room():
                 self.held_back = True  # the rest wait, untouched
+                self._backlog.clear()
                 return
             path = self.spool / name
             try:
                 fault_point("intake", path.name)
-                result = examine(path, now, settled_required=str(path) not in ready)
+                result = examine(path, now, settled_required=not was_ready)
             except IoPathError:
                 raise
             except Exception as e:
@@ -258,6 +262,39 @@ class SpoolScan:
                 self.unsettled = self.unsettled or path.exists()
             else:
                 yield result
+
+    @property
+    def looking(self) -> bool:
+        """Whether files of the last look wait for the next call."""
+        return bool(self._backlog)
+
+    def _look(self) -> bool:
+        """List the spool into the backlog when a look is due; whether one was."""
+        mono = self.clock.monotonic()
+        due = mono - self.last_scan >= self.interval or self.unsettled or self.held_back
+        if not (self._ready or self._poked or due):
+            return False
+        self.held_back = self._poked = False
+        self.last_scan = mono
+        self.unsettled = False
+        ready, self._ready = self._ready, set()
+        try:
+            entries = list(os.scandir(self.spool))
+        except FileNotFoundError:
+            self.home.ensure()  # removed under us: made again, looked at next time
+            return False
+        found = []
+        for entry in entries:
+            if entry.name == "rejected" or not candidate_name(entry.name):
+                continue
+            try:
+                mtime = entry.stat(follow_symlinks=False).st_mtime
+            except FileNotFoundError:
+                continue
+            found.append((mtime, entry.name))
+        found.sort()
+        self._backlog.extend((name, str(self.spool / name) in ready) for _, name in found)
+        return bool(self._backlog)
 
 
 def take_in(
@@ -294,7 +331,7 @@ def _take_all(
     schedules: ScheduleHost | None,
     room: Callable[[], bool] | None,
 ) -> None:
-    quiet: list[int] = []  # accepted past LOG_EACH in this look: one line for them all
+    quiet = scan.accepted  # this look's ids, over its batches: past LOG_EACH, one line
     for item in scan.scan(room):
         try:
             if isinstance(item, Accepted):
@@ -333,9 +370,11 @@ def _take_all(
                 reject_and_note(scan.home, store, Broken(item.path, e).rejected())
             except Exception:
                 log.exception("could not reject %s after an internal error", item.path.name)
-    if len(quiet) > LOG_EACH:
+    if len(quiet) > LOG_EACH and not scan.looking:
         rest = quiet[LOG_EACH:]
         log.info("accepted %d more files as tasks %d to %d", len(rest), rest[0], rest[-1])
+    if not scan.looking:
+        quiet.clear()
 
 
 def admit(
