@@ -59,13 +59,13 @@ def print_figures(figures: list[Figure]) -> None:
 # ----------------------------------------------------------------------------- bantzd
 
 
-def bantzd_env() -> dict[str, str]:
+def bantzd_env(code: Path = REPO) -> dict[str, str]:
     """The environment bantzd runs in: the repo's package first, no BANTZ_HOME, and bytecode
     caching on, as an installed bantzd has it (pip compiles the .pyc files): with
     PYTHONDONTWRITEBYTECODE set, every command after an edit would compile its modules
     again, a few hundred ms that no user pays."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(code), env.get("PYTHONPATH")) if p)
     env.pop("BANTZ_HOME", None)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
@@ -150,13 +150,20 @@ class Running:
 
 
 @contextlib.contextmanager
-def supervisor(home: Path, log: Path, timeout: float = 60) -> Iterator[Running]:
-    """`bantzd run` (no --once) in the background; yields once bantzd.pid exists; SIGTERM
-    and a wait (SIGKILL past 120 s) on the way out."""
+def supervisor(
+    home: Path, log: Path, timeout: float = 60, extra_env: dict[str, str] | None = None
+) -> Iterator[Running]:
+    """`bantzd run` (no --once) in the background, with `extra_env` added to its
+    environment; yields once bantzd.pid exists; SIGTERM and a wait (SIGKILL past 120 s)
+    on the way out."""
     out = log.open("w")
     started = time.perf_counter()
     proc = subprocess.Popen(
-        bantzd_cmd(home, "run"), cwd=REPO, env=bantzd_env(), stdout=out, stderr=subprocess.STDOUT
+        bantzd_cmd(home, "run"),
+        cwd=REPO,
+        env={**bantzd_env(), **(extra_env or {})},
+        stdout=out,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_for((home / "bantzd.pid").exists, timeout, "bantzd.pid", proc, every=0.005)

@@ -248,15 +248,19 @@ def task_done(home: Path, name: str) -> bool:
     return False
 
 
-def run_latency(base: Path, drops: int, config: str) -> tuple[list[float], str]:
-    """Latencies in seconds, and what happened (a FAILED: note when it did not work)."""
-    home = make_home(base, "bantzd-latency", config)
+def run_latency(
+    base: Path, drops: int, config: str, extra_env: dict[str, str] | None = None, tag: str = ""
+) -> tuple[list[float], str]:
+    """Latencies in seconds, and what happened (a FAILED: note when it did not work).
+    `extra_env`: added to the supervisor's environment; `tag`: names this run's files."""
+    home = make_home(base, f"bantzd-latency{tag}", config)
     spool = home / "spool"
-    stamps = base / "stamps"
+    stamps = base / f"stamps{tag}"
     stamps.mkdir()
     lat: list[float] = []
     try:
-        with supervisor(home, base / "latency-supervisor.out") as sup:
+        log = base / f"latency{tag}-supervisor.out"
+        with supervisor(home, log, extra_env=extra_env) as sup:
             for i in range(-1, drops):  # -1: the untimed warm-up drop
                 name = f"lat{i + 1:03d}"
                 stamp = stamps / name

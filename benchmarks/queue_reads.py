@@ -44,7 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from perf_common import REPO, bantzd_env
+
 CONFIG = "max_parallel = 2\nnice = 0\n"
 TASK = 'name: t{i}\nrun: "true"\nnot_before: "2099-01-01T00:00"\n'
 # Files dropped per `run --once`: 50,000 at once make the intake's batch commit fail with
@@ -54,14 +55,6 @@ ROUND = 10_000
 INDEX = "state-index.json"  # bantzd.queue.stateindex.INDEX_NAME
 # Seconds, with 10,000 queued (the targets).
 TARGETS = {"status": 0.3, "list --json": 1.0, "show ID": 0.1}
-
-
-def bantzd_env(code: Path = REPO) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(code), env.get("PYTHONPATH")) if p)
-    env.pop("BANTZ_HOME", None)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
 
 
 def bantzd(home: Path, *args: str, code: Path = REPO, out: int | None = None) -> float:

@@ -203,8 +203,10 @@ def peer_figures(rows: list[Row], n: int) -> list[Figure]:
     return out
 
 
-def latency_figures(lat: list[float], note: str) -> list[Figure]:
+def latency_figures(lat: list[float], note: str, cgroups: bool = True) -> list[Figure]:
     label = "drop → start p50, idle supervisor (default config, nice 10, no load throttle)"
+    if not cgroups:
+        label = "drop → start p50, the same with BANTZ_NO_CGROUP=1 (no cgroup move)"
     if not lat:
         return [Figure(label, note or "FAILED", f"≤ {LATENCY_TARGET:g} ms", False)]
     ms = [x * 1000 for x in lat]
@@ -212,6 +214,8 @@ def latency_figures(lat: list[float], note: str) -> list[Figure]:
     detail = f"{len(ms)} drops; p90 {pct(ms, 90):.1f}, max {max(ms):.1f} ms"
     if note:
         detail += f"; {note}"
+    if not cgroups:  # shown to measure the cgroup's share; the target is the row above's
+        return [Figure(label, f"{p50:.1f} ms", "–", None, detail)]
     return [
         Figure(label, f"{p50:.1f} ms", f"≤ {LATENCY_TARGET:g} ms", p50 <= LATENCY_TARGET, detail)
     ]
@@ -332,6 +336,12 @@ def main() -> int:
             lat, note = run_latency(base, args.drops, UNTHROTTLED_CONFIG)
             failed |= note.startswith("FAILED")
             figures += latency_figures(lat, note)
+            # The same without the attempts' cgroups: what moving the wrapper into its
+            # cgroup costs (on an idle box, the kernel's RCU grace period of the move).
+            no_cg = {"BANTZ_NO_CGROUP": "1"}
+            lat, note = run_latency(base, args.drops, UNTHROTTLED_CONFIG, no_cg, "-nocgroup")
+            failed |= note.startswith("FAILED")
+            figures += latency_figures(lat, note, cgroups=False)
         if "queue" in args.sections:
             print(f"## big queue: sizes {', '.join(f'{s:,}' for s in args.sizes)}", flush=True)
             rows_q = run_queue(base, args.sizes, args.runs, args.window)
