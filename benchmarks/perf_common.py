@@ -76,9 +76,14 @@ def bantzd_cmd(home: Path, *args: str) -> list[str]:
 
 
 def make_home(base: Path, name: str, config: str) -> Path:
+    """A home as `bantzd init` leaves it: private (0700). An open one makes every command
+    walk it to name what others can read (paths.exposure_warnings), a cost that a home
+    made by bantzd never has."""
     home = base / name
-    (home / "spool").mkdir(parents=True)
+    home.mkdir(mode=0o700)
+    (home / "spool").mkdir(mode=0o700)
     (home / "config.toml").write_text(config)
+    os.chmod(home / "config.toml", 0o600)
     return home
 
 

@@ -29,8 +29,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import psutil
-
 from bantzd.errors import BantzError
 from bantzd.units import format_size
 
@@ -78,8 +76,7 @@ def read_machine(gpu_probe: GpuProbe | None = None) -> Reading:
     `gpu_probe` defaults to the process-wide one, so the NVML/nvidia-smi decision is made
     once per process.
     """
-    # psutil.getloadavg is os.getloadavg where the OS has one and an emulation elsewhere.
-    load1 = psutil.getloadavg()[0]
+    load1 = _load1()
     free, total = _memory()
     return Reading(
         load_per_core=round(load1 / _CORES, 3),
@@ -87,6 +84,18 @@ def read_machine(gpu_probe: GpuProbe | None = None) -> Reading:
         gpus=(gpu_probe or default_gpu_probe()).read(),
         total_memory=total,
     )
+
+
+def _load1() -> float:
+    """The 1-minute load average: os.getloadavg where the OS has one, else psutil's
+    emulation (Windows). psutil is imported only then: `bantzd status` reads the load,
+    and importing psutil is a tenth of its run."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        import psutil
+
+        return psutil.getloadavg()[0]
 
 
 def _memory() -> tuple[int, int]:
@@ -100,6 +109,8 @@ def _memory() -> tuple[int, int]:
             os.close(fd)
         return _meminfo_field(data, b"MemAvailable:"), _meminfo_field(data, b"MemTotal:")
     except (OSError, ValueError):  # not Linux, or a kernel before 3.14 (no MemAvailable)
+        import psutil
+
         mem = psutil.virtual_memory()
         return int(mem.available), int(mem.total)
 

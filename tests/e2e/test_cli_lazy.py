@@ -27,3 +27,18 @@ def test_an_in_task_command_does_not_import_the_supervisor() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_status_does_not_import_psutil(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`bantzd status` reads the load and memory from /proc: psutil's import would be a
+    tenth of the command's run."""
+    code = (
+        "import sys; from bantzd.cli import main\n"
+        "try:\n"
+        f"    main(['--home', {str(tmp_path / 'home')!r}, 'status'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('psutil' in sys.modules, file=sys.stderr)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stderr.strip().splitlines()[-1] == "False", proc.stderr
