@@ -7,10 +7,11 @@ directly with hand-made inputs.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import Any, Protocol
+from typing import Any
 
 from bantzd.clock import hms
 from bantzd.config import DEFAULT_MAX_RETRY_DELAY
@@ -133,34 +134,50 @@ class Decision:
         )
 
 
-class Dependencies(Protocol):
-    """What `after:` references are resolved against: anything with a `status`."""
-
-    def find(self, ref: str | int, *, exclude: int) -> Any | None: ...
+def after_names(task: Any) -> tuple[str, ...]:
+    """The names `after:` finds a task (a TaskBrief or TaskState) by: its own, and its
+    schedule's."""
+    if task.schedule is not None and task.schedule != task.name:
+        return (task.name, task.schedule)
+    return (task.name,)
 
 
 class DependencyIndex:
     """Resolves `after:` references: an id, or a name meaning the newest task of that name
-    (a schedule's name: its newest instance)."""
+    (a schedule's name: its newest instance).
 
-    def __init__(self, tasks: Iterable[TaskBrief]) -> None:
-        self.by_id: dict[int, TaskBrief] = {}
-        self.by_name: dict[str, list[TaskBrief]] = {}
+    Tasks are filed as they come (`file`), so the supervisor keeps one for its whole life
+    instead of building one per decision. `by_id` may be the caller's own dict of tasks
+    (the table's states): a task it drops (`bantzd clean`) is then not found any more, and
+    one filed again under a new name (`bantzd edit`) is found by that name only."""
+
+    def __init__(self, tasks: Iterable[Any] = (), by_id: dict[int, Any] | None = None) -> None:
+        self.by_id: dict[int, Any] = {} if by_id is None else by_id
+        self.by_name: dict[str, list[Any]] = {}
         for t in tasks:
             self.by_id[t.id] = t
-            self.by_name.setdefault(t.name, []).append(t)
-            if t.schedule is not None and t.schedule != t.name:
-                self.by_name.setdefault(t.schedule, []).append(t)
+            self.file(t)
 
-    def find(self, ref: str | int, *, exclude: int) -> TaskBrief | None:
+    def file(self, task: Any) -> None:
+        """Make `task` findable by its names (in id order; filing it again is harmless)."""
+        for name in after_names(task):
+            same = self.by_name.setdefault(name, [])
+            if not same or same[-1].id < task.id:
+                same.append(task)
+            elif all(t is not task for t in same):
+                bisect.insort(same, task, key=lambda t: t.id)
+
+    def find(self, ref: str | int, *, exclude: int) -> Any | None:
         if isinstance(ref, int):
             found = self.by_id.get(ref)
-            return found if found and found.id != exclude else None
-        same = [t for t in self.by_name.get(ref, ()) if t.id != exclude]
-        return max(same, key=lambda t: t.id) if same else None
+            return found if found is not None and found.id != exclude else None
+        for t in reversed(self.by_name.get(ref, ())):
+            if t.id != exclude and self.by_id.get(t.id) is t and ref in after_names(t):
+                return t
+        return None
 
 
-def dependency_state(cand: Candidate, index: Dependencies) -> tuple[str | None, str | None]:
+def dependency_state(cand: Candidate, index: DependencyIndex) -> tuple[str | None, str | None]:
     """(wait reason, failure reason) for `cand`'s `after:` list; both None when satisfied."""
     for ref in cand.after:
         dep = index.find(ref, exclude=cand.id)
@@ -190,7 +207,7 @@ def decide(
     until: float | None = None,
     fit: bool = True,
     remote: RemoteRoom | None = None,
-    index: Dependencies | None = None,
+    index: DependencyIndex | None = None,
 ) -> Decision:
     """Pick what starts: highest priority first, then lowest id, into the free slots.
 

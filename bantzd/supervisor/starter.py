@@ -172,7 +172,7 @@ class Starter:
             until=self.until,
             fit=self.config.fit_night,
             remote=remote,
-            index=table,
+            index=table.deps,
         )
         plan.gpus = admission.gpu_assignment
         plan.throttled = admission.throttled

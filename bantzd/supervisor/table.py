@@ -22,7 +22,7 @@ from bantzd.queue.states import FINISHED, Status
 from bantzd.queue.task import TaskState
 from bantzd.queue.taskfile import TaskSpec
 from bantzd.queue.unique import UniqueKeys
-from bantzd.supervisor.scheduler import Candidate
+from bantzd.supervisor.scheduler import Candidate, DependencyIndex, after_names
 
 # Tasks that left the queue stay in the cached order until this many have piled up.
 ORDER_SLACK = 64
@@ -56,9 +56,9 @@ class TaskTable:
         # Goes up with every change a start decision depends on (a task added, moved,
         # edited or reordered): the starter skips deciding again while it stays put.
         self.changes = 0
-        # What `after:` names resolve to (see `find`): every task by name (and by its
-        # schedule's name), in id order, and the keys each id is filed under.
-        self._by_name: dict[str, list[TaskState]] = {}
+        # What `after:` is resolved against (over `states` itself), and the names each
+        # id was filed under there (a rename must wake who waits on the old one).
+        self.deps = DependencyIndex(by_id=self.states)
         self._filed: dict[int, tuple[str, ...]] = {}
         # Parked tasks (module docstring) with the `after:` list that holds them, and who
         # waits on each reference. A parked task is never in `_order`, so unparking it can
@@ -92,7 +92,7 @@ class TaskTable:
                 self._order = None
         elif self.queued.pop(state.id, None) is not None:
             self._order_stale += 1
-        self._moved(state, _names(state))
+        self._moved(state, after_names(state))
 
     def _note_executor(self, task_id: int, spec: TaskSpec) -> None:
         if (spec.executor or self.default_executor) == "slurm":
@@ -112,9 +112,9 @@ class TaskTable:
             self.changes += 1
             self._unpark(state.id)
         old = self._filed.get(state.id)
-        if old != _names(state):  # `bantzd edit` renamed it
+        if old != after_names(state):  # `bantzd edit` renamed it
             self._file(state)
-            self._moved(state, (*(old or ()), *_names(state)))
+            self._moved(state, (*(old or ()), *after_names(state)))
 
     def set_spec(self, task_id: int, spec: TaskSpec) -> None:
         """A task's new spec (`bantzd edit`, or a finished task queued again by `rerun` or
@@ -153,19 +153,6 @@ class TaskTable:
         )
 
     # `after:` ----------------------------------------------------------------------------
-
-    def find(self, ref: str | int, *, exclude: int) -> TaskState | None:
-        """The task `ref` names for task `exclude`'s `after:`: an id, or a name meaning the
-        newest task of that name (a schedule's name: its newest instance); the
-        scheduler's `Dependencies`, kept as tasks come instead of built per decision."""
-        if isinstance(ref, int):
-            found = self.states.get(ref)
-            return found if found is not None and found.id != exclude else None
-        for s in reversed(self._by_name.get(ref, ())):
-            # `bantzd clean` drops finished tasks from `states` behind our back.
-            if s.id != exclude and self.states.get(s.id) is s and ref in _names(s):
-                return s
-        return None
 
     def park(self, blocked_on: dict[int, tuple[str | int, ...]], seen: int) -> None:
         """Leave these queued tasks out of the start order until a task their `after:`
@@ -216,14 +203,8 @@ class TaskTable:
                 self._unpark(task_id)
 
     def _file(self, state: TaskState) -> None:
-        names = _names(state)
-        self._filed[state.id] = names
-        for name in names:
-            same = self._by_name.setdefault(name, [])
-            if not same or same[-1].id < state.id:
-                same.append(state)
-            elif all(s is not state for s in same):
-                bisect.insort(same, state, key=lambda s: s.id)
+        self._filed[state.id] = after_names(state)
+        self.deps.file(state)
 
     def candidate(self, s: TaskState) -> Candidate:
         """The scheduler's view of a queued task, cached while the fields it uses hold."""
@@ -273,10 +254,3 @@ class TaskTable:
 
 def _start_key(s: TaskState) -> tuple[int, int]:
     return (-s.priority, s.id)
-
-
-def _names(s: TaskState) -> tuple[str, ...]:
-    """The names `after:` finds `s` by: its own, and its schedule's."""
-    if s.schedule is not None and s.schedule != s.name:
-        return (s.name, s.schedule)
-    return (s.name,)

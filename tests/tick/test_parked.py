@@ -66,19 +66,19 @@ def test_the_table_finds_the_newest_task_of_a_name_and_follows_renames() -> None
     old, new = state(1, "x", Status.DONE), state(2, "x")
     for s in (old, new, state(3, "y", schedule="nightly")):
         table.add(s)
-    assert table.find("x", exclude=9) is new
-    assert table.find("x", exclude=2) is old
-    assert table.find("nightly", exclude=9).id == 3
-    assert table.find(2, exclude=2) is None
+    assert table.deps.find("x", exclude=9) is new
+    assert table.deps.find("x", exclude=2) is old
+    assert table.deps.find("nightly", exclude=9).id == 3
+    assert table.deps.find(2, exclude=2) is None
     table.park({3: ("x",)}, table.moves)
     assert table.parked() == 1
     new.name = "renamed"  # what `bantzd edit` does through the store
     table.touched(new)
     assert table.parked() == 0  # its waiter is looked at again
-    assert table.find("x", exclude=9) is old
-    assert table.find("renamed", exclude=9) is new
+    assert table.deps.find("x", exclude=9) is old
+    assert table.deps.find("renamed", exclude=9) is new
     del table.states[1]  # `bantzd clean` of a finished task
-    assert table.find("x", exclude=9) is None
+    assert table.deps.find("x", exclude=9) is None
 
 
 def test_a_parked_task_comes_back_in_its_place_in_the_order() -> None:
