@@ -370,10 +370,10 @@ def _take_all(
                 reject_and_note(scan.home, store, Broken(item.path, e).rejected())
             except Exception:
                 log.exception("could not reject %s after an internal error", item.path.name)
-    if len(quiet) > LOG_EACH and not scan.looking:
-        rest = quiet[LOG_EACH:]
-        log.info("accepted %d more files as tasks %d to %d", len(rest), rest[0], rest[-1])
-    if not scan.looking:
+    if not scan.looking:  # the look's last batch
+        if len(quiet) > LOG_EACH:
+            rest = quiet[LOG_EACH:]
+            log.info("accepted %d more files as tasks %d to %d", len(rest), rest[0], rest[-1])
         quiet.clear()
 
 
